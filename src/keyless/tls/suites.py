@@ -1,0 +1,124 @@
+"""TLS 1.3 cipher suites, key-exchange groups and signature-scheme selection (RFC 8446 §4.2.3, §4.2.7, §B.4).
+
+``CipherSuite13`` is shared with the record layer (AEAD class and key length) and the key schedule (hash).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from enum import IntEnum
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
+
+from keyless.keys.schemes import SignatureScheme
+
+TLS13 = 0x0304
+TLS12 = 0x0303
+
+AEADClass = type[AESGCM] | type[ChaCha20Poly1305]
+
+
+@dataclass(frozen=True, slots=True)
+class CipherSuite13:
+    """One TLS 1.3 cipher suite: an AEAD and the hash of its key schedule (RFC 8446 §B.4)."""
+
+    code: int
+    name: str
+    hash_algorithm: type[hashes.SHA256] | type[hashes.SHA384]
+    key_length: int
+    aead: AEADClass
+    iv_length: int = 12
+
+    @property
+    def hash_length(self) -> int:
+        return self.hash_algorithm.digest_size
+
+    @property
+    def hash_name(self) -> str:
+        """hashlib name of the suite's hash (hashlib is the fastest transcript hash from Python)."""
+        return self.hash_algorithm.name
+
+
+TLS_AES_128_GCM_SHA256 = CipherSuite13(0x1301, "TLS_AES_128_GCM_SHA256", hashes.SHA256, 16, AESGCM)
+TLS_AES_256_GCM_SHA384 = CipherSuite13(0x1302, "TLS_AES_256_GCM_SHA384", hashes.SHA384, 32, AESGCM)
+TLS_CHACHA20_POLY1305_SHA256 = CipherSuite13(
+    0x1303, "TLS_CHACHA20_POLY1305_SHA256", hashes.SHA256, 32, ChaCha20Poly1305
+)
+
+# Server preference order.
+DEFAULT_TLS13_SUITES: tuple[CipherSuite13, ...] = (
+    TLS_AES_128_GCM_SHA256,
+    TLS_AES_256_GCM_SHA384,
+    TLS_CHACHA20_POLY1305_SHA256,
+)
+TLS13_SUITES_BY_CODE: dict[int, CipherSuite13] = {s.code: s for s in DEFAULT_TLS13_SUITES}
+
+
+class NamedGroup(IntEnum):
+    SECP256R1 = 0x0017
+    SECP384R1 = 0x0018
+    SECP521R1 = 0x0019
+    X25519 = 0x001D
+    X448 = 0x001E
+
+
+GROUP_NAMES: dict[int, str] = {
+    NamedGroup.SECP256R1: "secp256r1",
+    NamedGroup.SECP384R1: "secp384r1",
+    NamedGroup.SECP521R1: "secp521r1",
+    NamedGroup.X25519: "x25519",
+    NamedGroup.X448: "x448",
+}
+
+DEFAULT_GROUPS: tuple[NamedGroup, ...] = (NamedGroup.X25519, NamedGroup.SECP256R1, NamedGroup.SECP384R1)
+
+# RFC 8446 §4.4.3: RSASSA-PKCS1-v1_5 and SHA-1 schemes MUST NOT be used in CertificateVerify.
+TLS13_SIGNATURE_SCHEMES: frozenset[int] = frozenset(
+    {
+        SignatureScheme.ECDSA_SECP256R1_SHA256,
+        SignatureScheme.ECDSA_SECP384R1_SHA384,
+        SignatureScheme.ECDSA_SECP521R1_SHA512,
+        SignatureScheme.RSA_PSS_RSAE_SHA256,
+        SignatureScheme.RSA_PSS_RSAE_SHA384,
+        SignatureScheme.RSA_PSS_RSAE_SHA512,
+        SignatureScheme.RSA_PSS_PSS_SHA256,
+        SignatureScheme.RSA_PSS_PSS_SHA384,
+        SignatureScheme.RSA_PSS_PSS_SHA512,
+        SignatureScheme.ED25519,
+    }
+)
+
+# RFC 8446 §4.1.3: the last 8 bytes of ServerHello.random when a TLS 1.3 server negotiates an older version.
+DOWNGRADE_TLS12 = b"DOWNGRD\x01"
+DOWNGRADE_TLS11 = b"DOWNGRD\x00"
+
+
+def server_random_with_downgrade(random32: bytes, negotiated_version: int) -> bytes:
+    """Stamp the downgrade sentinel into a 32-byte server random (a 1.3-capable server negotiating < 1.3)."""
+    if negotiated_version >= TLS13:
+        return random32
+    sentinel = DOWNGRADE_TLS12 if negotiated_version == TLS12 else DOWNGRADE_TLS11
+    return random32[:24] + sentinel
+
+
+def choose_cipher_suite(
+    server_preference: Sequence[CipherSuite13], offered: Iterable[int]
+) -> CipherSuite13 | None:
+    """The first suite in server preference order that the client offered."""
+    offered_set = set(offered)
+    for suite in server_preference:
+        if suite.code in offered_set:
+            return suite
+    return None
+
+
+def choose_signature_scheme(key_schemes: Sequence[int], offered: Sequence[int]) -> int | None:
+    """First scheme the key supports (in the key's preference order) that the client offered, restricted
+    to those allowed in a TLS 1.3 CertificateVerify."""
+    offered_set = set(offered)
+    for scheme in key_schemes:
+        if scheme in offered_set and scheme in TLS13_SIGNATURE_SCHEMES:
+            return scheme
+    return None
