@@ -1,0 +1,109 @@
+"""TLS signature schemes and how each maps onto a key operation.
+
+Shared by the TLS engine (which picks a scheme), the client library (which turns a scheme into a
+keyless opcode) and local keys (which sign in-process). Code points are those of the IANA
+"TLS SignatureScheme" registry (RFC 8446 section 4.2.3).
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+from cryptography.hazmat.primitives import hashes
+
+
+class SignatureScheme(IntEnum):
+    RSA_PKCS1_SHA1 = 0x0201
+    ECDSA_SHA1 = 0x0203
+    RSA_PKCS1_SHA256 = 0x0401
+    RSA_PKCS1_SHA384 = 0x0501
+    RSA_PKCS1_SHA512 = 0x0601
+    ECDSA_SECP256R1_SHA256 = 0x0403
+    ECDSA_SECP384R1_SHA384 = 0x0503
+    ECDSA_SECP521R1_SHA512 = 0x0603
+    RSA_PSS_RSAE_SHA256 = 0x0804
+    RSA_PSS_RSAE_SHA384 = 0x0805
+    RSA_PSS_RSAE_SHA512 = 0x0806
+    ED25519 = 0x0807
+    RSA_PSS_PSS_SHA256 = 0x0809
+    RSA_PSS_PSS_SHA384 = 0x080A
+    RSA_PSS_PSS_SHA512 = 0x080B
+    # Not a TLS code point: the MD5||SHA-1 signature of TLS 1.0/1.1 ServerKeyExchange (keyless 0x02).
+    RSA_PKCS1_MD5_SHA1 = 0xFF01
+
+
+class KeyKind(IntEnum):
+    RSA = 1
+    ECDSA = 2
+    ED25519 = 3
+
+
+_HASHES: dict[SignatureScheme, type[hashes.HashAlgorithm]] = {
+    SignatureScheme.RSA_PKCS1_SHA1: hashes.SHA1,
+    SignatureScheme.ECDSA_SHA1: hashes.SHA1,
+    SignatureScheme.RSA_PKCS1_SHA256: hashes.SHA256,
+    SignatureScheme.RSA_PKCS1_SHA384: hashes.SHA384,
+    SignatureScheme.RSA_PKCS1_SHA512: hashes.SHA512,
+    SignatureScheme.ECDSA_SECP256R1_SHA256: hashes.SHA256,
+    SignatureScheme.ECDSA_SECP384R1_SHA384: hashes.SHA384,
+    SignatureScheme.ECDSA_SECP521R1_SHA512: hashes.SHA512,
+    SignatureScheme.RSA_PSS_RSAE_SHA256: hashes.SHA256,
+    SignatureScheme.RSA_PSS_RSAE_SHA384: hashes.SHA384,
+    SignatureScheme.RSA_PSS_RSAE_SHA512: hashes.SHA512,
+    SignatureScheme.RSA_PSS_PSS_SHA256: hashes.SHA256,
+    SignatureScheme.RSA_PSS_PSS_SHA384: hashes.SHA384,
+    SignatureScheme.RSA_PSS_PSS_SHA512: hashes.SHA512,
+}
+
+_KINDS: dict[SignatureScheme, KeyKind] = {
+    SignatureScheme.ED25519: KeyKind.ED25519,
+    SignatureScheme.ECDSA_SHA1: KeyKind.ECDSA,
+    SignatureScheme.ECDSA_SECP256R1_SHA256: KeyKind.ECDSA,
+    SignatureScheme.ECDSA_SECP384R1_SHA384: KeyKind.ECDSA,
+    SignatureScheme.ECDSA_SECP521R1_SHA512: KeyKind.ECDSA,
+}
+
+PSS_SCHEMES = frozenset(
+    {
+        SignatureScheme.RSA_PSS_RSAE_SHA256,
+        SignatureScheme.RSA_PSS_RSAE_SHA384,
+        SignatureScheme.RSA_PSS_RSAE_SHA512,
+        SignatureScheme.RSA_PSS_PSS_SHA256,
+        SignatureScheme.RSA_PSS_PSS_SHA384,
+        SignatureScheme.RSA_PSS_PSS_SHA512,
+    }
+)
+
+
+def scheme_hash(scheme: SignatureScheme) -> hashes.HashAlgorithm | None:
+    """The hash a scheme signs with; None where the scheme signs the whole message (Ed25519)
+    or uses the MD5||SHA-1 concatenation."""
+    cls = _HASHES.get(scheme)
+    return cls() if cls is not None else None
+
+
+def scheme_key_kind(scheme: SignatureScheme) -> KeyKind:
+    return _KINDS.get(scheme, KeyKind.RSA)
+
+
+def is_pss(scheme: SignatureScheme) -> bool:
+    return scheme in PSS_SCHEMES
+
+
+def digest_for(scheme: SignatureScheme, message: bytes) -> bytes:
+    """What a keyless request carries for ``scheme``: the digest of ``message``, the MD5||SHA-1
+    concatenation for the TLS 1.0 scheme, or the whole message for Ed25519."""
+    if scheme == SignatureScheme.ED25519:
+        return message
+    if scheme == SignatureScheme.RSA_PKCS1_MD5_SHA1:
+        md5 = hashes.Hash(hashes.MD5())
+        md5.update(message)
+        sha1 = hashes.Hash(hashes.SHA1())
+        sha1.update(message)
+        return md5.finalize() + sha1.finalize()
+    algorithm = scheme_hash(scheme)
+    if algorithm is None:
+        raise ValueError(f"no hash for signature scheme {scheme!r}")
+    h = hashes.Hash(algorithm)
+    h.update(message)
+    return h.finalize()

@@ -1,0 +1,72 @@
+"""Streaming framer: bytes in, whole messages out (h11's receive_data / next_event shape)."""
+
+from __future__ import annotations
+
+import struct
+from typing import Final
+
+from keyless.protocol.constants import HEADER_SIZE
+from keyless.protocol.message import Message, decode_message
+
+
+class _NeedData:
+    """Sentinel: more bytes are needed before the next message can be returned."""
+
+    _instance: _NeedData | None = None
+
+    def __new__(cls) -> _NeedData:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "NEED_DATA"
+
+
+NEED_DATA: Final = _NeedData()
+
+_LENGTH = struct.Struct(">H")
+
+
+class MessageDecoder:
+    """Cuts a byte stream into frames and decodes them.
+
+    One frame is at most 8 + 65535 bytes, so a partial frame never holds more than that; how
+    many whole frames a caller lets pile up is the caller's flow control (the server stops reading
+    while 1024 requests are in flight).
+    """
+
+    __slots__ = ("_buffer",)
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+
+    def receive_data(self, data: bytes) -> None:
+        self._buffer += data
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buffer)
+
+    def next_frame(self) -> bytes | _NeedData:
+        """The next whole frame, undecoded, or NEED_DATA."""
+        buffer = self._buffer
+        if len(buffer) < HEADER_SIZE:
+            return NEED_DATA
+        (length,) = _LENGTH.unpack_from(buffer, 2)
+        end = HEADER_SIZE + length
+        if len(buffer) < end:
+            return NEED_DATA
+        frame = bytes(buffer[:end])
+        del buffer[:end]
+        return frame
+
+    def next_message(self) -> Message | _NeedData:
+        """The next message, NEED_DATA, or ``ProtocolError`` for a malformed frame.
+
+        After a ProtocolError the stream is not resynchronised: the connection must close.
+        """
+        frame = self.next_frame()
+        if isinstance(frame, _NeedData):
+            return frame
+        return decode_message(frame)
