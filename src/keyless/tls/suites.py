@@ -10,9 +10,12 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, x25519
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from keyless.keys.schemes import SignatureScheme
+from keyless.tls.alerts import AlertDescription, TLSAlert
 
 TLS13 = 0x0304
 TLS12 = 0x0303
@@ -122,3 +125,42 @@ def choose_signature_scheme(key_schemes: Sequence[int], offered: Sequence[int]) 
         if scheme in offered_set and scheme in TLS13_SIGNATURE_SCHEMES:
             return scheme
     return None
+
+
+# ---- (EC)DHE key exchange for the supported groups (RFC 8446 §4.2.8.2, §7.4) -------------------
+
+_NIST_CURVES: dict[int, ec.EllipticCurve] = {
+    NamedGroup.SECP256R1: ec.SECP256R1(),
+    NamedGroup.SECP384R1: ec.SECP384R1(),
+}
+
+
+def key_exchange(group: int, peer_public: bytes) -> tuple[bytes, bytes]:
+    """Generate our ephemeral key for ``group`` and agree with the peer's share.
+
+    Returns (our public key_exchange bytes, shared secret). A malformed or degenerate peer share raises
+    TLSAlert(illegal_parameter) (RFC 8446 §4.2.8: the peer's share must be validated).
+    """
+    try:
+        if group == NamedGroup.X25519:
+            if len(peer_public) != 32:
+                raise TLSAlert(AlertDescription.illegal_parameter, "bad x25519 key share length")
+            private = x25519.X25519PrivateKey.generate()
+            shared = private.exchange(x25519.X25519PublicKey.from_public_bytes(peer_public))
+            ours = private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+            return ours, shared
+        curve = _NIST_CURVES.get(group)
+        if curve is None:
+            raise TLSAlert(AlertDescription.illegal_parameter, "unsupported group")
+        # Only uncompressed points (0x04 || X || Y) are allowed in TLS 1.3.
+        if not peer_public or peer_public[0] != 4:
+            raise TLSAlert(AlertDescription.illegal_parameter, "key share is not an uncompressed point")
+        peer = ec.EllipticCurvePublicKey.from_encoded_point(curve, peer_public)
+        ec_private = ec.generate_private_key(curve)
+        shared = ec_private.exchange(ec.ECDH(), peer)
+        ours = ec_private.public_key().public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
+        return ours, shared
+    except TLSAlert:
+        raise
+    except ValueError as exc:  # invalid point, all-zero x25519 output, ...
+        raise TLSAlert(AlertDescription.illegal_parameter, "invalid key share") from exc

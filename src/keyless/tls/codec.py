@@ -1,0 +1,153 @@
+"""Bounds-checked reading and length-prefixed writing of TLS structures (RFC 8446 §3).
+
+Every read is checked; running short raises ``TLSAlert(decode_error)``. A length-prefixed vector is
+returned as a sub-``Reader`` the caller must consume exactly (``expect_end``), like Go's cryptobyte.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from keyless.tls.alerts import AlertDescription, TLSAlert
+
+
+class Reader:
+    __slots__ = ("_data", "_end", "_pos")
+
+    def __init__(self, data: bytes, start: int = 0, end: int | None = None) -> None:
+        self._data = data
+        self._pos = start
+        self._end = len(data) if end is None else end
+
+    @property
+    def remaining(self) -> int:
+        return self._end - self._pos
+
+    @property
+    def position(self) -> int:
+        return self._pos
+
+    def at_end(self) -> bool:
+        return self._pos >= self._end
+
+    def expect_end(self, what: str = "structure") -> None:
+        if self._pos != self._end:
+            raise TLSAlert(AlertDescription.decode_error, f"trailing bytes in {what}")
+
+    def _take(self, n: int) -> int:
+        start = self._pos
+        if n > self._end - start:
+            raise TLSAlert(AlertDescription.decode_error, "truncated")
+        self._pos = start + n
+        return start
+
+    def u8(self) -> int:
+        start = self._take(1)
+        return self._data[start]
+
+    def u16(self) -> int:
+        start = self._take(2)
+        return (self._data[start] << 8) | self._data[start + 1]
+
+    def u24(self) -> int:
+        start = self._take(3)
+        d = self._data
+        return (d[start] << 16) | (d[start + 1] << 8) | d[start + 2]
+
+    def u32(self) -> int:
+        start = self._take(4)
+        return int.from_bytes(self._data[start : start + 4], "big")
+
+    def read(self, n: int) -> bytes:
+        start = self._take(n)
+        return self._data[start : start + n]
+
+    def rest(self) -> bytes:
+        start = self._pos
+        self._pos = self._end
+        return self._data[start : self._end]
+
+    def sub(self, n: int) -> Reader:
+        start = self._take(n)
+        return Reader(self._data, start, start + n)
+
+    def vec8(self) -> Reader:
+        return self.sub(self.u8())
+
+    def vec16(self) -> Reader:
+        return self.sub(self.u16())
+
+    def vec24(self) -> Reader:
+        return self.sub(self.u24())
+
+    def opaque8(self) -> bytes:
+        return self.read(self.u8())
+
+    def opaque16(self) -> bytes:
+        return self.read(self.u16())
+
+    def opaque24(self) -> bytes:
+        return self.read(self.u24())
+
+    def u16_list(self, what: str, *, min_items: int = 1) -> tuple[int, ...]:
+        """A `uint16 list<2..2^16-2>`: even length, at least ``min_items`` entries."""
+        n = self.u16()
+        if n % 2 or n < 2 * min_items:
+            raise TLSAlert(AlertDescription.decode_error, f"bad {what} list length")
+        raw = self.read(n)
+        return tuple((raw[i] << 8) | raw[i + 1] for i in range(0, n, 2))
+
+
+class Writer:
+    """Append-only builder; ``with w.block(2):`` writes a 2-byte length prefix for what is written inside."""
+
+    __slots__ = ("_buf",)
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+
+    def u8(self, v: int) -> None:
+        self._buf.append(v)
+
+    def u16(self, v: int) -> None:
+        self._buf += v.to_bytes(2, "big")
+
+    def u24(self, v: int) -> None:
+        self._buf += v.to_bytes(3, "big")
+
+    def u32(self, v: int) -> None:
+        self._buf += v.to_bytes(4, "big")
+
+    def raw(self, data: bytes) -> None:
+        self._buf += data
+
+    def opaque8(self, data: bytes) -> None:
+        self._buf.append(len(data))
+        self._buf += data
+
+    def opaque16(self, data: bytes) -> None:
+        self._buf += len(data).to_bytes(2, "big")
+        self._buf += data
+
+    def opaque24(self, data: bytes) -> None:
+        self._buf += len(data).to_bytes(3, "big")
+        self._buf += data
+
+    @contextmanager
+    def block(self, prefix_len: int) -> Iterator[None]:
+        at = len(self._buf)
+        self._buf += bytes(prefix_len)
+        yield
+        length = len(self._buf) - at - prefix_len
+        if length >= 1 << (8 * prefix_len):
+            raise ValueError("length block overflow")  # our own output only: a programming error
+        self._buf[at : at + prefix_len] = length.to_bytes(prefix_len, "big")
+
+    def getvalue(self) -> bytes:
+        return bytes(self._buf)
+
+
+def handshake_message(msg_type: int, body: bytes) -> bytes:
+    """Frame a handshake body: type (1) + uint24 length + body."""
+    return bytes((msg_type,)) + len(body).to_bytes(3, "big") + body

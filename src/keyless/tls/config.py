@@ -1,0 +1,174 @@
+"""Server configuration: certificate selection by callback, negotiation preferences, resumption and limits."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from keyless.keys.schemes import SignatureScheme
+from keyless.tls import messages
+from keyless.tls.suites import DEFAULT_GROUPS, DEFAULT_TLS13_SUITES, CipherSuite13, NamedGroup
+
+RSASSA_PSS_OID = x509.ObjectIdentifier("1.2.840.113549.1.1.10")
+MAX_TICKET_LIFETIME = 604800  # RFC 8446 §4.6.1: seven days
+
+_ECDSA_TLS13 = {
+    "secp256r1": (SignatureScheme.ECDSA_SECP256R1_SHA256,),
+    "secp384r1": (SignatureScheme.ECDSA_SECP384R1_SHA384,),
+    "secp521r1": (SignatureScheme.ECDSA_SECP521R1_SHA512,),
+}
+_ECDSA_TLS12 = (
+    SignatureScheme.ECDSA_SECP256R1_SHA256,
+    SignatureScheme.ECDSA_SECP384R1_SHA384,
+    SignatureScheme.ECDSA_SECP521R1_SHA512,
+    SignatureScheme.ECDSA_SHA1,
+)
+_RSAE_PSS = (
+    SignatureScheme.RSA_PSS_RSAE_SHA256,
+    SignatureScheme.RSA_PSS_RSAE_SHA384,
+    SignatureScheme.RSA_PSS_RSAE_SHA512,
+)
+_PSS_PSS = (
+    SignatureScheme.RSA_PSS_PSS_SHA256,
+    SignatureScheme.RSA_PSS_PSS_SHA384,
+    SignatureScheme.RSA_PSS_PSS_SHA512,
+)
+_RSA_PKCS1 = (
+    SignatureScheme.RSA_PKCS1_SHA256,
+    SignatureScheme.RSA_PKCS1_SHA384,
+    SignatureScheme.RSA_PKCS1_SHA512,
+    SignatureScheme.RSA_PKCS1_SHA1,
+)
+
+
+@dataclass(frozen=True)
+class CertifiedKey:
+    """One site: its certificate chain (leaf first) and a reference to where its private key is.
+
+    Everything derivable from the chain is computed once here, not per handshake.
+    """
+
+    chain: tuple[x509.Certificate, ...]
+    key: object = field(repr=False)  # an AsyncPrivateKey; the engine only hands it back in KeyOperationRequired
+    ocsp_response: bytes | None = field(default=None, repr=False)
+    chain_der: tuple[bytes, ...] = field(init=False, repr=False)
+    key_type: str = field(init=False)  # "ecdsa-secp256r1", "rsa", "rsa-pss", "ed25519", ...
+    tls13_schemes: tuple[int, ...] = field(init=False)
+    tls12_schemes: tuple[int, ...] = field(init=False)
+    rsa_key_exchange: bool = field(init=False)
+    certificate_message: bytes = field(init=False, repr=False)
+    certificate_message_with_ocsp: bytes = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.chain:
+            raise ValueError("CertifiedKey needs at least the leaf certificate")
+        leaf = self.chain[0]
+        public = leaf.public_key()
+        key_type: str
+        tls13: tuple[int, ...]
+        tls12: tuple[int, ...]
+        if isinstance(public, ec.EllipticCurvePublicKey):
+            key_type = f"ecdsa-{public.curve.name}"
+            tls13 = _ECDSA_TLS13.get(public.curve.name, ())
+            tls12 = _ECDSA_TLS12
+        elif isinstance(public, ed25519.Ed25519PublicKey):
+            key_type, tls13, tls12 = "ed25519", (SignatureScheme.ED25519,), (SignatureScheme.ED25519,)
+        elif isinstance(public, rsa.RSAPublicKey):
+            if leaf.public_key_algorithm_oid == RSASSA_PSS_OID:
+                key_type, tls13, tls12 = "rsa-pss", _PSS_PSS, _PSS_PSS
+            else:
+                key_type, tls13, tls12 = "rsa", _RSAE_PSS, _RSAE_PSS + _RSA_PKCS1
+        else:
+            raise ValueError(f"unsupported certificate key type {type(public).__name__}")
+        chain_der = tuple(cert.public_bytes(Encoding.DER) for cert in self.chain)
+        setattr_ = object.__setattr__
+        setattr_(self, "chain_der", chain_der)
+        setattr_(self, "key_type", key_type)
+        setattr_(self, "tls13_schemes", tuple(int(s) for s in tls13))
+        setattr_(self, "tls12_schemes", tuple(int(s) for s in tls12))
+        setattr_(self, "rsa_key_exchange", key_type == "rsa")
+        plain = messages.certificate(chain_der)
+        setattr_(self, "certificate_message", plain)
+        stapled = messages.certificate(chain_der, self.ocsp_response) if self.ocsp_response else plain
+        setattr_(self, "certificate_message_with_ocsp", stapled)
+
+
+@dataclass(frozen=True, slots=True)
+class ClientHelloInfo:
+    """What the certificate callback may look at."""
+
+    server_name: str | None
+    signature_schemes: tuple[int, ...]
+    groups: tuple[int, ...]
+    cipher_suites: tuple[int, ...]
+    alpn_protocols: tuple[str, ...]
+    version: int
+
+
+class TicketSealer(Protocol):
+    """What the engine needs of ``keyless.tls.tickets.TicketKeyRing``."""
+
+    def seal(self, state: Any) -> bytes: ...
+
+    def open(self, ticket: bytes) -> Any | None: ...
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    certificate_callback: Callable[[ClientHelloInfo], CertifiedKey | None]
+    alpn_protocols: tuple[str, ...] = ()
+    tls13_cipher_suites: tuple[CipherSuite13, ...] = DEFAULT_TLS13_SUITES
+    groups: tuple[int, ...] = tuple(int(g) for g in DEFAULT_GROUPS)
+    enable_tls13: bool = True
+    # Resumption (TLS 1.3 tickets; the 1.2 engine uses them too, plus the session cache).
+    ticket_keys: TicketSealer | None = None
+    tickets_per_handshake: int = 2
+    ticket_lifetime: int = 7200
+    allow_psk_ke: bool = False  # psk_ke resumes without (EC)DHE: no forward secrecy, so off unless asked
+    max_ticket_age_skew: float = 60.0  # seconds between the client's idea of ticket age and ours
+    session_cache: Any = None  # keyless.tls.session_cache.SessionCache, for TLS 1.2 session IDs
+    # TLS 1.2 (see tls12_server.py)
+    enable_tls12: bool = True
+    tls12_cipher_suites: tuple[int, ...] = ()
+    enable_rsa_key_exchange: bool = False
+    require_extended_master_secret: bool = True
+    # Client authentication: ask for a certificate signed by one of these CAs.
+    client_ca: tuple[x509.Certificate, ...] | None = None
+    require_client_certificate: bool = True
+    # Limits
+    max_key_updates_without_data: int = 32
+    max_handshake_message_size: int = 65536
+    max_buffered_while_paused: int = 65536
+    record_size_limit: int | None = None  # our receive limit (RFC 8449), announced when the client offers it
+    clock: Callable[[], float] = time.time
+    random_bytes: Callable[[int], bytes] = os.urandom
+
+    def __post_init__(self) -> None:
+        if not 0 < self.ticket_lifetime <= MAX_TICKET_LIFETIME:
+            raise ValueError("ticket_lifetime must be in 1..604800 seconds")
+        if not 0 <= self.tickets_per_handshake <= 8:
+            raise ValueError("tickets_per_handshake must be in 0..8")
+        if not self.tls13_cipher_suites:
+            raise ValueError("at least one TLS 1.3 cipher suite is needed")
+        unknown = [g for g in self.groups if g not in (NamedGroup.X25519, NamedGroup.SECP256R1, NamedGroup.SECP384R1)]
+        if unknown or not self.groups:
+            raise ValueError(f"unsupported groups {unknown}")
+        for proto in self.alpn_protocols:
+            if not 0 < len(proto.encode()) < 256:
+                raise ValueError("ALPN protocol names are 1..255 bytes")
+
+
+def static_certificate(certified_key: CertifiedKey) -> Callable[[ClientHelloInfo], CertifiedKey | None]:
+    """A certificate callback that always answers with the one site."""
+
+    def callback(_info: ClientHelloInfo) -> CertifiedKey | None:
+        return certified_key
+
+    return callback

@@ -1,0 +1,75 @@
+"""Events returned by ``TLSServerConnection.next_event()`` (frozen, slotted, like h11's)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from keyless.keys.schemes import SignatureScheme
+
+
+class _NeedData:
+    """Sentinel: feed more bytes with ``receive_data``. ``type(NEED_DATA) is NEED_DATA`` like h11's."""
+
+    _instance: _NeedData | None = None
+
+    def __new__(cls) -> _NeedData:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "NEED_DATA"
+
+
+NEED_DATA = _NeedData()
+
+
+class Event:
+    __slots__ = ()
+
+
+@dataclass(frozen=True, slots=True)
+class KeyOperationRequired(Event):
+    """The handshake needs the private key: answer with ``complete_key_operation(op_id, result)``.
+
+    ``data`` is the whole message to sign (``kind="sign"``) or the RSA ciphertext (``kind="decrypt"``).
+    """
+
+    op_id: int
+    key: object = field(repr=False)
+    kind: Literal["sign", "decrypt"]
+    scheme: SignatureScheme | None
+    data: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class HandshakeComplete(Event):
+    version: int
+    cipher_suite: str
+    group: str | None
+    sni: str | None
+    alpn: str | None
+    resumed: bool
+    key_operations: int
+    session_ticket_sent: bool
+    client_certificates: tuple[bytes, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ApplicationData(Event):
+    data: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class AlertReceived(Event):
+    level: int
+    description: int
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionClosed(Event):
+    """The last event. ``alert_sent`` is the fatal alert we sent (None for a clean close)."""
+
+    alert_sent: int | None
+    reason: str

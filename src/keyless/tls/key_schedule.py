@@ -1,0 +1,146 @@
+"""The TLS 1.3 key schedule (RFC 8446 §7.1) as typed stages, and the handshake transcript (§4.4.1).
+
+EarlySecret → HandshakeSecret → MasterSecret: each stage offers only the derivations valid at that point
+(Go's crypto/tls/internal/tls13, rustls' KeySchedule*). HMAC via ``hmac.digest`` (OpenSSL one-shot) keeps a
+derivation at about a microsecond.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from typing import Any
+
+from keyless.tls.codec import handshake_message
+from keyless.tls.suites import CipherSuite13
+
+_MESSAGE_HASH = 254
+
+
+def hkdf_extract(hash_name: str, salt: bytes, ikm: bytes) -> bytes:
+    return hmac.digest(salt, ikm, hash_name)
+
+
+def hkdf_expand_label(hash_name: str, secret: bytes, label: bytes, context: bytes, length: int) -> bytes:
+    full_label = b"tls13 " + label
+    info = length.to_bytes(2, "big") + bytes((len(full_label),)) + full_label + bytes((len(context),)) + context
+    out = b""
+    block = b""
+    counter = 1
+    while len(out) < length:
+        block = hmac.digest(secret, block + info + bytes((counter,)), hash_name)
+        out += block
+        counter += 1
+    return out[:length]
+
+
+class Transcript:
+    """Running hash of handshake messages; ``digest()`` does not disturb it."""
+
+    __slots__ = ("_hash", "hash_name")
+
+    def __init__(self, hash_name: str) -> None:
+        self.hash_name = hash_name
+        self._hash: Any = hashlib.new(hash_name)
+
+    def update(self, message: bytes) -> None:
+        self._hash.update(message)
+
+    def digest(self) -> bytes:
+        return bytes(self._hash.copy().digest())
+
+    def restart_after_hello_retry(self) -> None:
+        """§4.4.1: after HRR, ClientHello1 is replaced by message_hash(Hash(ClientHello1))."""
+        first_hello_hash = self.digest()
+        self._hash = hashlib.new(self.hash_name)
+        self._hash.update(handshake_message(_MESSAGE_HASH, first_hello_hash))
+
+
+class _Stage:
+    __slots__ = ("_secret", "hash_length", "hash_name", "suite")
+
+    def __init__(self, suite: CipherSuite13, secret: bytes) -> None:
+        self.suite = suite
+        self.hash_name = suite.hash_name
+        self.hash_length = suite.hash_length
+        self._secret = secret
+
+    def __repr__(self) -> str:  # never show secrets
+        return f"<{type(self).__name__} {self.suite.name}>"
+
+    def _derive(self, label: bytes, transcript_hash: bytes) -> bytes:
+        return hkdf_expand_label(self.hash_name, self._secret, label, transcript_hash, self.hash_length)
+
+    def _next_salt(self) -> bytes:
+        empty_hash = hashlib.new(self.hash_name).digest()
+        return self._derive(b"derived", empty_hash)
+
+
+class EarlySecret(_Stage):
+    __slots__ = ()
+
+    @classmethod
+    def create(cls, suite: CipherSuite13, psk: bytes | None) -> EarlySecret:
+        zeros = bytes(suite.hash_length)
+        return cls(suite, hkdf_extract(suite.hash_name, zeros, psk if psk is not None else zeros))
+
+    def resumption_binder_key(self) -> bytes:
+        empty_hash = hashlib.new(self.hash_name).digest()
+        return self._derive(b"res binder", empty_hash)
+
+    def handshake_secret(self, shared_secret: bytes) -> HandshakeSecret:
+        return HandshakeSecret(self.suite, hkdf_extract(self.hash_name, self._next_salt(), shared_secret))
+
+
+class HandshakeSecret(_Stage):
+    __slots__ = ()
+
+    def client_handshake_traffic_secret(self, transcript_hash: bytes) -> bytes:
+        return self._derive(b"c hs traffic", transcript_hash)
+
+    def server_handshake_traffic_secret(self, transcript_hash: bytes) -> bytes:
+        return self._derive(b"s hs traffic", transcript_hash)
+
+    def master_secret(self) -> MasterSecret:
+        zeros = bytes(self.hash_length)
+        return MasterSecret(self.suite, hkdf_extract(self.hash_name, self._next_salt(), zeros))
+
+
+class MasterSecret(_Stage):
+    __slots__ = ()
+
+    def client_application_traffic_secret(self, transcript_hash: bytes) -> bytes:
+        return self._derive(b"c ap traffic", transcript_hash)
+
+    def server_application_traffic_secret(self, transcript_hash: bytes) -> bytes:
+        return self._derive(b"s ap traffic", transcript_hash)
+
+    def exporter_master_secret(self, transcript_hash: bytes) -> bytes:
+        return self._derive(b"exp master", transcript_hash)
+
+    def resumption_master_secret(self, transcript_hash: bytes) -> bytes:
+        return self._derive(b"res master", transcript_hash)
+
+
+def finished_verify_data(hash_name: str, base_key: bytes, transcript_hash: bytes) -> bytes:
+    """§4.4.4: HMAC(finished_key, Transcript-Hash)."""
+    length = len(transcript_hash)
+    finished_key = hkdf_expand_label(hash_name, base_key, b"finished", b"", length)
+    return hmac.digest(finished_key, transcript_hash, hash_name)
+
+
+def next_traffic_secret(hash_name: str, secret: bytes) -> bytes:
+    """§7.2: application_traffic_secret_N+1."""
+    return hkdf_expand_label(hash_name, secret, b"traffic upd", b"", len(secret))
+
+
+def resumption_psk(hash_name: str, resumption_master_secret: bytes, ticket_nonce: bytes) -> bytes:
+    """§4.6.1: the PSK a ticket stands for."""
+    length = len(resumption_master_secret)
+    return hkdf_expand_label(hash_name, resumption_master_secret, b"resumption", ticket_nonce, length)
+
+
+def certificate_verify_input(transcript_hash: bytes, *, server: bool = True) -> bytes:
+    """§4.4.3: 64 spaces, the context string, a zero byte, the transcript hash: what the key signs."""
+    context = b"TLS 1.3, server CertificateVerify" if server else b"TLS 1.3, client CertificateVerify"
+    return b" " * 64 + context + b"\x00" + transcript_hash

@@ -1,0 +1,333 @@
+"""Handshake messages (RFC 8446 §4): strict ClientHello parsing that keeps the raw bytes, serialisers for
+what a server sends, and parsers for the few messages a TLS 1.3 client sends after its hello."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+from keyless.tls import extensions as ext
+from keyless.tls.alerts import AlertDescription, TLSAlert
+from keyless.tls.codec import Reader, Writer, handshake_message
+from keyless.tls.extensions import ExtensionType, OfferedPsks
+
+
+class HandshakeType(IntEnum):
+    hello_request = 0
+    client_hello = 1
+    server_hello = 2
+    new_session_ticket = 4
+    end_of_early_data = 5
+    encrypted_extensions = 8
+    certificate = 11
+    server_key_exchange = 12
+    certificate_request = 13
+    server_hello_done = 14
+    certificate_verify = 15
+    client_key_exchange = 16
+    finished = 20
+    certificate_status = 22
+    key_update = 24
+    message_hash = 254
+
+
+class ContentType(IntEnum):
+    change_cipher_spec = 20
+    alert = 21
+    handshake = 22
+    application_data = 23
+
+
+# RFC 8446 §4.1.3: ServerHello.random of a HelloRetryRequest is SHA-256("HelloRetryRequest").
+HELLO_RETRY_REQUEST_RANDOM = bytes.fromhex("CF21AD74E59A6111BE1D8C021E65B891C2A211167ABB8C5E079E09E2C8A8339C")
+
+
+@dataclass(frozen=True, slots=True)
+class ClientHello:
+    """A parsed ClientHello. ``raw`` is the whole handshake message (header included), for the transcript."""
+
+    raw: bytes = field(repr=False)
+    legacy_version: int
+    random: bytes = field(repr=False)
+    legacy_session_id: bytes = field(repr=False)
+    cipher_suites: tuple[int, ...]
+    compression_methods: bytes
+    extensions: tuple[tuple[int, bytes], ...] = field(repr=False)
+    server_name: str | None = None
+    supported_versions: tuple[int, ...] | None = None
+    supported_groups: tuple[int, ...] = ()
+    signature_algorithms: tuple[int, ...] = ()
+    signature_algorithms_cert: tuple[int, ...] | None = None
+    key_shares: tuple[tuple[int, bytes], ...] | None = None
+    psk_modes: tuple[int, ...] = ()
+    pre_shared_key: OfferedPsks | None = field(default=None, repr=False)
+    alpn_protocols: tuple[bytes, ...] = ()
+    ocsp_requested: bool = False
+    cookie: bytes | None = None
+    early_data: bool = False
+    record_size_limit: int | None = None
+    extended_master_secret: bool = False
+    renegotiation_info: bytes | None = None
+    ec_point_formats: tuple[int, ...] | None = None
+    session_ticket: bytes | None = field(default=None, repr=False)
+    post_handshake_auth: bool = False
+
+    def has_extension(self, ext_type: int) -> bool:
+        return any(t == ext_type for t, _ in self.extensions)
+
+    @property
+    def extension_types(self) -> tuple[int, ...]:
+        return tuple(t for t, _ in self.extensions)
+
+
+def _apply(parsed: dict[str, object], name: str, parser: Callable[[Reader], object], body: Reader) -> None:
+    parsed[name] = parser(body)
+
+
+_EXTENSION_PARSERS: dict[int, tuple[str, Callable[[Reader], object]]] = {
+    ExtensionType.server_name: ("server_name", ext.parse_server_name),
+    ExtensionType.supported_versions: ("supported_versions", ext.parse_supported_versions),
+    ExtensionType.supported_groups: (
+        "supported_groups",
+        lambda r: ext.parse_u16_list_ext(r, "supported_groups"),
+    ),
+    ExtensionType.signature_algorithms: (
+        "signature_algorithms",
+        lambda r: ext.parse_u16_list_ext(r, "signature_algorithms"),
+    ),
+    ExtensionType.signature_algorithms_cert: (
+        "signature_algorithms_cert",
+        lambda r: ext.parse_u16_list_ext(r, "signature_algorithms_cert"),
+    ),
+    ExtensionType.key_share: ("key_shares", ext.parse_key_share),
+    ExtensionType.psk_key_exchange_modes: ("psk_modes", ext.parse_psk_modes),
+    ExtensionType.pre_shared_key: ("pre_shared_key", ext.parse_pre_shared_key),
+    ExtensionType.application_layer_protocol_negotiation: ("alpn_protocols", ext.parse_alpn),
+    ExtensionType.status_request: ("ocsp_requested", ext.parse_status_request),
+    ExtensionType.cookie: ("cookie", ext.parse_cookie),
+    ExtensionType.early_data: ("early_data", lambda r: ext.parse_empty(r, "early_data")),
+    ExtensionType.record_size_limit: ("record_size_limit", ext.parse_record_size_limit),
+    ExtensionType.extended_master_secret: (
+        "extended_master_secret",
+        lambda r: ext.parse_empty(r, "extended_master_secret"),
+    ),
+    ExtensionType.renegotiation_info: ("renegotiation_info", ext.parse_renegotiation_info),
+    ExtensionType.ec_point_formats: ("ec_point_formats", ext.parse_ec_point_formats),
+    ExtensionType.session_ticket: ("session_ticket", lambda r: r.rest()),
+    ExtensionType.post_handshake_auth: (
+        "post_handshake_auth",
+        lambda r: ext.parse_empty(r, "post_handshake_auth"),
+    ),
+}
+
+
+def parse_client_hello(raw: bytes) -> ClientHello:
+    """Parse a whole ClientHello handshake message (4-byte header included) per RFC 8446 §4.1.2."""
+    r = Reader(raw)
+    if r.u8() != HandshakeType.client_hello:
+        raise TLSAlert(AlertDescription.unexpected_message, "expected ClientHello")
+    body = r.vec24()
+    r.expect_end("handshake message")
+    legacy_version = body.u16()
+    random = body.read(32)
+    session_id = body.opaque8()
+    if len(session_id) > 32:
+        raise TLSAlert(AlertDescription.decode_error, "legacy_session_id longer than 32")
+    cipher_suites = body.u16_list("cipher_suites")
+    compression = body.opaque8()
+    if not compression:
+        raise TLSAlert(AlertDescription.decode_error, "empty compression_methods")
+    parsed: dict[str, object] = {}
+    extensions: list[tuple[int, bytes]] = []
+    if not body.at_end():  # a TLS 1.2 ClientHello may omit the extensions block entirely
+        block = body.vec16()
+        body.expect_end("ClientHello")
+        seen: set[int] = set()
+        while not block.at_end():
+            ext_type = block.u16()
+            length = block.u16()
+            start = block.position
+            ext_body = block.sub(length)
+            if ext_type in seen:
+                raise TLSAlert(AlertDescription.illegal_parameter, f"duplicate extension {ext_type}")
+            seen.add(ext_type)
+            if ExtensionType.pre_shared_key in seen and ext_type != ExtensionType.pre_shared_key:
+                raise TLSAlert(AlertDescription.illegal_parameter, "pre_shared_key is not the last extension")
+            extensions.append((ext_type, raw[start : start + length]))
+            entry = _EXTENSION_PARSERS.get(ext_type)
+            if entry is not None:
+                _apply(parsed, entry[0], entry[1], ext_body)
+    return ClientHello(
+        raw=raw,
+        legacy_version=legacy_version,
+        random=random,
+        legacy_session_id=session_id,
+        cipher_suites=cipher_suites,
+        compression_methods=compression,
+        extensions=tuple(extensions),
+        **parsed,  # type: ignore[arg-type]
+    )
+
+
+# ---- server messages ---------------------------------------------------------------------------
+
+
+def server_hello(
+    random: bytes,
+    session_id: bytes,
+    cipher_suite: int,
+    *,
+    key_share: tuple[int, bytes] | None = None,
+    selected_group: int | None = None,
+    selected_psk: int | None = None,
+    cookie: bytes | None = None,
+) -> bytes:
+    """ServerHello (or HelloRetryRequest when ``random`` is HELLO_RETRY_REQUEST_RANDOM) for TLS 1.3."""
+    w = Writer()
+    w.u16(0x0303)
+    w.raw(random)
+    w.opaque8(session_id)
+    w.u16(cipher_suite)
+    w.u8(0)
+    with w.block(2):
+        w.u16(ExtensionType.supported_versions)
+        w.u16(2)
+        w.u16(0x0304)
+        if key_share is not None:
+            group, public = key_share
+            w.u16(ExtensionType.key_share)
+            w.u16(4 + len(public))
+            w.u16(group)
+            w.opaque16(public)
+        if selected_group is not None:
+            w.u16(ExtensionType.key_share)
+            w.u16(2)
+            w.u16(selected_group)
+        if cookie is not None:
+            w.u16(ExtensionType.cookie)
+            w.u16(2 + len(cookie))
+            w.opaque16(cookie)
+        if selected_psk is not None:
+            w.u16(ExtensionType.pre_shared_key)
+            w.u16(2)
+            w.u16(selected_psk)
+    return handshake_message(HandshakeType.server_hello, w.getvalue())
+
+
+def encrypted_extensions(
+    *, alpn: bytes | None, server_name_acknowledged: bool, record_size_limit: int | None
+) -> bytes:
+    w = Writer()
+    with w.block(2):
+        if server_name_acknowledged:
+            w.u16(ExtensionType.server_name)
+            w.u16(0)
+        if alpn is not None:
+            ext.encode_extension(w, ExtensionType.application_layer_protocol_negotiation, ext.alpn_body(alpn))
+        if record_size_limit is not None:
+            w.u16(ExtensionType.record_size_limit)
+            w.u16(2)
+            w.u16(record_size_limit)
+    return handshake_message(HandshakeType.encrypted_extensions, w.getvalue())
+
+
+def certificate_request(signature_schemes: Sequence[int], authorities: Sequence[bytes] = ()) -> bytes:
+    """CertificateRequest with an empty context; ``authorities`` are DER-encoded distinguished names."""
+    w = Writer()
+    w.u8(0)
+    with w.block(2):
+        w.u16(ExtensionType.signature_algorithms)
+        with w.block(2), w.block(2):
+            for scheme in signature_schemes:
+                w.u16(scheme)
+        if authorities:
+            w.u16(ExtensionType.certificate_authorities)
+            with w.block(2), w.block(2):
+                for name in authorities:
+                    w.opaque16(name)
+    return handshake_message(HandshakeType.certificate_request, w.getvalue())
+
+
+def certificate(chain_der: Sequence[bytes], ocsp_response: bytes | None = None) -> bytes:
+    """Server Certificate (empty request context); the OCSP staple rides in the leaf's entry (§4.4.2.1)."""
+    w = Writer()
+    w.u8(0)
+    with w.block(3):
+        for index, der in enumerate(chain_der):
+            w.opaque24(der)
+            if index == 0 and ocsp_response is not None:
+                status = bytes((1,)) + len(ocsp_response).to_bytes(3, "big") + ocsp_response
+                with w.block(2):
+                    ext.encode_extension(w, ExtensionType.status_request, status)
+            else:
+                w.u16(0)
+    return handshake_message(HandshakeType.certificate, w.getvalue())
+
+
+def certificate_verify(scheme: int, signature: bytes) -> bytes:
+    w = Writer()
+    w.u16(scheme)
+    w.opaque16(signature)
+    return handshake_message(HandshakeType.certificate_verify, w.getvalue())
+
+
+def finished(verify_data: bytes) -> bytes:
+    return handshake_message(HandshakeType.finished, verify_data)
+
+
+def new_session_ticket(lifetime: int, age_add: int, nonce: bytes, ticket: bytes) -> bytes:
+    w = Writer()
+    w.u32(lifetime)
+    w.u32(age_add)
+    w.opaque8(nonce)
+    w.opaque16(ticket)
+    w.u16(0)
+    return handshake_message(HandshakeType.new_session_ticket, w.getvalue())
+
+
+def key_update(update_requested: bool) -> bytes:
+    return handshake_message(HandshakeType.key_update, bytes((1 if update_requested else 0,)))
+
+
+# ---- client messages after the hello -----------------------------------------------------------
+
+
+def parse_finished(body: bytes, hash_length: int) -> bytes:
+    if len(body) != hash_length:
+        raise TLSAlert(AlertDescription.decode_error, "Finished has the wrong length")
+    return body
+
+
+def parse_key_update(body: bytes) -> bool:
+    """Returns whether the peer requested an update of our sending keys."""
+    if len(body) != 1:
+        raise TLSAlert(AlertDescription.decode_error, "KeyUpdate has the wrong length")
+    if body[0] > 1:
+        raise TLSAlert(AlertDescription.illegal_parameter, "bad KeyUpdateRequest value")
+    return body[0] == 1
+
+
+def parse_client_certificate(body: bytes) -> tuple[bytes, ...]:
+    """Client Certificate: context must be empty (we sent an empty one); returns the DER chain."""
+    r = Reader(body)
+    if r.opaque8():
+        raise TLSAlert(AlertDescription.illegal_parameter, "unexpected certificate_request_context")
+    entries = r.vec24()
+    r.expect_end("Certificate")
+    chain: list[bytes] = []
+    while not entries.at_end():
+        der = entries.opaque24()
+        if not der:
+            raise TLSAlert(AlertDescription.decode_error, "empty certificate entry")
+        entries.vec16()  # per-certificate extensions: we asked for none, ignore
+        chain.append(der)
+    return tuple(chain)
+
+
+def parse_certificate_verify(body: bytes) -> tuple[int, bytes]:
+    r = Reader(body)
+    scheme = r.u16()
+    signature = r.opaque16()
+    r.expect_end("CertificateVerify")
+    return scheme, signature
