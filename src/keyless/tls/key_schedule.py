@@ -49,6 +49,12 @@ class Transcript:
     def digest(self) -> bytes:
         return bytes(self._hash.copy().digest())
 
+    def digest_with(self, extra: bytes) -> bytes:
+        """Hash of the transcript followed by ``extra``, leaving the transcript as it was (PSK binders)."""
+        h = self._hash.copy()
+        h.update(extra)
+        return bytes(h.digest())
+
     def restart_after_hello_retry(self) -> None:
         """§4.4.1: after HRR, ClientHello1 is replaced by message_hash(Hash(ClientHello1))."""
         first_hello_hash = self.digest()

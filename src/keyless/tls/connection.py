@@ -1,0 +1,356 @@
+"""``TLSServerConnection``: the one object a caller drives (bytes in, events out, no I/O).
+
+It owns the record layer and the handshake reassembler, parses the ClientHello, picks the protocol
+version, and hands every later handshake message to the version's handshake driver
+(``tls13_server.ServerHandshake13`` or ``tls12_server.ServerHandshake12``). Any ``TLSAlert`` raised
+anywhere below ends the connection with that alert; any other exception is a bug, logged, and ends it
+with ``internal_error`` — nothing else ever escapes ``next_event()``.
+
+Hook for a handshake driver (both versions implement it; the constructor takes the connection as its
+``HandshakeHost``)::
+
+    driver = Driver(host)
+    driver.process_client_hello(hello)                  # parsed ClientHello (messages.ClientHello)
+    driver.handle_message(msg_type, body, raw)           # every later handshake message
+    driver.handle_change_cipher_spec(payload)            # a CCS record
+    driver.complete_key_operation(result)                # bytes or the exception the key raised
+    driver.note_application_data()                       # resets post-handshake counters
+    driver.complete -> bool
+
+and calls back ``HandshakeHost`` methods on the connection (emit, request_key_operation, finish_handshake...).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable
+from typing import Literal, Protocol
+
+from keyless.keys.schemes import SignatureScheme
+from keyless.tls import messages
+from keyless.tls.alerts import AlertDescription, AlertLevel, TLSAlert, TLSUsageError
+from keyless.tls.config import ServerConfig
+from keyless.tls.events import (
+    NEED_DATA,
+    AlertReceived,
+    ApplicationData,
+    ConnectionClosed,
+    Event,
+    HandshakeComplete,
+    KeyOperationRequired,
+    _NeedData,
+)
+from keyless.tls.messages import ClientHello, ContentType, HandshakeType
+from keyless.tls.record import HandshakeReassembler, Record, RecordLayer
+from keyless.tls.suites import TLS12, TLS13, CipherSuite13
+
+log = logging.getLogger(__name__)
+
+# Records that do not advance the connection (CCS, warning alerts, empty records), in a row: Go's
+# maxUselessRecords.
+MAX_USELESS_RECORDS = 16
+
+
+class HandshakeDriver(Protocol):
+    @property
+    def complete(self) -> bool: ...
+
+    def process_client_hello(self, hello: ClientHello) -> None: ...
+
+    def handle_message(self, msg_type: int, body: bytes, raw: bytes) -> None: ...
+
+    def handle_change_cipher_spec(self, payload: bytes) -> None: ...
+
+    def complete_key_operation(self, result: bytes | BaseException) -> None: ...
+
+    def note_application_data(self) -> None: ...
+
+
+class HandshakeHost(Protocol):
+    """What a handshake driver may use of the connection."""
+
+    config: ServerConfig
+    record: RecordLayer
+
+    def emit(self, event: Event) -> None: ...
+
+    def request_key_operation(
+        self, key: object, kind: Literal["sign", "decrypt"], scheme: SignatureScheme | None, data: bytes
+    ) -> None: ...
+
+    def set_read_key_tls13(self, suite: CipherSuite13, secret: bytes) -> None: ...
+
+    def check_key_change_allowed(self) -> None: ...
+
+    def skip_early_data(self) -> None: ...
+
+    def finish_handshake(self, info: HandshakeComplete) -> None: ...
+
+
+class TLSServerConnection:
+    """One server-side TLS connection (1.3, or 1.2 when the TLS 1.2 driver is installed)."""
+
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.record = RecordLayer()
+        self.reassembler = HandshakeReassembler()
+        self.version: int | None = None
+        self.handshake_complete = False
+        self.closed = False  # we sent close_notify or a fatal alert
+        self._driver: HandshakeDriver | None = None
+        self._events: deque[Event] = deque()
+        self._pending_op: int | None = None
+        self._next_op_id = 1
+        self._paused_input = bytearray()
+        self._eof = False
+        self._ended = False  # ConnectionClosed queued: nothing more will be parsed
+        self._failed = False
+        self._useless_records = 0
+
+    def __repr__(self) -> str:
+        return f"<TLSServerConnection version={self.version} complete={self.handshake_complete}>"
+
+    # ---- public API -------------------------------------------------------------------------------
+
+    def receive_data(self, data: bytes) -> None:
+        """Feed bytes from the socket; ``b""`` means the peer closed its side."""
+        if self._ended:
+            return
+        if not data:
+            self._eof = True
+            return
+        if self._pending_op is not None:
+            # Bytes that arrive during a key operation wait here (bounded) and are parsed afterwards.
+            if len(self._paused_input) + len(data) > self.config.max_buffered_while_paused:
+                self._fail(TLSAlert(AlertDescription.unexpected_message, "too much data during key operation"))
+                return
+            self._paused_input += data
+            return
+        self._guarded(lambda: self.record.receive_data(data))
+
+    def next_event(self) -> Event | _NeedData:
+        """The next event, or NEED_DATA. Protocol errors come back as ConnectionClosed, never as exceptions."""
+        if not self._events and not self._ended and self._pending_op is None:
+            self._guarded(self._process_input)
+            if not self._events and self._eof and self._pending_op is None and not self._ended:
+                self._end(None, "peer closed the connection" if self.handshake_complete else "EOF in handshake")
+        if self._events:
+            return self._events.popleft()
+        return NEED_DATA
+
+    def complete_key_operation(self, op_id: int, result: bytes | BaseException) -> None:
+        """Resume the handshake with the signature (or decrypted block), or with the error the key raised."""
+        if self._ended:
+            return  # the connection already failed; the late answer is dropped
+        if op_id != self._pending_op or self._driver is None:
+            raise TLSUsageError(f"no pending key operation {op_id}")
+        self._pending_op = None
+        driver = self._driver
+        self._guarded(lambda: driver.complete_key_operation(result))
+        paused, self._paused_input = bytes(self._paused_input), bytearray()
+        if paused and not self._ended:
+            self._guarded(lambda: self.record.receive_data(paused))
+
+    def send(self, data: bytes) -> None:
+        """Queue application data (after HandshakeComplete)."""
+        if self._failed or self.closed:
+            raise TLSUsageError("connection is closed")
+        if not self.handshake_complete:
+            raise TLSUsageError("handshake not complete")
+        if data:
+            self.record.write(ContentType.application_data, data)
+
+    def close(self) -> None:
+        """Queue close_notify; the connection sends nothing after it."""
+        if self.closed or self._failed:
+            return
+        self.closed = True
+        self.record.write(ContentType.alert, bytes((AlertLevel.WARNING, AlertDescription.close_notify)))
+
+    def update_key(self, *, request_peer_update: bool = True) -> None:
+        """Send a TLS 1.3 KeyUpdate (and switch our sending key)."""
+        driver = self._driver
+        if not self.handshake_complete or self.version != TLS13 or self.closed or driver is None:
+            raise TLSUsageError("KeyUpdate needs an established TLS 1.3 connection")
+        update = getattr(driver, "update_sending_key")  # noqa: B009 - TLS 1.3 driver only
+        update(request_peer_update=request_peer_update)
+
+    def data_to_send(self) -> bytes:
+        return self.record.data_to_send()
+
+    # ---- HandshakeHost ------------------------------------------------------------------------------
+
+    def emit(self, event: Event) -> None:
+        self._events.append(event)
+
+    def request_key_operation(
+        self, key: object, kind: Literal["sign", "decrypt"], scheme: SignatureScheme | None, data: bytes
+    ) -> None:
+        op_id = self._next_op_id
+        self._next_op_id += 1
+        self._pending_op = op_id
+        self._events.append(KeyOperationRequired(op_id=op_id, key=key, kind=kind, scheme=scheme, data=data))
+
+    def check_key_change_allowed(self) -> None:
+        """RFC 8446 §5.1: a key change must fall on a record boundary."""
+        if self.reassembler.pending:
+            raise TLSAlert(AlertDescription.unexpected_message, "handshake data spans a key change")
+
+    def set_read_key_tls13(self, suite: CipherSuite13, secret: bytes) -> None:
+        self.check_key_change_allowed()
+        self.record.set_read_key_tls13(suite, secret)
+
+    def skip_early_data(self) -> None:
+        skip = getattr(self.record, "skip_early_data", None)
+        if skip is not None:
+            skip(16384)
+
+    def finish_handshake(self, info: HandshakeComplete) -> None:
+        self.handshake_complete = True
+        self._events.append(info)
+
+    # ---- input processing ---------------------------------------------------------------------------
+
+    def _process_input(self) -> None:
+        while not self._events and self._pending_op is None and not self._ended:
+            if self._next_handshake_message():
+                continue
+            record = self.record.next_record()
+            if record is None:
+                return
+            self._handle_record(record)
+
+    def _next_handshake_message(self) -> bool:
+        message = self.reassembler.next_message()
+        if message is None:
+            return False
+        msg_type, body, raw = message
+        self._useless_records = 0
+        if self._driver is None:
+            self._start_handshake(msg_type, raw)
+        else:
+            self._driver.handle_message(msg_type, body, raw)
+        return True
+
+    def _handle_record(self, record: Record) -> None:
+        content_type = record.content_type
+        payload = record.payload
+        if self.reassembler.pending and content_type != ContentType.handshake:
+            raise TLSAlert(AlertDescription.unexpected_message, "record interleaved with a handshake message")
+        if content_type == ContentType.handshake:
+            if not payload:
+                raise TLSAlert(AlertDescription.unexpected_message, "empty handshake record")
+            self.reassembler.feed(payload)
+        elif content_type == ContentType.application_data:
+            self._handle_application_data(payload)
+        elif content_type == ContentType.alert:
+            self._handle_alert(payload)
+        elif content_type == ContentType.change_cipher_spec:
+            if self._driver is None:
+                raise TLSAlert(AlertDescription.unexpected_message, "change_cipher_spec before ClientHello")
+            self._count_useless()
+            self._driver.handle_change_cipher_spec(payload)
+        else:
+            raise TLSAlert(AlertDescription.unexpected_message, f"content type {content_type}")
+
+    def _handle_application_data(self, payload: bytes) -> None:
+        if not self.handshake_complete or self._driver is None:
+            raise TLSAlert(AlertDescription.unexpected_message, "application data before the handshake completed")
+        if not payload:
+            self._count_useless()
+            return
+        self._useless_records = 0
+        self._driver.note_application_data()
+        self._events.append(ApplicationData(payload))
+
+    def _handle_alert(self, payload: bytes) -> None:
+        if len(payload) != 2:
+            raise TLSAlert(AlertDescription.decode_error, "alert record is not two bytes")
+        level, description = payload[0], payload[1]
+        if level not in (AlertLevel.WARNING, AlertLevel.FATAL):
+            raise TLSAlert(AlertDescription.illegal_parameter, "bad alert level")
+        if description == AlertDescription.close_notify:
+            self._events.append(AlertReceived(level, description))
+            self._end(None, "peer sent close_notify", peer_alert=True)
+            return
+        tolerated_warning = level == AlertLevel.WARNING and (
+            description == AlertDescription.user_canceled or self.version == TLS12
+        )
+        self._events.append(AlertReceived(level, description))
+        if tolerated_warning:
+            self._count_useless()
+            return
+        try:
+            name = AlertDescription(description).name
+        except ValueError:
+            name = str(description)
+        self._failed = True
+        self._end(None, f"peer sent alert {name}", peer_alert=True)
+
+    def _count_useless(self) -> None:
+        self._useless_records += 1
+        if self._useless_records > MAX_USELESS_RECORDS:
+            raise TLSAlert(AlertDescription.unexpected_message, "too many records without progress")
+
+    def _start_handshake(self, msg_type: int, raw: bytes) -> None:
+        if msg_type != HandshakeType.client_hello:
+            raise TLSAlert(AlertDescription.unexpected_message, "expected ClientHello")
+        hello = messages.parse_client_hello(raw)
+        self.version = self._choose_version(hello)
+        if self.version == TLS13:
+            from keyless.tls.tls13_server import ServerHandshake13
+
+            self._driver = ServerHandshake13(self)
+        else:
+            self._driver = self._tls12_driver()
+        self._driver.process_client_hello(hello)
+
+    def _choose_version(self, hello: ClientHello) -> int:
+        offered = hello.supported_versions
+        if offered is not None:
+            if TLS13 in offered and self.config.enable_tls13:
+                return TLS13
+            if TLS12 in offered and self.config.enable_tls12:
+                return TLS12
+        elif hello.legacy_version >= TLS12 and self.config.enable_tls12:
+            return TLS12
+        raise TLSAlert(AlertDescription.protocol_version, "no protocol version in common")
+
+    def _tls12_driver(self) -> HandshakeDriver:
+        try:
+            from keyless.tls import tls12_server
+        except ImportError as exc:
+            raise TLSAlert(AlertDescription.protocol_version, "TLS 1.2 is not available") from exc
+        driver: HandshakeDriver = tls12_server.ServerHandshake12(self)
+        return driver
+
+    # ---- errors ---------------------------------------------------------------------------------------
+
+    def _guarded(self, action: Callable[[], None]) -> None:
+        try:
+            action()
+        except TLSAlert as alert:
+            self._fail(alert)
+        except Exception:
+            log.exception("bug: unexpected exception in the TLS engine")
+            self._fail(TLSAlert(AlertDescription.internal_error, "internal error"))
+
+    def _fail(self, alert: TLSAlert) -> None:
+        if self._ended:
+            return
+        log.debug("TLS connection failed: %s", alert)
+        self._failed = True
+        self._pending_op = None
+        if not self.closed:
+            self.closed = True
+            try:
+                self.record.write(ContentType.alert, bytes((AlertLevel.FATAL, alert.description)))
+            except Exception:
+                log.exception("bug: could not queue the fatal alert")
+        self._end(int(alert.description), alert.message or alert.description.name)
+
+    def _end(self, alert_sent: int | None, reason: str, *, peer_alert: bool = False) -> None:
+        self._ended = True
+        self._pending_op = None
+        self._events.append(ConnectionClosed(alert_sent=alert_sent, reason=reason))

@@ -1,0 +1,535 @@
+"""The server side of a TLS 1.3 handshake (RFC 8446), one method per step of the protocol overview (§2):
+
+    process_client_hello → (send_hello_retry_request → process_client_hello)
+    → check_for_resumption → pick_certificate → send_server_parameters → send_server_certificate
+    → [KeyOperationRequired … complete_key_operation] → send_certificate_verify → send_server_finished
+    → read_client_certificate → read_client_certificate_verify → read_client_finished
+    → send_new_session_tickets → (post-handshake: KeyUpdate)
+
+The private-key step is an event answered later: this object never calls a key.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from enum import Enum, auto
+from typing import TYPE_CHECKING
+
+from keyless.keys.schemes import SignatureScheme
+from keyless.tls import key_schedule as ks
+from keyless.tls import messages
+from keyless.tls.alerts import AlertDescription, TLSAlert
+from keyless.tls.client_auth import verify_client_certificate, verify_client_signature
+from keyless.tls.config import CertifiedKey, ClientHelloInfo, ServerConfig
+from keyless.tls.events import HandshakeComplete
+from keyless.tls.extensions import PSK_DHE_KE, PSK_KE
+from keyless.tls.messages import ClientHello, ContentType, HandshakeType
+from keyless.tls.suites import (
+    GROUP_NAMES,
+    TLS13,
+    TLS13_SIGNATURE_SCHEMES,
+    TLS13_SUITES_BY_CODE,
+    CipherSuite13,
+    choose_cipher_suite,
+    choose_signature_scheme,
+    key_exchange,
+)
+
+if TYPE_CHECKING:
+    from keyless.tls.connection import HandshakeHost
+    from keyless.tls.tickets import SessionState
+
+log = logging.getLogger(__name__)
+
+_CCS_RECORD_PAYLOAD = b"\x01"
+_MAX_TICKET_AGE_MS = 1 << 32
+
+
+class State(Enum):
+    EXPECT_CLIENT_HELLO = auto()
+    EXPECT_SECOND_CLIENT_HELLO = auto()
+    AWAIT_KEY_OPERATION = auto()
+    EXPECT_CLIENT_CERTIFICATE = auto()
+    EXPECT_CLIENT_CERTIFICATE_VERIFY = auto()
+    EXPECT_CLIENT_FINISHED = auto()
+    CONNECTED = auto()
+
+
+class ServerHandshake13:
+    """One TLS 1.3 server handshake and the post-handshake messages that follow it."""
+
+    def __init__(self, host: HandshakeHost) -> None:
+        self.host = host
+        self.config: ServerConfig = host.config
+        self.state = State.EXPECT_CLIENT_HELLO
+        self.suite: CipherSuite13 | None = None
+        self.transcript: ks.Transcript | None = None
+        self.group: int | None = None
+        self.sni: str | None = None
+        self.alpn: bytes | None = None
+        self.certified_key: CertifiedKey | None = None
+        self.scheme: int | None = None
+        self.psk: bytes | None = None
+        self.psk_index: int | None = None
+        self.resumed = False
+        self.hello_retry_sent = False
+        self.ccs_sent = False
+        self.ccs_received = False
+        self.client_auth = False
+        self.client_certificates: tuple[bytes, ...] = ()
+        self.key_operations = 0
+        self.tickets_sent = 0
+        self.key_updates_without_data = 0
+        self._client_hello: ClientHello | None = None
+        self._handshake_secret: ks.HandshakeSecret | None = None
+        self._client_handshake_secret = b""
+        self._server_handshake_secret = b""
+        self._client_traffic_secret = b""
+        self._server_traffic_secret = b""
+        self._resumption_master_secret = b""
+        self._master_secret: ks.MasterSecret | None = None
+
+    def __repr__(self) -> str:
+        return f"<ServerHandshake13 {self.state.name} suite={self.suite.name if self.suite else None}>"
+
+    @property
+    def complete(self) -> bool:
+        return self.state is State.CONNECTED
+
+    # ---- §4.1.2 ClientHello ---------------------------------------------------------------------
+
+    def process_client_hello(self, hello: ClientHello) -> None:
+        """Negotiate everything a ClientHello decides, then either ask for a retry or answer it."""
+        retrying = self.state is State.EXPECT_SECOND_CLIENT_HELLO
+        if not retrying and self.state is not State.EXPECT_CLIENT_HELLO:
+            raise TLSAlert(AlertDescription.unexpected_message, "ClientHello in the middle of a handshake")
+        self.check_client_hello(hello)
+
+        suite = choose_cipher_suite(self.config.tls13_cipher_suites, hello.cipher_suites)
+        if suite is None:
+            raise TLSAlert(AlertDescription.handshake_failure, "no TLS 1.3 cipher suite in common")
+        if retrying:
+            if suite is not self.suite:
+                raise TLSAlert(AlertDescription.illegal_parameter, "second ClientHello changed cipher suites")
+        else:
+            self.suite = suite
+            self.transcript = ks.Transcript(suite.hash_name)
+
+        group, peer_share = self.choose_group(hello)
+        if peer_share is None:
+            if retrying:
+                raise TLSAlert(AlertDescription.illegal_parameter, "no key share for the group we asked for")
+            self.send_hello_retry_request(hello, group)
+            return
+        if retrying and (group != self.group or len(hello.key_shares or ()) != 1):
+            raise TLSAlert(AlertDescription.illegal_parameter, "second ClientHello has the wrong key_share")
+        if retrying and hello.early_data:
+            raise TLSAlert(AlertDescription.illegal_parameter, "early_data after HelloRetryRequest")
+        self.group = group
+        self._client_hello = hello
+        self.sni = hello.server_name
+        self.alpn = self.choose_alpn(hello)
+
+        self.check_for_resumption(hello)
+        self.transcript_update(hello.raw)
+        if not self.resumed:
+            self.pick_certificate(hello)
+        self.send_server_parameters(hello, peer_share)
+        if self.resumed:
+            self.send_server_finished()
+        else:
+            self.send_server_certificate(hello)
+            self.request_certificate_verify()
+
+    def check_client_hello(self, hello: ClientHello) -> None:
+        """The §4.1.2 and §9.2 rules that do not depend on our configuration."""
+        if hello.compression_methods != b"\x00":
+            raise TLSAlert(AlertDescription.illegal_parameter, "TLS 1.3 requires null compression only")
+        if hello.legacy_version != 0x0303:
+            raise TLSAlert(AlertDescription.protocol_version, "bad legacy_version")
+        has_groups = bool(hello.supported_groups)
+        if has_groups != (hello.key_shares is not None):
+            raise TLSAlert(AlertDescription.missing_extension, "supported_groups and key_share go together")
+        if hello.pre_shared_key is not None and not hello.psk_modes:
+            raise TLSAlert(AlertDescription.missing_extension, "pre_shared_key without psk_key_exchange_modes")
+        if hello.pre_shared_key is None and not hello.signature_algorithms:
+            raise TLSAlert(AlertDescription.missing_extension, "no signature_algorithms")
+        if not has_groups:
+            # psk_ke-only clients are out of scope: without (EC)DHE we would have no forward secrecy.
+            raise TLSAlert(AlertDescription.missing_extension, "no supported_groups/key_share")
+        for group, _ in hello.key_shares or ():
+            if group not in hello.supported_groups:
+                raise TLSAlert(AlertDescription.illegal_parameter, "key_share for a group not in supported_groups")
+
+    def choose_group(self, hello: ClientHello) -> tuple[int, bytes | None]:
+        """Our most preferred group the client sent a share for; else our most preferred group it supports
+        (which costs a HelloRetryRequest); else handshake_failure."""
+        shares = dict(hello.key_shares or ())
+        for group in self.config.groups:
+            if group in shares:
+                return group, shares[group]
+        if self.state is State.EXPECT_SECOND_CLIENT_HELLO:
+            return self.group or 0, None
+        for group in self.config.groups:
+            if group in hello.supported_groups:
+                return group, None
+        raise TLSAlert(AlertDescription.handshake_failure, "no key exchange group in common")
+
+    def choose_alpn(self, hello: ClientHello) -> bytes | None:
+        """RFC 7301 §3.2: our preference; no overlap is fatal (no_application_protocol)."""
+        if not self.config.alpn_protocols or not hello.alpn_protocols:
+            return None
+        offered = set(hello.alpn_protocols)
+        for protocol in self.config.alpn_protocols:
+            encoded = protocol.encode()
+            if encoded in offered:
+                return encoded
+        raise TLSAlert(AlertDescription.no_application_protocol, "no ALPN protocol in common")
+
+    # ---- §4.1.4 HelloRetryRequest ---------------------------------------------------------------
+
+    def send_hello_retry_request(self, hello: ClientHello, group: int) -> None:
+        if self.suite is None or self.transcript is None:
+            raise TLSAlert(AlertDescription.internal_error, "no suite before HelloRetryRequest")
+        self.transcript_update(hello.raw)
+        self.transcript.restart_after_hello_retry()
+        retry = messages.server_hello(
+            messages.HELLO_RETRY_REQUEST_RANDOM,
+            hello.legacy_session_id,
+            self.suite.code,
+            selected_group=group,
+        )
+        self.send_handshake(retry)
+        self.send_compat_change_cipher_spec(hello)
+        if hello.early_data:
+            self.host.skip_early_data()  # §4.2.10: after an HRR every early application_data record is dropped
+        self.group = group
+        self.hello_retry_sent = True
+        self.state = State.EXPECT_SECOND_CLIENT_HELLO
+
+    # ---- §4.2.11 pre_shared_key -----------------------------------------------------------------
+
+    def check_for_resumption(self, hello: ClientHello) -> None:
+        """Accept the first offered ticket that opens, is fresh and matches; then its binder must verify."""
+        offered = hello.pre_shared_key
+        ring = self.config.ticket_keys
+        if offered is None or ring is None or self.suite is None or self.transcript is None:
+            return
+        if PSK_DHE_KE not in hello.psk_modes and not (self.config.allow_psk_ke and PSK_KE in hello.psk_modes):
+            return
+        now = self.config.clock()
+        for index, identity in enumerate(offered.identities[:5]):
+            state = ring.open(identity.identity)
+            if state is None or not self.session_is_resumable(state, identity.obfuscated_ticket_age, now):
+                continue
+            early = ks.EarlySecret.create(self.suite, state.secret)
+            truncated = hello.raw[: len(hello.raw) - offered.binders_length]
+            expected = ks.finished_verify_data(
+                self.suite.hash_name, early.resumption_binder_key(), self.transcript.digest_with(truncated)
+            )
+            if not hmac.compare_digest(expected, offered.binders[index]):
+                raise TLSAlert(AlertDescription.decrypt_error, "PSK binder does not verify")
+            self.psk = state.secret
+            self.psk_index = index
+            self.resumed = True
+            self.client_certificates = state.client_certificates
+            return
+
+    def session_is_resumable(self, state: SessionState, obfuscated_age: int, now: float) -> bool:
+        if self.suite is None or state.version != TLS13:
+            return False
+        if state.cipher_suite not in (s.code for s in self.config.tls13_cipher_suites):
+            return False
+        if _suite_hash(state.cipher_suite) != self.suite.hash_name:
+            return False  # §4.2.11: the PSK's hash must be the negotiated suite's hash
+        age = now - state.created_at
+        if age < -self.config.max_ticket_age_skew or age > min(state.lifetime, 604800):
+            return False
+        client_age = ((obfuscated_age - state.age_add) % _MAX_TICKET_AGE_MS) / 1000.0
+        if abs(client_age - age) > self.config.max_ticket_age_skew:
+            return False
+        return state.sni == self.sni
+
+    # ---- certificate selection (Go's GetCertificate) ---------------------------------------------
+
+    def pick_certificate(self, hello: ClientHello) -> None:
+        info = ClientHelloInfo(
+            server_name=hello.server_name,
+            signature_schemes=hello.signature_algorithms,
+            groups=hello.supported_groups,
+            cipher_suites=hello.cipher_suites,
+            alpn_protocols=tuple(p.decode("latin-1") for p in hello.alpn_protocols),
+            version=TLS13,
+        )
+        certified = self.config.certificate_callback(info)
+        if certified is None:
+            raise TLSAlert(AlertDescription.handshake_failure, "no certificate for this ClientHello")
+        scheme = choose_signature_scheme(certified.tls13_schemes, hello.signature_algorithms)
+        if scheme is None:
+            raise TLSAlert(AlertDescription.handshake_failure, "no signature scheme in common")
+        self.certified_key = certified
+        self.scheme = scheme
+
+    # ---- §4.1.3 ServerHello + key schedule, §4.3.1 EncryptedExtensions ---------------------------
+
+    def send_server_parameters(self, hello: ClientHello, peer_share: bytes) -> None:
+        if self.suite is None or self.group is None:
+            raise TLSAlert(AlertDescription.internal_error, "negotiation incomplete")
+        our_share, shared_secret = key_exchange(self.group, peer_share)
+        server_hello = messages.server_hello(
+            self.config.random_bytes(32),
+            hello.legacy_session_id,
+            self.suite.code,
+            key_share=(self.group, our_share),
+            selected_psk=self.psk_index,
+        )
+        self.send_handshake(server_hello)
+        self.send_compat_change_cipher_spec(hello)
+
+        early = ks.EarlySecret.create(self.suite, self.psk)
+        handshake_secret = early.handshake_secret(shared_secret)
+        transcript_hash = self.transcript_hash()
+        self._handshake_secret = handshake_secret
+        self._client_handshake_secret = handshake_secret.client_handshake_traffic_secret(transcript_hash)
+        self._server_handshake_secret = handshake_secret.server_handshake_traffic_secret(transcript_hash)
+        self.host.record.set_write_key_tls13(self.suite, self._server_handshake_secret)
+        self.host.set_read_key_tls13(self.suite, self._client_handshake_secret)
+        if hello.early_data:
+            # We never accept 0-RTT: the client's early records are undecryptable under the handshake key
+            # and are skipped (RFC 8446 §4.2.10).
+            self.host.skip_early_data()
+
+        limit = self.config.record_size_limit if hello.record_size_limit is not None else None
+        if hello.record_size_limit is not None:
+            self.host.record.max_fragment = min(16384, hello.record_size_limit - 1)
+        self.send_handshake(
+            messages.encrypted_extensions(
+                alpn=self.alpn,
+                server_name_acknowledged=hello.server_name is not None and not self.resumed,
+                record_size_limit=limit,
+            )
+        )
+
+    def send_compat_change_cipher_spec(self, hello: ClientHello) -> None:
+        """Appendix D.4: a client in middlebox-compatibility mode (non-empty session id) gets one CCS
+        right after our first handshake message."""
+        if hello.legacy_session_id and not self.ccs_sent:
+            self.host.record.write(ContentType.change_cipher_spec, _CCS_RECORD_PAYLOAD)
+            self.ccs_sent = True
+
+    # ---- §4.3.2 CertificateRequest, §4.4.2 Certificate, §4.4.3 CertificateVerify ----------------
+
+    def send_server_certificate(self, hello: ClientHello) -> None:
+        certified = self.certified_key
+        if certified is None:
+            raise TLSAlert(AlertDescription.internal_error, "no certificate chosen")
+        if self.config.client_ca:
+            self.client_auth = True
+            self.send_handshake(
+                messages.certificate_request(
+                    sorted(TLS13_SIGNATURE_SCHEMES),
+                    tuple(ca.subject.public_bytes() for ca in self.config.client_ca),
+                )
+            )
+        if hello.ocsp_requested:
+            self.send_handshake(certified.certificate_message_with_ocsp)
+        else:
+            self.send_handshake(certified.certificate_message)
+
+    def request_certificate_verify(self) -> None:
+        """Hand the signature to the caller: the one place the handshake waits on the outside world."""
+        if self.certified_key is None or self.scheme is None:
+            raise TLSAlert(AlertDescription.internal_error, "no certificate chosen")
+        to_sign = ks.certificate_verify_input(self.transcript_hash())
+        self.state = State.AWAIT_KEY_OPERATION
+        self.key_operations += 1
+        self.host.request_key_operation(self.certified_key.key, "sign", SignatureScheme(self.scheme), to_sign)
+
+    def complete_key_operation(self, result: bytes | BaseException) -> None:
+        if self.state is not State.AWAIT_KEY_OPERATION or self.scheme is None:
+            raise TLSAlert(AlertDescription.internal_error, "no key operation was pending")
+        if isinstance(result, BaseException):
+            raise TLSAlert(AlertDescription.handshake_failure, "the private-key operation failed") from result
+        if not result or len(result) > 0xFFFF:
+            raise TLSAlert(AlertDescription.internal_error, "the key returned an unusable signature")
+        self.send_certificate_verify(result)
+        self.send_server_finished()
+
+    def send_certificate_verify(self, signature: bytes) -> None:
+        if self.scheme is None:
+            raise TLSAlert(AlertDescription.internal_error, "no scheme")
+        self.send_handshake(messages.certificate_verify(self.scheme, signature))
+
+    # ---- §4.4.4 Finished, §7.1 application traffic secrets ----------------------------------------
+
+    def send_server_finished(self) -> None:
+        if self.suite is None or self._handshake_secret is None:
+            raise TLSAlert(AlertDescription.internal_error, "no handshake secret")
+        hash_name = self.suite.hash_name
+        verify_data = ks.finished_verify_data(hash_name, self._server_handshake_secret, self.transcript_hash())
+        self.send_handshake(messages.finished(verify_data))
+        master = self._handshake_secret.master_secret()
+        transcript_hash = self.transcript_hash()
+        self._client_traffic_secret = master.client_application_traffic_secret(transcript_hash)
+        self._server_traffic_secret = master.server_application_traffic_secret(transcript_hash)
+        self._master_secret = master
+        self.host.record.set_write_key_tls13(self.suite, self._server_traffic_secret)
+        self.state = State.EXPECT_CLIENT_CERTIFICATE if self.client_auth else State.EXPECT_CLIENT_FINISHED
+
+    # ---- client flight ------------------------------------------------------------------------------
+
+    def handle_message(self, msg_type: int, body: bytes, raw: bytes) -> None:
+        state = self.state
+        if state is State.CONNECTED:
+            self.handle_post_handshake(msg_type, body, raw)
+        elif msg_type == HandshakeType.client_hello and state is State.EXPECT_SECOND_CLIENT_HELLO:
+            self.process_client_hello(messages.parse_client_hello(raw))
+        elif msg_type == HandshakeType.certificate and state is State.EXPECT_CLIENT_CERTIFICATE:
+            self.read_client_certificate(body, raw)
+        elif msg_type == HandshakeType.certificate_verify and state is State.EXPECT_CLIENT_CERTIFICATE_VERIFY:
+            self.read_client_certificate_verify(body, raw)
+        elif msg_type == HandshakeType.finished and state is State.EXPECT_CLIENT_FINISHED:
+            self.read_client_finished(body, raw)
+        else:
+            raise TLSAlert(AlertDescription.unexpected_message, f"handshake message {msg_type} in {state.name}")
+
+    def read_client_certificate(self, body: bytes, raw: bytes) -> None:
+        chain = messages.parse_client_certificate(body)
+        self.transcript_update(raw)
+        if not chain:
+            if self.config.require_client_certificate:
+                raise TLSAlert(AlertDescription.certificate_required, "client sent no certificate")
+            self.state = State.EXPECT_CLIENT_FINISHED
+            return
+        verify_client_certificate(chain, self.config.client_ca or (), self.config.clock())
+        self.client_certificates = chain
+        self.state = State.EXPECT_CLIENT_CERTIFICATE_VERIFY
+
+    def read_client_certificate_verify(self, body: bytes, raw: bytes) -> None:
+        scheme, signature = messages.parse_certificate_verify(body)
+        if scheme not in TLS13_SIGNATURE_SCHEMES:
+            raise TLSAlert(AlertDescription.illegal_parameter, "signature scheme not allowed in TLS 1.3")
+        signed = ks.certificate_verify_input(self.transcript_hash(), server=False)
+        verify_client_signature(self.client_certificates[0], scheme, signature, signed)
+        self.transcript_update(raw)
+        self.state = State.EXPECT_CLIENT_FINISHED
+
+    def read_client_finished(self, body: bytes, raw: bytes) -> None:
+        if self.suite is None:
+            raise TLSAlert(AlertDescription.internal_error, "no suite")
+        hash_name = self.suite.hash_name
+        received = messages.parse_finished(body, self.suite.hash_length)
+        expected = ks.finished_verify_data(hash_name, self._client_handshake_secret, self.transcript_hash())
+        if not hmac.compare_digest(expected, received):
+            raise TLSAlert(AlertDescription.decrypt_error, "client Finished does not verify")
+        self.transcript_update(raw)
+        if self._master_secret is None:
+            raise TLSAlert(AlertDescription.internal_error, "no master secret")
+        self._resumption_master_secret = self._master_secret.resumption_master_secret(self.transcript_hash())
+        self.host.set_read_key_tls13(self.suite, self._client_traffic_secret)
+        self._client_handshake_secret = self._server_handshake_secret = b""
+        self.state = State.CONNECTED
+        self.send_new_session_tickets()
+        self.host.finish_handshake(
+            HandshakeComplete(
+                version=TLS13,
+                cipher_suite=self.suite.name,
+                group=GROUP_NAMES.get(self.group or 0),
+                sni=self.sni,
+                alpn=self.alpn.decode("latin-1") if self.alpn is not None else None,
+                resumed=self.resumed,
+                key_operations=self.key_operations,
+                session_ticket_sent=self.tickets_sent > 0,
+                client_certificates=self.client_certificates,
+            )
+        )
+
+    # ---- §4.6.1 NewSessionTicket ----------------------------------------------------------------
+
+    def send_new_session_tickets(self) -> None:
+        ring = self.config.ticket_keys
+        hello = self._client_hello
+        if ring is None or self.suite is None or hello is None or not self.config.tickets_per_handshake:
+            return
+        if PSK_DHE_KE not in hello.psk_modes and not (self.config.allow_psk_ke and PSK_KE in hello.psk_modes):
+            return  # the client could not use a ticket
+        from keyless.tls.tickets import SessionState
+
+        now = self.config.clock()
+        for counter in range(self.config.tickets_per_handshake):
+            nonce = counter.to_bytes(8, "big")
+            psk = ks.resumption_psk(self.suite.hash_name, self._resumption_master_secret, nonce)
+            age_add = int.from_bytes(self.config.random_bytes(4), "big")
+            state = SessionState(
+                version=TLS13,
+                cipher_suite=self.suite.code,
+                secret=psk,
+                created_at=now,
+                age_add=age_add,
+                lifetime=self.config.ticket_lifetime,
+                sni=self.sni,
+                alpn=self.alpn.decode("latin-1") if self.alpn is not None else None,
+                ems=True,
+                client_certificates=self.client_certificates,
+            )
+            ticket = ring.seal(state)
+            self.send_handshake(messages.new_session_ticket(self.config.ticket_lifetime, age_add, nonce, ticket))
+            self.tickets_sent += 1
+
+    # ---- §4.6.3 KeyUpdate ---------------------------------------------------------------------------
+
+    def handle_post_handshake(self, msg_type: int, body: bytes, raw: bytes) -> None:
+        if msg_type != HandshakeType.key_update:
+            raise TLSAlert(AlertDescription.unexpected_message, f"post-handshake message {msg_type}")
+        update_requested = messages.parse_key_update(body)
+        self.key_updates_without_data += 1
+        if self.key_updates_without_data > self.config.max_key_updates_without_data:
+            raise TLSAlert(AlertDescription.unexpected_message, "too many KeyUpdates without application data")
+        if self.suite is None:
+            raise TLSAlert(AlertDescription.internal_error, "no suite")
+        self._client_traffic_secret = ks.next_traffic_secret(self.suite.hash_name, self._client_traffic_secret)
+        self.host.set_read_key_tls13(self.suite, self._client_traffic_secret)
+        if update_requested:
+            self.update_sending_key(request_peer_update=False)
+
+    def update_sending_key(self, *, request_peer_update: bool) -> None:
+        """Send KeyUpdate under the current key, then switch to the next server traffic secret."""
+        if self.suite is None or self.state is not State.CONNECTED:
+            raise TLSAlert(AlertDescription.internal_error, "KeyUpdate before the handshake completed")
+        self.send_handshake(messages.key_update(request_peer_update))
+        self._server_traffic_secret = ks.next_traffic_secret(self.suite.hash_name, self._server_traffic_secret)
+        self.host.record.set_write_key_tls13(self.suite, self._server_traffic_secret)
+
+    def note_application_data(self) -> None:
+        self.key_updates_without_data = 0
+
+    def handle_change_cipher_spec(self, payload: bytes) -> None:
+        """Appendix D.4: one CCS {1} may arrive before the client's Finished; anything else is an error."""
+        if payload != _CCS_RECORD_PAYLOAD or self.ccs_received or self.state is State.CONNECTED:
+            raise TLSAlert(AlertDescription.unexpected_message, "unexpected change_cipher_spec")
+        self.ccs_received = True
+
+    # ---- plumbing -------------------------------------------------------------------------------------
+
+    def send_handshake(self, message: bytes) -> None:
+        if self.transcript is not None and message[0] != HandshakeType.new_session_ticket and (
+            message[0] != HandshakeType.key_update
+        ):
+            self.transcript.update(message)
+        self.host.record.write(ContentType.handshake, message)
+
+    def transcript_update(self, raw: bytes) -> None:
+        if self.transcript is None:
+            raise TLSAlert(AlertDescription.internal_error, "no transcript")
+        self.transcript.update(raw)
+
+    def transcript_hash(self) -> bytes:
+        if self.transcript is None:
+            raise TLSAlert(AlertDescription.internal_error, "no transcript")
+        return self.transcript.digest()
+
+
+def _suite_hash(code: int) -> str | None:
+    suite = TLS13_SUITES_BY_CODE.get(code)
+    return suite.hash_name if suite is not None else None
