@@ -8,7 +8,13 @@ from collections.abc import Sequence
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
-from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
+from cryptography.x509.verification import (
+    Criticality,
+    ExtensionPolicy,
+    PolicyBuilder,
+    Store,
+    VerificationError,
+)
 
 from keyless.keys.schemes import SignatureScheme, scheme_hash, scheme_key_kind
 from keyless.tls.alerts import AlertDescription, TLSAlert
@@ -27,7 +33,18 @@ def verify_client_certificate(chain_der: Sequence[bytes], trusted: Sequence[x509
     if not trusted:
         raise TLSAlert(AlertDescription.unknown_ca, "no client CA configured")
     when = datetime.datetime.fromtimestamp(now, tz=datetime.UTC)
-    verifier = PolicyBuilder().store(Store(list(trusted))).time(when).build_client_verifier()
+    # Client certificates often carry no subjectAltName (the web-PKI default requires one): allow that.
+    ee_policy = ExtensionPolicy.webpki_defaults_ee().may_be_present(
+        x509.SubjectAlternativeName, Criticality.AGNOSTIC, None
+    )
+    verifier = (
+        PolicyBuilder()
+        .store(Store(list(trusted)))
+        .time(when)
+        .max_chain_depth(MAX_CLIENT_CHAIN)
+        .extension_policies(ca_policy=ExtensionPolicy.webpki_defaults_ca(), ee_policy=ee_policy)
+        .build_client_verifier()
+    )
     try:
         verifier.verify(certs[0], certs[1:])
     except VerificationError as exc:
