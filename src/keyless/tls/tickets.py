@@ -261,14 +261,19 @@ class KeyFileSource:
 class TicketKeyRing:
     """Seals and opens tickets. Newest key seals; every key still held opens; unknown/bad → None.
 
-    ``now`` drives refreshes from the source (every ``refresh_interval`` and at each rotation). A source
+    ``now`` drives refreshes from the source (every ``refresh_interval`` and at each rotation). With
+    ``auto_refresh`` (the default) ``seal``/``open`` refresh when due, inline; a server whose source does
+    network I/O (Redis) should pass ``auto_refresh=False`` and call ``refresh()`` from a background thread
+    (``keyless.tls.asyncio_adapter.refresh_ticket_keys``) so no handshake ever waits on the store. A source
     failure keeps the keys already held; with none at all, a process-local key is used so handshakes never
     fail because of the ring.
     """
 
     def __init__(self, source: TicketKeySource | Sequence[TicketKey], *, now: Callable[[], float] = time.time,
-                 refresh_interval: float = 60.0, random_bytes: Callable[[int], bytes] = os.urandom) -> None:
+                 refresh_interval: float = 60.0, random_bytes: Callable[[int], bytes] = os.urandom,
+                 auto_refresh: bool = True) -> None:
         self._now = now
+        self.auto_refresh = auto_refresh
         self._random_bytes = random_bytes
         self.refresh_interval = refresh_interval
         self._source: TicketKeySource | None = None
@@ -330,8 +335,12 @@ class TicketKeyRing:
         self._openers = openers
         self._sealing = (keys[0], openers[keys[0].name])
 
+    @property
+    def refresh_due(self) -> bool:
+        return self._now() >= self._next_refresh
+
     def _maybe_refresh(self) -> None:
-        if self._now() >= self._next_refresh:
+        if self.auto_refresh and self._now() >= self._next_refresh:
             self.refresh()
 
     def seal(self, state: SessionState) -> bytes:
@@ -388,6 +397,19 @@ class RedisTicketKeyStore:
         self.rotation_interval = rotation_interval
         self.keep = slots_to_keep(rotation_interval, ticket_lifetime)
         self._random_bytes = random_bytes
+
+    @classmethod
+    def from_url(cls, url: str, *, timeout: float = 0.5, prefix: str = "keyless:ticket-key:",
+                 rotation_interval: float = 3600.0, ticket_lifetime: float = 7200.0) -> RedisTicketKeyStore:
+        """A store on a fresh client with short timeouts and no retries: a refresh that cannot reach
+        Redis fails fast and the ring keeps the keys it has."""
+        import redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
+        client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
+                                      retry=Retry(NoBackoff(), 0))
+        return cls(client, prefix=prefix, rotation_interval=rotation_interval, ticket_lifetime=ticket_lifetime)
 
     def __repr__(self) -> str:
         return f"<RedisTicketKeyStore prefix={self.prefix!r} every {self.rotation_interval}s>"
