@@ -138,3 +138,34 @@ def test_one_bad_connection_does_not_affect_the_next() -> None:
         assert alert == b"\x15\x03\x03\x00\x02\x02\x32"
         out = s_client(server.port, "-tls1_3", "-quiet", stdin=b"still fine\n")
     assert "still fine" in out
+
+
+TLSLITE_RECORD_LIMIT_CLIENT = r"""
+import socket, sys
+from tlslite.api import TLSConnection, HandshakeSettings
+from tlslite.constants import KeyUpdateMessageType
+settings = HandshakeSettings()
+settings.minVersion = (3, 4)
+settings.record_size_limit = 256
+conn = TLSConnection(socket.create_connection(("127.0.0.1", int(sys.argv[1]))))
+conn.handshakeClientCert(serverName=sys.argv[2], settings=settings)
+for _ in conn.send_keyupdate_request(KeyUpdateMessageType.update_requested):
+    pass
+payload = b"x" * 3000 + b"\n"
+conn.write(payload)
+got = b""
+while len(got) < len(payload):
+    got += conn.read(max=10000)
+print(got == payload, conn._recordLayer.send_record_limit, conn._recordLayer.recv_record_limit)
+conn.close()
+"""
+
+
+def test_tlslite_ng_record_size_limit_and_key_update() -> None:
+    # tlslite-ng enforces the 256-byte limit it announced on every record we send; it also asks for a
+    # KeyUpdate that we must answer.
+    with EngineServer(server_config(record_size_limit=1024)) as server:
+        proc = subprocess.run([sys.executable, "-c", TLSLITE_RECORD_LIMIT_CLIENT, str(server.port), HOSTNAME],
+                              capture_output=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert proc.stdout.split() == [b"True", b"1023", b"255"], proc.stdout  # limits minus the type byte

@@ -245,3 +245,58 @@ def test_client_sees_our_alert(tmp_path: Path) -> None:
     ex.to_client.write(ex.conn.data_to_send())  # type: ignore[attr-defined]
     with pytest.raises(ssl.SSLError, match="BAD_RECORD_MAC"):
         ex.client.read(10)  # type: ignore[attr-defined]
+
+
+# ---- API misuse and bounds --------------------------------------------------------------------------
+
+
+def paused_connection() -> tuple[TLSServerConnection, int]:
+    conn = TLSServerConnection(server_config())
+    conn.receive_data(record(22, PYTHON_HELLO))
+    event = conn.next_event()
+    assert type(event).__name__ == "KeyOperationRequired"
+    return conn, event.op_id  # type: ignore[attr-defined]
+
+
+def test_input_while_paused_is_bounded() -> None:
+    conn, _ = paused_connection()
+    conn.receive_data(record(23, bytes(16000)) * 5)  # 80 KB during the key operation
+    closed = conn.next_event()
+    assert isinstance(closed, ConnectionClosed) and closed.alert_sent == 10
+
+
+def test_wrong_op_id_is_a_usage_error() -> None:
+    from keyless.tls.alerts import TLSUsageError
+
+    conn, op_id = paused_connection()
+    with pytest.raises(TLSUsageError):
+        conn.complete_key_operation(op_id + 1, b"sig")
+    with pytest.raises(TLSUsageError):
+        conn.send(b"too early")
+
+
+def test_refused_early_data_is_skipped() -> None:
+    # A ClientHello offering early_data: undecryptable records that follow are the refused 0-RTT data.
+    hello = hello_with([(ExtensionType.early_data, b"")], drop=(ExtensionType.padding,))
+    for offered, expect_alert in ((True, None), (False, 20)):
+        conn = TLSServerConnection(server_config())
+        conn.receive_data(record(22, hello if offered else PYTHON_HELLO))
+        event = conn.next_event()
+        from keyless.keys.local import LocalKey
+
+        key: LocalKey = event.key  # type: ignore[attr-defined]
+        conn.complete_key_operation(event.op_id, key.sign_sync(event.scheme, event.data))  # type: ignore[attr-defined]
+        events = run(record(23, bytes(100), b"\x03\x03"), conn)
+        if expect_alert is None:
+            assert events == [], events
+        else:
+            assert closing_alert(events) == expect_alert
+
+
+def test_late_key_answer_after_failure_is_ignored() -> None:
+    conn, op_id = paused_connection()
+    conn.receive_data(b"")  # EOF while signing
+    conn.receive_data(record(23, bytes(70000 // 5)) * 6)
+    assert isinstance(conn.next_event(), ConnectionClosed)
+    conn.complete_key_operation(op_id, b"late")  # no exception, nothing happens
+    assert conn.next_event() is NEED_DATA

@@ -6,8 +6,10 @@ returned as a sub-``Reader`` the caller must consume exactly (``expect_end``), l
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import lru_cache
 
 from keyless.tls.alerts import AlertDescription, TLSAlert
 
@@ -96,7 +98,16 @@ class Reader:
         if n % 2 or n < 2 * min_items:
             raise TLSAlert(AlertDescription.decode_error, f"bad {what} list length")
         raw = self.read(n)
-        return tuple((raw[i] << 8) | raw[i + 1] for i in range(0, n, 2))
+        return unpack_u16s(raw)
+
+
+@lru_cache(maxsize=64)
+def _u16_struct(count: int) -> struct.Struct:
+    return struct.Struct(f">{count}H")
+
+
+def unpack_u16s(raw: bytes) -> tuple[int, ...]:
+    return tuple(_u16_struct(len(raw) // 2).unpack(raw))
 
 
 class Writer:

@@ -146,7 +146,7 @@ class ServerConfig:
     max_key_updates_without_data: int = 32
     max_handshake_message_size: int = 65536
     max_buffered_while_paused: int = 65536
-    record_size_limit: int | None = None  # our receive limit (RFC 8449), announced when the client offers it
+    record_size_limit: int | None = None  # our receive limit (RFC 8449, 64..16385), sent when the client offers one
     clock: Callable[[], float] = time.time
     random_bytes: Callable[[int], bytes] = os.urandom
 
@@ -160,6 +160,8 @@ class ServerConfig:
         unknown = [g for g in self.groups if g not in (NamedGroup.X25519, NamedGroup.SECP256R1, NamedGroup.SECP384R1)]
         if unknown or not self.groups:
             raise ValueError(f"unsupported groups {unknown}")
+        if self.record_size_limit is not None and not 64 <= self.record_size_limit <= 16385:
+            raise ValueError("record_size_limit must be in 64..16385")
         for proto in self.alpn_protocols:
             if not 0 < len(proto.encode()) < 256:
                 raise ValueError("ALPN protocol names are 1..255 bytes")

@@ -159,6 +159,8 @@ class TLSServerConnection:
         if not self.handshake_complete:
             raise TLSUsageError("handshake not complete")
         if data:
+            if self.version == TLS13 and self.record.write_key_update_due:
+                self.update_key(request_peer_update=False)  # RFC 8446 §5.5 key usage limits
             self.record.write(ContentType.application_data, data)
 
     def close(self) -> None:

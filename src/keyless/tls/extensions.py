@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 from keyless.tls.alerts import AlertDescription, TLSAlert
-from keyless.tls.codec import Reader, Writer
+from keyless.tls.codec import Reader, Writer, unpack_u16s
 
 
 class ExtensionType(IntEnum):
@@ -88,7 +88,7 @@ def parse_supported_versions(r: Reader) -> tuple[int, ...]:
         raise _decode_error("bad supported_versions length")
     raw = r.read(n)
     r.expect_end("supported_versions")
-    return tuple((raw[i] << 8) | raw[i + 1] for i in range(0, n, 2))
+    return unpack_u16s(raw)
 
 
 def parse_key_share(r: Reader) -> tuple[tuple[int, bytes], ...]:

@@ -21,9 +21,14 @@ def hkdf_extract(hash_name: str, salt: bytes, ikm: bytes) -> bytes:
     return hmac.digest(salt, ikm, hash_name)
 
 
+_DIGEST_SIZES = {"sha256": 32, "sha384": 48, "sha512": 64}
+
+
 def hkdf_expand_label(hash_name: str, secret: bytes, label: bytes, context: bytes, length: int) -> bytes:
     full_label = b"tls13 " + label
     info = length.to_bytes(2, "big") + bytes((len(full_label),)) + full_label + bytes((len(context),)) + context
+    if length <= _DIGEST_SIZES.get(hash_name, 0):  # the usual case: one HMAC block
+        return hmac.digest(secret, info + b"\x01", hash_name)[:length]
     out = b""
     block = b""
     counter = 1
@@ -83,19 +88,40 @@ class _Stage:
 
 
 class EarlySecret(_Stage):
-    __slots__ = ()
+    __slots__ = ("_salt",)
 
     @classmethod
     def create(cls, suite: CipherSuite13, psk: bytes | None) -> EarlySecret:
         zeros = bytes(suite.hash_length)
         return cls(suite, hkdf_extract(suite.hash_name, zeros, psk if psk is not None else zeros))
 
+    def __init__(self, suite: CipherSuite13, secret: bytes) -> None:
+        super().__init__(suite, secret)
+        self._salt: bytes | None = None
+
+    def _next_salt(self) -> bytes:
+        if self._salt is None:
+            self._salt = super()._next_salt()
+        return self._salt
+
     def resumption_binder_key(self) -> bytes:
         empty_hash = hashlib.new(self.hash_name).digest()
         return self._derive(b"res binder", empty_hash)
 
+    @classmethod
+    def without_psk(cls, suite: CipherSuite13) -> EarlySecret:
+        """A full handshake's early secret is a constant of the suite: computed once."""
+        cached = _NO_PSK_EARLY.get(suite.code)
+        if cached is None:
+            cached = _NO_PSK_EARLY[suite.code] = cls.create(suite, None)
+            cached._next_salt()
+        return cached
+
     def handshake_secret(self, shared_secret: bytes) -> HandshakeSecret:
         return HandshakeSecret(self.suite, hkdf_extract(self.hash_name, self._next_salt(), shared_secret))
+
+
+_NO_PSK_EARLY: dict[int, EarlySecret] = {}
 
 
 class HandshakeSecret(_Stage):

@@ -287,7 +287,7 @@ class ServerHandshake13:
         self.send_handshake(server_hello)
         self.send_compat_change_cipher_spec(hello)
 
-        early = ks.EarlySecret.create(self.suite, self.psk)
+        early = ks.EarlySecret.create(self.suite, self.psk) if self.psk else ks.EarlySecret.without_psk(self.suite)
         handshake_secret = early.handshake_secret(shared_secret)
         transcript_hash = self.transcript_hash()
         self._handshake_secret = handshake_secret
@@ -300,9 +300,7 @@ class ServerHandshake13:
             # and are skipped (RFC 8446 §4.2.10).
             self.host.skip_early_data()
 
-        limit = self.config.record_size_limit if hello.record_size_limit is not None else None
-        if hello.record_size_limit is not None:
-            self.host.record.max_fragment = min(16384, hello.record_size_limit - 1)
+        limit = self.negotiate_record_size_limit(hello)
         self.send_handshake(
             messages.encrypted_extensions(
                 alpn=self.alpn,
@@ -310,6 +308,17 @@ class ServerHandshake13:
                 record_size_limit=limit,
             )
         )
+
+    def negotiate_record_size_limit(self, hello: ClientHello) -> int | None:
+        """RFC 8449: answer a client's record_size_limit with ours; each side then sends records under the
+        other's limit (in TLS 1.3 the limit counts the inner content-type byte)."""
+        if hello.record_size_limit is None:
+            return None
+        ours = self.config.record_size_limit or 16385
+        record = self.host.record
+        record.max_fragment = min(16384, hello.record_size_limit - 1)
+        record.max_receive_fragment = min(16384, ours - 1)
+        return ours
 
     def send_compat_change_cipher_spec(self, hello: ClientHello) -> None:
         """Appendix D.4: a client in middlebox-compatibility mode (non-empty session id) gets one CCS
