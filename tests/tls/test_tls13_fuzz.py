@@ -85,3 +85,70 @@ def test_unmodified_hellos_reach_the_key_operation() -> None:
     for hello in HELLOS:
         assert outcome(frame(hello), None) == ("key-operation", None)
         assert outcome(frame(hello), 1) == ("key-operation", None)
+
+
+# ---- after the handshake: random protected records from a client that knows its keys ----------------
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_random_post_handshake_records(seed: int, tmp_path: Path) -> None:
+    from tests.tls.test_tls13_negative import established
+
+    rng = random.Random(seed)
+    for _ in range(15):
+        ex, forged = established(tmp_path)
+        conn: TLSServerConnection = ex.conn  # type: ignore[attr-defined]
+        for _ in range(rng.randrange(1, 6)):
+            content_type = rng.choice((20, 21, 22, 23, 24, 0, 255))
+            body = bytes(rng.getrandbits(8) for _ in range(rng.randrange(0, 40)))
+            if content_type == 22 and rng.random() < 0.7:
+                msg_type = rng.choice((1, 2, 4, 5, 8, 11, 13, 15, 20, 24, 254))
+                length = len(body) if rng.random() < 0.7 else rng.randrange(0, 100)
+                body = bytes((msg_type,)) + length.to_bytes(3, "big") + body
+            if body or content_type == 23:
+                forged.write(content_type, body) if body else forged.write(23, b"")
+        data = forged.data_to_send()
+        conn.receive_data(data)
+        for _ in range(100):
+            event = conn.next_event()
+            if event is NEED_DATA:
+                break
+            if isinstance(event, ConnectionClosed):
+                assert event.alert_sent != 80, event
+                break
+
+
+def test_handshake_byte_at_a_time_matches_whole() -> None:
+    from tests.tls.tls13_helpers import exchange
+
+    ex = exchange(server_config())
+    original_step = ex.server_step
+
+    def dribble() -> None:
+        data = ex.to_server.read()
+        for i in range(len(data)):
+            ex.to_server.write(data[i : i + 1])
+            original_step()
+
+    ex.server_step = dribble  # type: ignore[method-assign]
+    ex.handshake(max_rounds=40)
+    assert ex.conn.handshake_complete and ex.key_operations == 1
+
+
+hypothesis = pytest.importorskip("hypothesis")
+
+
+@hypothesis.settings(max_examples=150, deadline=None)
+@hypothesis.given(
+    hypothesis.strategies.sampled_from(HELLOS),
+    hypothesis.strategies.lists(
+        hypothesis.strategies.tuples(hypothesis.strategies.integers(0, 600), hypothesis.strategies.integers(0, 255)),
+        min_size=1, max_size=6,
+    ),
+    hypothesis.strategies.integers(1, 50),
+)
+def test_hypothesis_mutated_hellos(hello: bytes, edits: list[tuple[int, int]], chunk: int) -> None:
+    data = bytearray(frame(hello))
+    for position, value in edits:
+        data[position % len(data)] = value
+    assert outcome(bytes(data), None) == outcome(bytes(data), chunk)
