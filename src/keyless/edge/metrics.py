@@ -1,0 +1,138 @@
+"""The edge's Prometheus metrics.
+
+One ``EdgeMetrics`` per process. With ``--workers N`` every worker writes its values into the
+prometheus-client multiprocess directory (``PROMETHEUS_MULTIPROC_DIR``, set by the parent before a
+worker imports prometheus-client) and the parent serves their sum, so one scrape sees the whole edge.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from keyless.tls.alerts import AlertDescription
+
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+_TLS_VERSIONS = {0x0304: "TLSv1.3", 0x0303: "TLSv1.2"}
+
+
+def version_name(version: int) -> str:
+    return _TLS_VERSIONS.get(version, f"0x{version:04x}")
+
+
+def alert_name(description: int) -> str:
+    try:
+        return AlertDescription(description).name.lower()
+    except ValueError:
+        return str(description)
+
+
+class EdgeMetrics:
+    """Every metric the edge exports. Label values come from small fixed sets (no client input)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.handshakes = Counter(
+            "keyless_edge_handshakes",
+            "Completed TLS handshakes by protocol version, cipher suite and resumption",
+            ["version", "cipher", "resumed"],
+            registry=r,
+        )
+        self.handshake_failures = Counter(
+            "keyless_edge_handshake_failures", "Handshakes that did not complete, by reason", ["reason"], registry=r
+        )
+        self.handshake_seconds = Histogram(
+            "keyless_edge_handshake_duration_seconds",
+            "Time from the first client byte to handshake completion",
+            ["resumed"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.key_operations = Counter(
+            "keyless_edge_key_operations",
+            "Private-key operations the edge asked for (sign or decrypt), by result",
+            ["kind", "result"],
+            registry=r,
+        )
+        self.key_operation_seconds = Histogram(
+            "keyless_edge_key_operation_duration_seconds",
+            "Latency of private-key operations as the edge sees it",
+            ["kind"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.alerts_sent = Counter(
+            "keyless_edge_alerts_sent", "TLS alerts sent, by description", ["description"], registry=r
+        )
+        self.alerts_received = Counter(
+            "keyless_edge_alerts_received", "TLS alerts received, by description", ["description"], registry=r
+        )
+        self.active_connections = Gauge(
+            "keyless_edge_active_connections", "Open client connections", registry=r, multiprocess_mode="livesum"
+        )
+        self.bytes_received = Counter(
+            "keyless_edge_bytes_received", "Application bytes received from clients", registry=r
+        )
+        self.bytes_sent = Counter("keyless_edge_bytes_sent", "Application bytes sent to clients", registry=r)
+        self.origin_errors = Counter(
+            "keyless_edge_origin_errors", "Failures talking to the origin, by kind", ["kind"], registry=r
+        )
+        self.http_responses = Counter(
+            "keyless_edge_http_responses", "HTTP responses sent to clients, by status class", ["code"], registry=r
+        )
+        self.connections_refused = Counter(
+            "keyless_edge_connections_refused",
+            "Connections closed at once because max_connections was reached",
+            registry=r,
+        )
+
+    # The proxies call these (they also run without metrics in unit tests: see NullObserver).
+    def origin_error(self, kind: str) -> None:
+        self.origin_errors.labels(kind).inc()
+
+    def response_sent(self, status: int) -> None:
+        self.http_responses.labels(f"{status // 100}xx").inc()
+
+    def transferred(self, received: int, sent: int) -> None:
+        if received:
+            self.bytes_received.inc(received)
+        if sent:
+            self.bytes_sent.inc(sent)
+
+
+class ProxyObserver:
+    """What the proxies report; ``EdgeMetrics`` implements it, and this no-op base serves tests."""
+
+    def origin_error(self, kind: str) -> None:
+        pass
+
+    def response_sent(self, status: int) -> None:
+        pass
+
+    def transferred(self, received: int, sent: int) -> None:
+        pass
+
+
+def multiprocess_registry() -> CollectorRegistry:
+    """A registry summing all workers' values (the parent's view in multiprocess mode)."""
+    from prometheus_client import multiprocess
+
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    return registry
+
+
+def in_multiprocess_mode() -> bool:
+    return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+
+
+__all__ = [
+    "EdgeMetrics",
+    "ProxyObserver",
+    "alert_name",
+    "in_multiprocess_mode",
+    "multiprocess_registry",
+    "version_name",
+]
