@@ -169,3 +169,42 @@ def test_tlslite_ng_record_size_limit_and_key_update() -> None:
                               capture_output=True, timeout=30)
     assert proc.returncode == 0, proc.stderr.decode()
     assert proc.stdout.split() == [b"True", b"1023", b"255"], proc.stdout  # limits minus the type byte
+
+
+TLSLITE_RESUME_CLIENT = r"""
+import socket, sys
+from tlslite.api import TLSConnection, HandshakeSettings
+port, name, modes = int(sys.argv[1]), sys.argv[2], sys.argv[3].split(",")
+settings = HandshakeSettings()
+settings.minVersion = (3, 4)
+first = TLSConnection(socket.create_connection(("127.0.0.1", port)))
+first.handshakeClientCert(serverName=name, settings=settings)
+first.write(b"one\n")
+first.read(max=100)
+session = first.session
+first.close()
+settings.psk_modes = modes
+second = TLSConnection(socket.create_connection(("127.0.0.1", port)))
+second.handshakeClientCert(serverName=name, settings=settings, session=session)
+second.write(b"two\n")
+print(second.read(max=100).decode().strip(), second.resumed)
+second.close()
+"""
+
+
+@pytest.mark.parametrize(("modes", "allow_psk_ke", "resumed"), [
+    ("psk_dhe_ke", False, True),
+    ("psk_ke", True, True),
+    ("psk_ke", False, False),
+])
+def test_tlslite_ng_resumption_modes(modes: str, allow_psk_ke: bool, resumed: bool) -> None:
+    with EngineServer(ticket_config(allow_psk_ke=allow_psk_ke)) as server:  # type: ignore[arg-type]
+        proc = subprocess.run([sys.executable, "-c", TLSLITE_RESUME_CLIENT, str(server.port), HOSTNAME, modes],
+                              capture_output=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert proc.stdout.split() == [b"two", str(resumed).encode()], proc.stdout
+    second = server.connections[1].complete
+    assert second is not None and second.resumed is resumed
+    assert second.key_operations == (0 if resumed else 1)
+    if modes == "psk_ke" and resumed:
+        assert second.group is None

@@ -116,22 +116,29 @@ class ServerHandshake13:
             self.suite = suite
             self.transcript = ks.Transcript(suite.hash_name)
 
-        group, peer_share = self.choose_group(hello)
-        if peer_share is None:
-            if retrying:
-                raise TLSAlert(AlertDescription.illegal_parameter, "no key share for the group we asked for")
-            self.send_hello_retry_request(hello, group)
-            return
-        if retrying and (group != self.group or len(hello.key_shares or ()) != 1):
-            raise TLSAlert(AlertDescription.illegal_parameter, "second ClientHello has the wrong key_share")
+        peer_share: bytes | None = None
+        if hello.supported_groups:
+            group, peer_share = self.choose_group(hello)
+            if peer_share is None:
+                if retrying:
+                    raise TLSAlert(AlertDescription.illegal_parameter, "no key share for the group we asked for")
+                self.send_hello_retry_request(hello, group)
+                return
+            if retrying and (group != self.group or len(hello.key_shares or ()) != 1):
+                raise TLSAlert(AlertDescription.illegal_parameter, "second ClientHello has the wrong key_share")
+            self.group = group
         if retrying and hello.early_data:
             raise TLSAlert(AlertDescription.illegal_parameter, "early_data after HelloRetryRequest")
-        self.group = group
         self._client_hello = hello
         self.sni = hello.server_name
         self.alpn = self.choose_alpn(hello)
 
         self.check_for_resumption(hello)
+        if peer_share is None and not self.resumed:
+            raise TLSAlert(AlertDescription.handshake_failure, "psk_ke offered but no PSK could be resumed")
+        if self.resumed and PSK_DHE_KE not in hello.psk_modes:
+            peer_share = None  # psk_ke: the client did not offer (EC)DHE with its PSK
+            self.group = None
         self.transcript_update(hello.raw)
         if not self.resumed:
             self.pick_certificate(hello)
@@ -155,8 +162,10 @@ class ServerHandshake13:
             raise TLSAlert(AlertDescription.missing_extension, "pre_shared_key without psk_key_exchange_modes")
         if hello.pre_shared_key is None and not hello.signature_algorithms:
             raise TLSAlert(AlertDescription.missing_extension, "no signature_algorithms")
-        if not has_groups:
-            # psk_ke-only clients are out of scope: without (EC)DHE we would have no forward secrecy.
+        if not has_groups and not (
+            self.config.allow_psk_ke and hello.pre_shared_key is not None and PSK_KE in hello.psk_modes
+        ):
+            # Without (EC)DHE only a psk_ke resumption could proceed, and only where configured.
             raise TLSAlert(AlertDescription.missing_extension, "no supported_groups/key_share")
         for group, _ in hello.key_shares or ():
             if group not in hello.supported_groups:
@@ -273,15 +282,22 @@ class ServerHandshake13:
 
     # ---- §4.1.3 ServerHello + key schedule, §4.3.1 EncryptedExtensions ---------------------------
 
-    def send_server_parameters(self, hello: ClientHello, peer_share: bytes) -> None:
-        if self.suite is None or self.group is None:
+    def send_server_parameters(self, hello: ClientHello, peer_share: bytes | None) -> None:
+        if self.suite is None:
             raise TLSAlert(AlertDescription.internal_error, "negotiation incomplete")
-        our_share, shared_secret = key_exchange(self.group, peer_share)
+        key_share: tuple[int, bytes] | None = None
+        if peer_share is not None and self.group is not None:
+            our_share, shared_secret = key_exchange(self.group, peer_share)
+            key_share = (self.group, our_share)
+        elif self.resumed:
+            shared_secret = bytes(self.suite.hash_length)  # psk_ke (§7.1: 0 in place of the (EC)DHE secret)
+        else:
+            raise TLSAlert(AlertDescription.internal_error, "no key exchange")
         server_hello = messages.server_hello(
             self.config.random_bytes(32),
             hello.legacy_session_id,
             self.suite.code,
-            key_share=(self.group, our_share),
+            key_share=key_share,
             selected_psk=self.psk_index,
         )
         self.send_handshake(server_hello)
