@@ -1,0 +1,350 @@
+"""A thin asyncio driver for ``TLSServerConnection``: sockets in, a ``TLSStream`` per connection out.
+
+One ``asyncio.Protocol`` per connection (aioquic's ``asyncio/protocol.py`` shape): ``data_received`` feeds the
+engine, drains its events and writes what it queued. The only place it waits is the private-key operation:
+
+* a key with ``sign_sync``/``decrypt_sync`` (``keyless.keys.local.LocalKey``) is used inline — no task, no
+  thread — except RSA, which goes to the default thread pool (``cryptography`` releases the GIL there);
+* any other key (``keyless.client.RemoteKey``) is awaited in a task: ``await key.sign(scheme, data)`` or
+  ``await key.decrypt(data)``.
+
+Either way the result (or the exception, or a ``TimeoutError`` at the handshake deadline) goes back through
+``conn.complete_key_operation``; the engine turns a failed signature into a ``handshake_failure`` alert and a
+failed decryption into a random premaster. The handler runs once the handshake is complete.
+
+Flow control: received application data waits in a bounded buffer; past ``read_buffer_limit`` the socket is
+paused until the handler reads. Writes respect the transport's pause/resume via ``TLSStream.drain``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from keyless.tls.alerts import TLSUsageError
+from keyless.tls.config import ServerConfig
+from keyless.tls.connection import TLSServerConnection
+from keyless.tls.events import (
+    NEED_DATA,
+    ApplicationData,
+    ConnectionClosed,
+    HandshakeComplete,
+    KeyOperationRequired,
+)
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[["TLSStream"], Awaitable[None]]
+EventCallback = Callable[[object], None]
+
+DEFAULT_READ_BUFFER_LIMIT = 256 * 1024
+
+
+class TLSStream:
+    """The application's side of one TLS connection (given to the handler after the handshake)."""
+
+    def __init__(self, protocol: _TLSServerProtocol, info: HandshakeComplete, peername: Any) -> None:
+        self._protocol = protocol
+        self.info = info
+        self.peername = peername
+
+    def __repr__(self) -> str:
+        return f"<TLSStream {self.peername} {self.info.cipher_suite}>"
+
+    async def read(self, max_bytes: int = 65536) -> bytes:
+        """Up to ``max_bytes`` of application data; ``b""`` at EOF, close_notify or after an error."""
+        return await self._protocol.read(max_bytes)
+
+    async def write(self, data: bytes) -> None:
+        """Send ``data`` (protected in records) and wait while the transport's buffer is full."""
+        self._protocol.send(data)
+        await self._protocol.drain()
+
+    async def drain(self) -> None:
+        await self._protocol.drain()
+
+    async def close(self) -> None:
+        """Send close_notify and close the socket (waits until it is closed)."""
+        await self._protocol.close()
+
+    @property
+    def at_eof(self) -> bool:
+        return self._protocol.at_eof
+
+
+class _TLSServerProtocol(asyncio.Protocol):
+    def __init__(self, handler: Handler, config: ServerConfig, handshake_timeout: float,
+                 on_event: EventCallback | None, read_buffer_limit: int) -> None:
+        self._handler = handler
+        self._config = config
+        self._handshake_timeout = handshake_timeout
+        self._on_event = on_event
+        self._read_limit = read_buffer_limit
+        self._loop = asyncio.get_running_loop()
+        self._conn = TLSServerConnection(config)
+        self._transport: asyncio.Transport | None = None
+        self._peername: Any = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._key_task: asyncio.Task[None] | None = None
+        self._handler_task: asyncio.Task[None] | None = None
+        self._stream: TLSStream | None = None
+        # Application data for the handler
+        self._chunks: deque[bytes] = deque()
+        self._buffered = 0
+        self._eof = False
+        self._read_waiter: asyncio.Future[None] | None = None
+        self._reading_paused = False
+        # Write-side flow control
+        self._writing_paused = False
+        self._drain_waiters: list[asyncio.Future[None]] = []
+        self._closed: asyncio.Future[None] = self._loop.create_future()
+
+    # ---- asyncio.Protocol ------------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if not isinstance(transport, asyncio.Transport):  # pragma: no cover - create_server gives Transports
+            transport.close()
+            return
+        self._transport = transport
+        self._peername = transport.get_extra_info("peername")
+        self._timer = self._loop.call_later(self._handshake_timeout, self._handshake_timed_out)
+
+    def data_received(self, data: bytes) -> None:
+        self._conn.receive_data(data)
+        self._process()
+
+    def eof_received(self) -> bool:
+        self._conn.receive_data(b"")
+        self._process()
+        return False  # TLS has no half-close without close_notify: let the transport close
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._transport = None
+        self._cancel_timer()
+        if self._key_task is not None:
+            self._key_task.cancel()
+        self._set_eof()
+        for waiter in self._drain_waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        self._drain_waiters.clear()
+        if not self._closed.done():
+            self._closed.set_result(None)
+
+    def pause_writing(self) -> None:
+        self._writing_paused = True
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        for waiter in self._drain_waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        self._drain_waiters.clear()
+
+    # ---- driving the engine --------------------------------------------------------------------------------
+
+    def _process(self) -> None:
+        conn = self._conn
+        on_event = self._on_event
+        while True:
+            event = conn.next_event()
+            if event is NEED_DATA:
+                break
+            if on_event is not None:
+                try:
+                    on_event(event)
+                except Exception:
+                    log.exception("on_event callback failed")
+            if isinstance(event, ApplicationData):
+                self._deliver(event.data)
+            elif isinstance(event, KeyOperationRequired):
+                if not self._start_key_operation(event):
+                    break  # answered later by a task, which calls _process again
+            elif isinstance(event, HandshakeComplete):
+                self._handshake_complete(event)
+            elif isinstance(event, ConnectionClosed):
+                self._flush()
+                self._set_eof()
+                if self._transport is not None:
+                    self._transport.close()
+                return
+        self._flush()
+
+    def _flush(self) -> None:
+        data = self._conn.data_to_send()
+        if data and self._transport is not None:
+            self._transport.write(data)
+
+    def _start_key_operation(self, request: KeyOperationRequired) -> bool:
+        """True if answered inline; False if a task (thread pool or awaited key) will answer."""
+        key: Any = request.key
+        if request.kind == "sign":
+            sync = getattr(key, "sign_sync", None)
+            args: tuple[Any, ...] = (request.scheme, request.data)
+        else:
+            sync = getattr(key, "decrypt_sync", None)
+            args = (request.data,)
+        if sync is not None and not isinstance(getattr(key, "public_key", None), rsa.RSAPublicKey):
+            try:
+                result: bytes | BaseException = sync(*args)
+            except Exception as exc:
+                result = exc
+            self._conn.complete_key_operation(request.op_id, result)
+            return True
+        if sync is not None:
+            awaitable: Awaitable[bytes] = self._loop.run_in_executor(None, sync, *args)
+        elif request.kind == "sign":
+            awaitable = key.sign(request.scheme, request.data)
+        else:
+            awaitable = key.decrypt(request.data)
+        self._key_task = self._loop.create_task(self._await_key(request.op_id, awaitable))
+        return False
+
+    async def _await_key(self, op_id: int, awaitable: Awaitable[bytes]) -> None:
+        result: bytes | BaseException
+        try:
+            result = await awaitable  # the handshake deadline cancels this task
+        except asyncio.CancelledError:
+            if self._transport is None:
+                raise
+            result = TimeoutError("key operation timed out")
+        except Exception as exc:
+            result = exc
+        self._key_task = None
+        if self._transport is None:
+            return  # the socket went away while we waited
+        self._conn.complete_key_operation(op_id, result)
+        self._process()
+
+    def _handshake_complete(self, info: HandshakeComplete) -> None:
+        self._cancel_timer()
+        self._stream = TLSStream(self, info, self._peername)
+        self._handler_task = self._loop.create_task(self._run_handler(self._stream))
+
+    async def _run_handler(self, stream: TLSStream) -> None:
+        try:
+            await self._handler(stream)
+        except Exception:
+            log.exception("TLS connection handler failed")
+        finally:
+            await self.close()
+
+    def _handshake_timed_out(self) -> None:
+        self._timer = None
+        if self._conn.handshake_complete:
+            return
+        if self._key_task is not None:
+            self._key_task.cancel()  # _await_key answers the engine with TimeoutError → fatal alert
+            return
+        log.debug("TLS handshake timed out for %s", self._peername)
+        if self._transport is not None:
+            self._transport.abort()
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    # ---- application data ------------------------------------------------------------------------------------
+
+    def _deliver(self, data: bytes) -> None:
+        if not data:
+            return
+        self._chunks.append(data)
+        self._buffered += len(data)
+        self._wake_reader()
+        if self._buffered > self._read_limit and not self._reading_paused and self._transport is not None:
+            self._reading_paused = True
+            self._transport.pause_reading()
+
+    def _set_eof(self) -> None:
+        self._eof = True
+        self._wake_reader()
+
+    def _wake_reader(self) -> None:
+        waiter = self._read_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    @property
+    def at_eof(self) -> bool:
+        return self._eof and not self._chunks
+
+    async def read(self, max_bytes: int) -> bytes:
+        if max_bytes <= 0:
+            return b""
+        while not self._chunks:
+            if self._eof:
+                return b""
+            self._read_waiter = self._loop.create_future()
+            try:
+                await self._read_waiter
+            finally:
+                self._read_waiter = None
+        chunk = self._chunks.popleft()
+        if len(chunk) > max_bytes:
+            self._chunks.appendleft(chunk[max_bytes:])
+            chunk = chunk[:max_bytes]
+        self._buffered -= len(chunk)
+        if self._reading_paused and self._buffered <= self._read_limit // 2 and self._transport is not None:
+            self._reading_paused = False
+            self._transport.resume_reading()
+        return chunk
+
+    def send(self, data: bytes) -> None:
+        if self._transport is None or self._conn.closed:
+            raise ConnectionResetError("TLS connection is closed")
+        try:
+            self._conn.send(data)
+        except TLSUsageError as exc:
+            raise ConnectionResetError(str(exc)) from None
+        self._flush()
+
+    async def drain(self) -> None:
+        if self._transport is None:
+            raise ConnectionResetError("TLS connection is closed")
+        if self._writing_paused:
+            waiter = self._loop.create_future()
+            self._drain_waiters.append(waiter)
+            await waiter
+
+    async def close(self) -> None:
+        transport = self._transport
+        if transport is not None:
+            self._conn.close()
+            self._flush()
+            transport.close()
+        await asyncio.shield(self._closed)
+
+
+async def start_tls_server(handler: Handler, host: str | None, port: int, config: ServerConfig, *,
+                           handshake_timeout: float = 10.0, reuse_port: bool = False,
+                           sock: socket.socket | None = None, on_event: EventCallback | None = None,
+                           read_buffer_limit: int = DEFAULT_READ_BUFFER_LIMIT, backlog: int = 1024) -> asyncio.Server:
+    """Listen on ``host:port`` (or on ``sock``, ignoring both) and run ``handler(stream)`` for each completed
+    handshake. ``on_event`` sees every engine event (metrics); it must not raise or block."""
+    loop = asyncio.get_running_loop()
+
+    def factory() -> _TLSServerProtocol:
+        return _TLSServerProtocol(handler, config, handshake_timeout, on_event, read_buffer_limit)
+
+    if sock is not None:
+        return await loop.create_server(factory, sock=sock, backlog=backlog)
+    return await loop.create_server(factory, host, port, reuse_port=reuse_port or None, backlog=backlog)
+
+
+async def refresh_ticket_keys(ring: Any, interval: float = 30.0) -> None:
+    """Refresh a ``TicketKeyRing`` from its source in a thread, forever (run it as a task beside a server
+    whose ring was built with ``auto_refresh=False``, so no handshake waits on Redis)."""
+    while True:
+        try:
+            await asyncio.to_thread(ring.refresh)
+        except Exception:
+            log.exception("ticket key refresh failed")
+        await asyncio.sleep(interval)

@@ -1,0 +1,272 @@
+"""The asyncio adapter on real 127.0.0.1 sockets, with Python's ssl (OpenSSL) as the client."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from keyless.keys.base import KeyOperationError
+from keyless.keys.local import LocalKey
+from keyless.keys.schemes import SignatureScheme
+from keyless.tls.asyncio_adapter import TLSStream, start_tls_server
+from keyless.tls.config import CertifiedKey, ServerConfig, static_certificate
+from keyless.tls.events import ConnectionClosed, HandshakeComplete, KeyOperationRequired
+from keyless.tls.tickets import TicketKeyRing
+from tests.tls.tls13_helpers import HOSTNAME, client_context, server_config, site
+
+pytestmark = pytest.mark.timeout(60)
+
+
+class AwaitedKey:
+    """A key answered asynchronously, like a remote key (no ``sign_sync``): the adapter must await it."""
+
+    def __init__(self, inner: LocalKey, delay: float = 0.01, fail: bool = False, hang: bool = False) -> None:
+        self.inner, self.delay, self.fail, self.hang = inner, delay, fail, hang
+        self.calls = 0
+
+    @property
+    def public_key(self) -> Any:
+        return self.inner.public_key
+
+    async def sign(self, scheme: SignatureScheme, message: bytes) -> bytes:
+        self.calls += 1
+        if self.hang:
+            await asyncio.Event().wait()
+        await asyncio.sleep(self.delay)
+        if self.fail:
+            raise KeyOperationError("key server said no")
+        return self.inner.sign_sync(scheme, message)
+
+    async def decrypt(self, ciphertext: bytes) -> bytes:
+        raise KeyOperationError("not used")
+
+
+def config_with_key(key: object, kind: str = "ecdsa-p256", **overrides: Any) -> ServerConfig:
+    chain = site(kind)[0].chain
+    return ServerConfig(certificate_callback=static_certificate(CertifiedKey(chain=chain, key=key)), **overrides)
+
+
+async def echo(stream: TLSStream) -> None:
+    while data := await stream.read():
+        await stream.write(data)
+
+
+class Server:
+    def __init__(self, config: ServerConfig, handler: Callable[[TLSStream], Awaitable[None]] = echo,
+                 **options: Any) -> None:
+        self.config, self.handler, self.options = config, handler, options
+        self.events: list[object] = []
+
+    async def __aenter__(self) -> Server:
+        self.server = await start_tls_server(self.handler, "127.0.0.1", 0, self.config,
+                                             on_event=self.events.append, **self.options)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.server.close()
+        await self.server.wait_closed()
+
+    def of(self, kind: type) -> list[Any]:
+        return [e for e in self.events if isinstance(e, kind)]
+
+    async def connect(self, ctx: ssl.SSLContext | None = None, **kw: Any) -> tuple[asyncio.StreamReader,
+                                                                                     asyncio.StreamWriter]:
+        return await asyncio.open_connection("127.0.0.1", self.port, ssl=ctx or client_context(),
+                                             server_hostname=HOSTNAME, **kw)
+
+
+async def round_trip(server: Server, payload: bytes, **kw: Any) -> tuple[bytes, asyncio.StreamWriter]:
+    reader, writer = await server.connect(**kw)
+    writer.write(payload)
+    await writer.drain()
+    got = await reader.readexactly(len(payload))
+    return got, writer
+
+
+def test_echo_with_local_key() -> None:
+    async def main() -> None:
+        async with Server(server_config()) as server:
+            got, writer = await round_trip(server, b"hello keyless")
+            assert got == b"hello keyless"
+            assert writer.get_extra_info("ssl_object").version() == "TLSv1.3"
+            writer.close()
+            await writer.wait_closed()
+        assert len(server.of(KeyOperationRequired)) == 1
+        (done,) = server.of(HandshakeComplete)
+        assert done.version == 0x0304 and done.sni == HOSTNAME and not done.resumed
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("kind", ["rsa-2048", "ed25519"])
+def test_other_local_keys(kind: str) -> None:
+    async def main() -> None:
+        async with Server(server_config(kind)) as server:
+            got, writer = await round_trip(server, b"x" * 100)
+            assert got == b"x" * 100
+            writer.close()
+
+    asyncio.run(main())
+
+
+def test_awaited_key_is_used_once_per_full_handshake() -> None:
+    key = AwaitedKey(site("ecdsa-p256")[0].key)  # type: ignore[arg-type]
+
+    async def main() -> None:
+        async with Server(config_with_key(key)) as server:
+            for _ in range(3):
+                got, writer = await round_trip(server, b"ping")
+                assert got == b"ping"
+                writer.close()
+        assert key.calls == 3 and len(server.of(KeyOperationRequired)) == 3
+
+    asyncio.run(main())
+
+
+def test_failed_key_operation_sends_handshake_failure() -> None:
+    key = AwaitedKey(site("ecdsa-p256")[0].key, fail=True)  # type: ignore[arg-type]
+
+    async def main() -> None:
+        async with Server(config_with_key(key)) as server:
+            with pytest.raises(ssl.SSLError, match=r"HANDSHAKE_FAILURE|handshake failure"):
+                await server.connect()
+        (closed,) = server.of(ConnectionClosed)
+        assert closed.alert_sent == 40
+
+    asyncio.run(main())
+
+
+def test_key_operation_timeout_sends_handshake_failure() -> None:
+    key = AwaitedKey(site("ecdsa-p256")[0].key, hang=True)  # type: ignore[arg-type]
+
+    async def main() -> None:
+        async with Server(config_with_key(key), handshake_timeout=0.3) as server:
+            with pytest.raises(ssl.SSLError, match=r"HANDSHAKE_FAILURE|handshake failure"):
+                await server.connect()
+        assert server.of(ConnectionClosed)[0].alert_sent == 40
+
+    asyncio.run(main())
+
+
+def test_stalled_client_is_dropped_at_the_handshake_deadline() -> None:
+    async def main() -> None:
+        async with Server(server_config(), handshake_timeout=0.2) as server:
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(b"\x16\x03\x01\x00\x10")  # a record header, then nothing
+            assert await asyncio.wait_for(reader.read(), 5) == b""
+            writer.close()
+
+    asyncio.run(main())
+
+
+def test_non_tls_client_gets_an_alert_and_close() -> None:
+    async def main() -> None:
+        async with Server(server_config()) as server:
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(b"GET / HTTP/1.1\r\n\r\n")
+            answer = await asyncio.wait_for(reader.read(), 5)
+            assert answer == b"\x15\x03\x03\x00\x02\x02\x0a"  # fatal unexpected_message, then EOF
+            writer.close()
+
+    asyncio.run(main())
+
+
+def test_close_notify_reaches_the_handler() -> None:
+    seen: list[bytes] = []
+
+    async def handler(stream: TLSStream) -> None:
+        while data := await stream.read():
+            seen.append(data)
+        seen.append(b"<eof>")
+
+    async def main() -> None:
+        async with Server(server_config(), handler) as server:
+            _reader, writer = await server.connect()
+            writer.write(b"bye")
+            await writer.drain()
+            writer.close()
+            await writer.wait_closed()
+            for _ in range(100):
+                if seen and seen[-1] == b"<eof>":
+                    break
+                await asyncio.sleep(0.02)
+        assert b"".join(seen) == b"bye<eof>"
+
+    asyncio.run(main())
+
+
+def test_bulk_transfer_with_a_slow_reader_is_bounded() -> None:
+    total = 4 * 1024 * 1024
+    peak: list[int] = []
+
+    async def slow_sink(stream: TLSStream) -> None:
+        await asyncio.sleep(0.3)  # the client keeps sending: the adapter must pause the socket
+        peak.append(stream._protocol._buffered)
+        received = 0
+        while received < total:
+            data = await stream.read(1 << 20)
+            if not data:
+                break
+            received += len(data)
+        await stream.write(received.to_bytes(8, "big"))
+
+    async def main() -> None:
+        async with Server(server_config(), slow_sink, read_buffer_limit=64 * 1024) as server:
+            reader, writer = await server.connect()
+            chunk = bytes(65536)
+            for _ in range(total // len(chunk)):
+                writer.write(chunk)
+                await writer.drain()
+            assert int.from_bytes(await reader.readexactly(8), "big") == total
+            writer.close()
+        assert peak and peak[0] <= 64 * 1024 + 512 * 1024  # limit plus at most a couple of socket reads
+
+    asyncio.run(main())
+
+
+def test_resumption_makes_no_key_operation() -> None:
+    ring = TicketKeyRing.rotating()
+
+    # Python's asyncio cannot pass a session to open_connection; use a blocking client in a thread.
+    def blocking_client(port: int) -> list[bool]:
+        ctx = client_context()
+        reused: list[bool] = []
+        session = None
+        for _ in range(2):
+            with socket.create_connection(("127.0.0.1", port)) as raw, ctx.wrap_socket(
+                raw, server_hostname=HOSTNAME, session=session
+            ) as tls:
+                tls.sendall(b"ping")
+                assert tls.recv(4) == b"ping"
+                reused.append(bool(tls.session_reused))
+                session = tls.session
+        return reused
+
+    async def resume() -> None:
+        async with Server(server_config(ticket_keys=ring)) as server:
+            reused = await asyncio.to_thread(blocking_client, server.port)
+        assert reused == [False, True]
+        assert len(server.of(KeyOperationRequired)) == 1
+        assert [e.resumed for e in server.of(HandshakeComplete)] == [False, True]
+
+    asyncio.run(resume())
+
+
+def test_handler_exception_closes_only_that_connection() -> None:
+    async def broken(stream: TLSStream) -> None:
+        raise RuntimeError("application bug")
+
+    async def main() -> None:
+        async with Server(server_config(), broken) as server:
+            for _ in range(2):
+                reader, writer = await server.connect()
+                assert await asyncio.wait_for(reader.read(), 5) == b""  # close_notify, then EOF
+                writer.close()
+
+    asyncio.run(main())
