@@ -183,36 +183,38 @@ def server_hello(
     selected_psk: int | None = None,
     cookie: bytes | None = None,
 ) -> bytes:
-    """ServerHello (or HelloRetryRequest when ``random`` is HELLO_RETRY_REQUEST_RANDOM) for TLS 1.3."""
-    w = Writer()
-    w.u16(0x0303)
-    w.raw(random)
-    w.opaque8(session_id)
-    w.u16(cipher_suite)
-    w.u8(0)
-    with w.block(2):
-        w.u16(ExtensionType.supported_versions)
-        w.u16(2)
-        w.u16(0x0304)
-        if key_share is not None:
-            group, public = key_share
-            w.u16(ExtensionType.key_share)
-            w.u16(4 + len(public))
-            w.u16(group)
-            w.opaque16(public)
-        if selected_group is not None:
-            w.u16(ExtensionType.key_share)
-            w.u16(2)
-            w.u16(selected_group)
-        if cookie is not None:
-            w.u16(ExtensionType.cookie)
-            w.u16(2 + len(cookie))
-            w.opaque16(cookie)
-        if selected_psk is not None:
-            w.u16(ExtensionType.pre_shared_key)
-            w.u16(2)
-            w.u16(selected_psk)
-    return handshake_message(HandshakeType.server_hello, w.getvalue())
+    """ServerHello (or HelloRetryRequest when ``random`` is HELLO_RETRY_REQUEST_RANDOM) for TLS 1.3.
+
+    Built by concatenation rather than with ``Writer``: it is on every handshake's hot path.
+    """
+    exts = [b"\x00\x2b\x00\x02\x03\x04"]  # supported_versions: TLS 1.3
+    if key_share is not None:
+        group, public = key_share
+        exts.append(_u16(ExtensionType.key_share) + _u16(4 + len(public)) + _u16(group) + _u16(len(public)) + public)
+    if selected_group is not None:
+        exts.append(_u16(ExtensionType.key_share) + b"\x00\x02" + _u16(selected_group))
+    if cookie is not None:
+        exts.append(_u16(ExtensionType.cookie) + _u16(2 + len(cookie)) + _u16(len(cookie)) + cookie)
+    if selected_psk is not None:
+        exts.append(_u16(ExtensionType.pre_shared_key) + b"\x00\x02" + _u16(selected_psk))
+    extensions = b"".join(exts)
+    body = b"".join(
+        (
+            b"\x03\x03",
+            random,
+            bytes((len(session_id),)),
+            session_id,
+            _u16(cipher_suite),
+            b"\x00",
+            _u16(len(extensions)),
+            extensions,
+        )
+    )
+    return handshake_message(HandshakeType.server_hello, body)
+
+
+def _u16(value: int) -> bytes:
+    return value.to_bytes(2, "big")
 
 
 def encrypted_extensions(
@@ -266,10 +268,7 @@ def certificate(chain_der: Sequence[bytes], ocsp_response: bytes | None = None) 
 
 
 def certificate_verify(scheme: int, signature: bytes) -> bytes:
-    w = Writer()
-    w.u16(scheme)
-    w.opaque16(signature)
-    return handshake_message(HandshakeType.certificate_verify, w.getvalue())
+    return handshake_message(HandshakeType.certificate_verify, _u16(scheme) + _u16(len(signature)) + signature)
 
 
 def finished(verify_data: bytes) -> bytes:
