@@ -300,3 +300,38 @@ def test_late_key_answer_after_failure_is_ignored() -> None:
     assert isinstance(conn.next_event(), ConnectionClosed)
     conn.complete_key_operation(op_id, b"late")  # no exception, nothing happens
     assert conn.next_event() is NEED_DATA
+
+
+# ---- HelloRetryRequest rules (RFC 8446 §4.1.2, §4.1.4) -----------------------------------------------
+
+
+def retry_pending() -> TLSServerConnection:
+    """A connection that answered the Python ClientHello (X25519 share only) with a HelloRetryRequest."""
+    conn = TLSServerConnection(server_config(groups=(0x0018,)))
+    assert run(record(22, PYTHON_HELLO), conn) == []
+    sent = conn.data_to_send()
+    assert sent[5] == 2 and bytes.fromhex("CF21AD74E59A6111BE1D8C021E65B891") in sent  # HRR random
+    return conn
+
+
+def test_second_hello_without_the_requested_share() -> None:
+    assert closing_alert(run(record(22, PYTHON_HELLO), retry_pending())) == 47
+
+
+def test_second_hello_with_early_data() -> None:
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    point = ec.generate_private_key(ec.SECP384R1()).public_key().public_bytes(
+        Encoding.X962, PublicFormat.UncompressedPoint
+    )
+    share = (4 + len(point)).to_bytes(2, "big") + b"\x00\x18" + len(point).to_bytes(2, "big") + point
+    good = hello_with(replace={ExtensionType.key_share: share})
+    assert type(run(record(22, good), retry_pending())[0]).__name__ == "KeyOperationRequired"
+    with_early = hello_with([(ExtensionType.early_data, b"")], replace={ExtensionType.key_share: share})
+    assert closing_alert(run(record(22, with_early), retry_pending())) == 47
+
+
+def test_second_hello_changing_the_suite() -> None:
+    changed = hello_with(suites=(0x1302,))
+    assert closing_alert(run(record(22, changed), retry_pending())) == 47

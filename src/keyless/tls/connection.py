@@ -274,7 +274,7 @@ class TLSServerConnection:
             raise TLSAlert(AlertDescription.illegal_parameter, "bad alert level")
         if description == AlertDescription.close_notify:
             self._events.append(AlertReceived(level, description))
-            self._end(None, "peer sent close_notify", peer_alert=True)
+            self._end(None, "peer sent close_notify")
             return
         tolerated_warning = level == AlertLevel.WARNING and (
             description == AlertDescription.user_canceled or self.version == TLS12
@@ -288,7 +288,7 @@ class TLSServerConnection:
         except ValueError:
             name = str(description)
         self._failed = True
-        self._end(None, f"peer sent alert {name}", peer_alert=True)
+        self._end(None, f"peer sent alert {name}")
 
     def _count_useless(self) -> None:
         self._useless_records += 1
@@ -352,7 +352,7 @@ class TLSServerConnection:
                 log.exception("bug: could not queue the fatal alert")
         self._end(int(alert.description), alert.message or alert.description.name)
 
-    def _end(self, alert_sent: int | None, reason: str, *, peer_alert: bool = False) -> None:
+    def _end(self, alert_sent: int | None, reason: str) -> None:
         self._ended = True
         self._pending_op = None
         self._events.append(ConnectionClosed(alert_sent=alert_sent, reason=reason))
