@@ -138,6 +138,7 @@ class ServerConfig:
     enable_tls12: bool = True
     tls12_cipher_suites: tuple[int, ...] = ()
     enable_rsa_key_exchange: bool = False
+    tls12_allow_sha1_signatures: bool = False  # SHA-1 ServerKeyExchange only for clients offering nothing else
     require_extended_master_secret: bool = True
     # Client authentication: ask for a certificate signed by one of these CAs.
     client_ca: tuple[x509.Certificate, ...] | None = None

@@ -1,0 +1,168 @@
+"""TLS 1.2 handshake messages a server sends (RFC 5246 §7.4, RFC 8422 §5.4, RFC 5077 §3.3, RFC 6066 §8)
+and the client messages it parses (ClientKeyExchange, Certificate, CertificateVerify).
+
+The ClientHello parser and the Finished framing are shared with TLS 1.3 (``messages.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from keyless.tls import extensions as ext
+from keyless.tls.alerts import AlertDescription, TLSAlert
+from keyless.tls.codec import Reader, Writer, handshake_message
+from keyless.tls.extensions import ExtensionType
+from keyless.tls.messages import HandshakeType
+
+TLS12_VERSION = 0x0303
+NAMED_CURVE = 3  # ECCurveType.named_curve (RFC 8422 §5.4)
+UNCOMPRESSED = 0  # ECPointFormat.uncompressed
+
+# ClientCertificateType (RFC 5246 §7.4.4, RFC 8422 §5.5)
+RSA_SIGN = 1
+ECDSA_SIGN = 64
+
+
+@dataclass(frozen=True, slots=True)
+class ServerHelloExtensions:
+    """What our ServerHello answers; each only if the client sent the matching extension."""
+
+    renegotiation_info: bool = False
+    extended_master_secret: bool = False
+    ec_point_formats: bool = False
+    session_ticket: bool = False
+    alpn: bytes | None = None
+    server_name: bool = False
+    status_request: bool = False
+
+
+def server_hello(random: bytes, session_id: bytes, cipher_suite: int, extensions: ServerHelloExtensions) -> bytes:
+    w = Writer()
+    w.u16(TLS12_VERSION)
+    w.raw(random)
+    w.opaque8(session_id)
+    w.u16(cipher_suite)
+    w.u8(0)  # compression: null
+    with w.block(2):
+        if extensions.renegotiation_info:
+            # RFC 5746 §3.6: an initial handshake answers with an empty renegotiated_connection.
+            ext.encode_extension(w, ExtensionType.renegotiation_info, b"\x00")
+        if extensions.extended_master_secret:
+            ext.encode_extension(w, ExtensionType.extended_master_secret, b"")
+        if extensions.ec_point_formats:
+            ext.encode_extension(w, ExtensionType.ec_point_formats, bytes((1, UNCOMPRESSED)))
+        if extensions.session_ticket:
+            ext.encode_extension(w, ExtensionType.session_ticket, b"")
+        if extensions.alpn is not None:
+            ext.encode_extension(
+                w, ExtensionType.application_layer_protocol_negotiation, ext.alpn_body(extensions.alpn)
+            )
+        if extensions.server_name:
+            ext.encode_extension(w, ExtensionType.server_name, b"")
+        if extensions.status_request:
+            ext.encode_extension(w, ExtensionType.status_request, b"")
+    return handshake_message(HandshakeType.server_hello, w.getvalue())
+
+
+def certificate(chain_der: Sequence[bytes]) -> bytes:
+    """RFC 5246 §7.4.2: certificate_list<0..2^24-1> of ASN.1Cert<1..2^24-1> (no 1.3 context or extensions)."""
+    w = Writer()
+    with w.block(3):
+        for der in chain_der:
+            w.opaque24(der)
+    return handshake_message(HandshakeType.certificate, w.getvalue())
+
+
+def certificate_status(ocsp_response: bytes) -> bytes:
+    """RFC 6066 §8: CertificateStatus with status_type ocsp(1)."""
+    w = Writer()
+    w.u8(1)
+    w.opaque24(ocsp_response)
+    return handshake_message(HandshakeType.certificate_status, w.getvalue())
+
+
+def ecdhe_params(group: int, public: bytes) -> bytes:
+    """ServerECDHParams: curve_type named_curve, the group, and our point (RFC 8422 §5.4)."""
+    return bytes((NAMED_CURVE,)) + group.to_bytes(2, "big") + bytes((len(public),)) + public
+
+
+def server_key_exchange(params: bytes, scheme: int, signature: bytes) -> bytes:
+    w = Writer()
+    w.raw(params)
+    w.u16(scheme)
+    w.opaque16(signature)
+    return handshake_message(HandshakeType.server_key_exchange, w.getvalue())
+
+
+def certificate_request(signature_schemes: Sequence[int], authorities: Sequence[bytes]) -> bytes:
+    """RFC 5246 §7.4.4: certificate_types, supported_signature_algorithms, certificate_authorities."""
+    w = Writer()
+    w.opaque8(bytes((RSA_SIGN, ECDSA_SIGN)))
+    with w.block(2):
+        for scheme in signature_schemes:
+            w.u16(scheme)
+    with w.block(2):
+        for name in authorities:
+            w.opaque16(name)
+    return handshake_message(HandshakeType.certificate_request, w.getvalue())
+
+
+def server_hello_done() -> bytes:
+    return handshake_message(HandshakeType.server_hello_done, b"")
+
+
+def new_session_ticket(lifetime_hint: int, ticket: bytes) -> bytes:
+    """RFC 5077 §3.3: ticket_lifetime_hint (seconds) and the opaque ticket."""
+    w = Writer()
+    w.u32(lifetime_hint)
+    w.opaque16(ticket)
+    return handshake_message(HandshakeType.new_session_ticket, w.getvalue())
+
+
+# ---- client messages -------------------------------------------------------------------------------
+
+
+def parse_ecdhe_client_key_exchange(body: bytes) -> bytes:
+    """ClientECDiffieHellmanPublic: ecdh_Yc<1..2^8-1> (RFC 8422 §5.7)."""
+    r = Reader(body)
+    point = r.opaque8()
+    r.expect_end("ClientKeyExchange")
+    if not point:
+        raise TLSAlert(AlertDescription.decode_error, "empty ECDH public key")
+    return point
+
+
+def parse_rsa_client_key_exchange(body: bytes) -> bytes:
+    """EncryptedPreMasterSecret: a 2-byte length then the RSA ciphertext (RFC 5246 §7.4.7.1).
+
+    Only the framing is checked here (public information); whether the ciphertext has the modulus length or
+    decrypts to anything is left to the key and to implicit rejection.
+    """
+    r = Reader(body)
+    ciphertext = r.opaque16()
+    r.expect_end("ClientKeyExchange")
+    if not ciphertext:
+        raise TLSAlert(AlertDescription.decode_error, "empty encrypted premaster")
+    return ciphertext
+
+
+def parse_client_certificate(body: bytes) -> tuple[bytes, ...]:
+    r = Reader(body)
+    entries = r.vec24()
+    r.expect_end("Certificate")
+    chain: list[bytes] = []
+    while not entries.at_end():
+        der = entries.opaque24()
+        if not der:
+            raise TLSAlert(AlertDescription.decode_error, "empty certificate entry")
+        chain.append(der)
+    return tuple(chain)
+
+
+def parse_certificate_verify(body: bytes) -> tuple[int, bytes]:
+    r = Reader(body)
+    scheme = r.u16()
+    signature = r.opaque16()
+    r.expect_end("CertificateVerify")
+    return scheme, signature
