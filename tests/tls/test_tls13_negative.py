@@ -335,3 +335,80 @@ def test_second_hello_with_early_data() -> None:
 def test_second_hello_changing_the_suite() -> None:
     changed = hello_with(suites=(0x1302,))
     assert closing_alert(run(record(22, changed), retry_pending())) == 47
+
+
+# ---- the client's second flight, forged under its handshake key ----------------------------------------
+
+
+def before_client_finished(tmp_path: Path, **overrides: object) -> tuple[TLSServerConnection, RecordLayer, bytes]:
+    """The server waits for the client's Finished; returns it, a forger with the client's handshake
+    key, and the genuine client flight (which the test may replace)."""
+    keylog = tmp_path / "hs.log"
+    ctx = client_context()
+    ctx.keylog_filename = str(keylog)
+    ex = exchange(server_config(**overrides), ctx)  # type: ignore[arg-type]
+    try:
+        ex.client.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    ex.server_step()
+    ex.client.do_handshake()
+    genuine = ex.to_server.read()
+    secret = next(
+        bytes.fromhex(line.split()[2])
+        for line in keylog.read_text().splitlines()
+        if line.startswith("CLIENT_HANDSHAKE_TRAFFIC_SECRET")
+    )
+    forged = RecordLayer()
+    forged.set_write_key_tls13(TLS13_SUITES_BY_CODE[0x1301], secret)
+    return ex.conn, forged, genuine
+
+
+@pytest.mark.parametrize(
+    ("message", "alert"),
+    [
+        (handshake(20, bytes(32)), 51),  # wrong verify_data
+        (handshake(20, bytes(31)), 50),  # wrong length
+        (handshake(11, b"\x00\x00\x00\x00"), 10),  # Certificate we never asked for
+        (handshake(24, b"\x00"), 10),  # KeyUpdate before Finished
+        (handshake(1, PYTHON_HELLO[4:]), 10),  # another ClientHello
+        (handshake(99, b""), 10),  # unknown message type
+    ],
+)
+def test_bad_client_second_flight(tmp_path: Path, message: bytes, alert: int) -> None:
+    conn, forged, _ = before_client_finished(tmp_path)
+    forged.write(22, message)
+    assert closing_alert(run(record(20, b"\x01", b"\x03\x03") + forged.data_to_send(), conn)) == alert
+
+
+def test_genuine_flight_after_forger_setup_still_completes(tmp_path: Path) -> None:
+    conn, _, genuine = before_client_finished(tmp_path)
+    events = run(genuine, conn)
+    assert type(events[-1]).__name__ == "HandshakeComplete"
+
+
+def test_application_data_before_client_finished(tmp_path: Path) -> None:
+    conn, forged, _ = before_client_finished(tmp_path)
+    forged.write(23, b"too early")
+    assert closing_alert(run(forged.data_to_send(), conn)) == 10
+
+
+def test_second_change_cipher_spec(tmp_path: Path) -> None:
+    conn, _, _ = before_client_finished(tmp_path)
+    ccs = record(20, b"\x01", b"\x03\x03")
+    assert closing_alert(run(ccs + ccs, conn)) == 10
+
+
+def test_bad_client_certificate_verify(tmp_path: Path) -> None:
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from tests.tls.tls13_helpers import client_identity, pki
+
+    conn, forged, _ = before_client_finished(tmp_path, client_ca=(pki().ca_cert,))
+    cert_pem, _key = client_identity()
+    der = x509.load_pem_x509_certificate(cert_pem.read_bytes()).public_bytes(Encoding.DER)
+    entry = len(der).to_bytes(3, "big") + der + b"\x00\x00"
+    forged.write(22, handshake(11, b"\x00" + len(entry).to_bytes(3, "big") + entry))
+    forged.write(22, handshake(15, b"\x04\x03\x00\x08" + bytes(8)))
+    assert closing_alert(run(forged.data_to_send(), conn)) == 51
