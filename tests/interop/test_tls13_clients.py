@@ -208,3 +208,21 @@ def test_tlslite_ng_resumption_modes(modes: str, allow_psk_ke: bool, resumed: bo
     assert second.key_operations == (0 if resumed else 1)
     if modes == "psk_ke" and resumed:
         assert second.group is None
+
+
+@pytest.mark.parametrize("suite", ["TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256"])
+def test_openssl_s_client_each_suite(suite: str) -> None:
+    with EngineServer(server_config()) as server:
+        out = s_client(server.port, "-tls1_3", "-ciphersuites", suite, "-ign_eof", stdin=b"data\n")
+    assert f"Cipher is {suite}" in out, out
+    info = server.connections[0].complete
+    assert info is not None and info.cipher_suite == suite
+
+
+@pytest.mark.parametrize(("group", "name"), [("X25519", "x25519"), ("P-256", "secp256r1"), ("P-384", "secp384r1")])
+def test_openssl_s_client_each_group(group: str, name: str) -> None:
+    with EngineServer(server_config()) as server:
+        out = s_client(server.port, "-tls1_3", "-groups", group, "-ign_eof", stdin=b"data\n")
+    assert "Verify return code: 0 (ok)" in out, out
+    info = server.connections[0].complete
+    assert info is not None and info.group == name
