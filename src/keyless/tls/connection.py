@@ -72,6 +72,7 @@ class HandshakeHost(Protocol):
 
     config: ServerConfig
     record: RecordLayer
+    closed: bool  # we sent close_notify or a fatal alert: nothing more may be written
 
     def emit(self, event: Event) -> None: ...
 

@@ -12,7 +12,6 @@ The private-key step is an event answered later: this object never calls a key.
 from __future__ import annotations
 
 import hmac
-import logging
 from enum import Enum, auto
 from typing import TYPE_CHECKING
 
@@ -39,8 +38,6 @@ from keyless.tls.suites import (
 if TYPE_CHECKING:
     from keyless.tls.connection import HandshakeHost
     from keyless.tls.tickets import SessionState
-
-log = logging.getLogger(__name__)
 
 _CCS_RECORD_PAYLOAD = b"\x01"
 _MAX_TICKET_AGE_MS = 1 << 32
@@ -456,6 +453,10 @@ class ServerHandshake13:
         self._client_handshake_secret = self._server_handshake_secret = b""
         self.state = State.CONNECTED
         self.send_new_session_tickets()
+        # Only the traffic secrets are needed from here on (for KeyUpdate): forget the rest.
+        self._handshake_secret = self._master_secret = None
+        self._resumption_master_secret = b""
+        self.psk = None
         self.host.finish_handshake(
             HandshakeComplete(
                 version=TLS13,
@@ -515,7 +516,7 @@ class ServerHandshake13:
             raise TLSAlert(AlertDescription.internal_error, "no suite")
         self._client_traffic_secret = ks.next_traffic_secret(self.suite.hash_name, self._client_traffic_secret)
         self.host.set_read_key_tls13(self.suite, self._client_traffic_secret)
-        if update_requested:
+        if update_requested and not self.host.closed:  # after our close_notify we send nothing more
             self.update_sending_key(request_peer_update=False)
 
     def update_sending_key(self, *, request_peer_update: bool) -> None:
