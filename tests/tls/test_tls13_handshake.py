@@ -189,3 +189,50 @@ def test_certified_key_precomputes() -> None:
     assert site("rsa-pss")[0].key_type == "rsa-pss"
     assert "key=" not in repr(certified)
     _ = static_certificate(certified)
+
+
+def test_certificate_chain_with_intermediate() -> None:
+    """The client trusts only the root: the handshake succeeds only if the intermediate is sent too."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    from keyless.keys.local import LocalKey
+    from keyless.tls.config import CertifiedKey
+    from tests.tls.tls13_helpers import pki
+
+    root = pki()
+    now = datetime.datetime.now(datetime.UTC)
+    inter_key = ec.generate_private_key(ec.SECP256R1())
+    inter_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "keyless intermediate")])
+    inter = (
+        x509.CertificateBuilder().subject_name(inter_name).issuer_name(root.ca_cert.subject)
+        .public_key(inter_key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=10))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(inter_key.public_key()), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(root.ca_key.public_key()), critical=False)
+        .sign(root.ca_key, hashes.SHA256())
+    )
+    leaf_key = ec.generate_private_key(ec.SECP256R1())
+    leaf = (
+        x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, HOSTNAME)]))
+        .issuer_name(inter_name).public_key(leaf_key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=10))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(HOSTNAME)]), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(inter_key.public_key()), critical=False)
+        .sign(inter_key, hashes.SHA256())
+    )
+    chained = CertifiedKey(chain=(leaf, inter), key=LocalKey(leaf_key))
+    ex = exchange(ServerConfig(certificate_callback=static_certificate(chained)))
+    ex.handshake()
+    assert ex.client.getpeercert()["subject"] == ((("commonName", HOSTNAME),),)
+
+    alone = CertifiedKey(chain=(leaf,), key=LocalKey(leaf_key))
+    ex = exchange(ServerConfig(certificate_callback=static_certificate(alone)))
+    with pytest.raises(ssl.SSLCertVerificationError):
+        ex.handshake()
