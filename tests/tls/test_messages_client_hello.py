@@ -154,3 +154,14 @@ def test_reader_sub_must_be_consumed() -> None:
         r.expect_end()
     assert r.u8() == 0xEF
     r.expect_end()
+
+
+def test_rfc8448_simple_1rtt_client_hello() -> None:
+    """The ClientHello of RFC 8448 §3 (the RFC's own trace)."""
+    hello = parse_client_hello((DATA / "client_hello_rfc8448.bin").read_bytes())
+    assert hello.server_name == "server"
+    assert hello.cipher_suites == (0x1301, 0x1303, 0x1302)
+    assert hello.supported_versions == (0x0304,)
+    assert hello.record_size_limit == 0x4001
+    assert hello.psk_modes == (1,)
+    assert hello.key_shares is not None and hello.key_shares[0][1].hex().startswith("99381de560e4bd43")
