@@ -412,3 +412,10 @@ def test_bad_client_certificate_verify(tmp_path: Path) -> None:
     forged.write(22, handshake(11, b"\x00" + len(entry).to_bytes(3, "big") + entry))
     forged.write(22, handshake(15, b"\x04\x03\x00\x08" + bytes(8)))
     assert closing_alert(run(forged.data_to_send(), conn)) == 51
+
+
+def test_fallback_scsv_is_inappropriate_fallback() -> None:
+    tls12_only = hello_with(replace={ExtensionType.supported_versions: b"\x02\x03\x03"},
+                            suites=(0xC02B, 0x5600))
+    conn = TLSServerConnection(server_config())
+    assert closing_alert(run(record(22, tls12_only), conn)) == 86

@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 # Records that do not advance the connection (CCS, warning alerts, empty records), in a row: Go's
 # maxUselessRecords.
 MAX_USELESS_RECORDS = 16
+TLS_FALLBACK_SCSV = 0x5600
 
 
 class HandshakeDriver(Protocol):
@@ -315,10 +316,16 @@ class TLSServerConnection:
             if TLS13 in offered and self.config.enable_tls13:
                 return TLS13
             if TLS12 in offered and self.config.enable_tls12:
-                return TLS12
+                return self._check_fallback(hello)
         elif hello.legacy_version >= TLS12 and self.config.enable_tls12:
-            return TLS12
+            return self._check_fallback(hello)
         raise TLSAlert(AlertDescription.protocol_version, "no protocol version in common")
+
+    def _check_fallback(self, hello: ClientHello) -> int:
+        """RFC 7507: a client retrying with a lower version says so; we could have done 1.3, so refuse."""
+        if TLS_FALLBACK_SCSV in hello.cipher_suites and self.config.enable_tls13:
+            raise TLSAlert(AlertDescription.inappropriate_fallback, "TLS_FALLBACK_SCSV below our highest version")
+        return TLS12
 
     def _tls12_driver(self) -> HandshakeDriver:
         try:
