@@ -419,3 +419,23 @@ def test_fallback_scsv_is_inappropriate_fallback() -> None:
                             suites=(0xC02B, 0x5600))
     conn = TLSServerConnection(server_config())
     assert closing_alert(run(record(22, tls12_only), conn)) == 86
+
+
+def test_grease_values_are_ignored() -> None:
+    """RFC 8701: browsers sprinkle reserved values everywhere; they must simply be ignored."""
+    hello = parse_client_hello(PYTHON_HELLO)
+    groups = (0x0A0A, *hello.supported_groups)
+    shares = ((0x0A0A, b"\x00"), *(hello.key_shares or ()))
+    share_body = b"".join(g.to_bytes(2, "big") + len(k).to_bytes(2, "big") + k for g, k in shares)
+    greased = hello_with(
+        [(0x1A1A, b""), (0x2A2A, b"\x00")],
+        suites=(0x3A3A, *hello.cipher_suites),
+        replace={
+            ExtensionType.supported_groups: (2 * len(groups)).to_bytes(2, "big")
+            + b"".join(g.to_bytes(2, "big") for g in groups),
+            ExtensionType.key_share: len(share_body).to_bytes(2, "big") + share_body,
+            ExtensionType.supported_versions: b"\x06\x4a\x4a\x03\x04\x03\x03",
+        },
+    )
+    events = run(record(22, greased))
+    assert events and type(events[0]).__name__ == "KeyOperationRequired", events
