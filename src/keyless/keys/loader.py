@@ -1,0 +1,202 @@
+"""Load private keys from files and directories into a key store.
+
+Accepted: PEM or DER; PKCS#1 (``RSA PRIVATE KEY``), SEC1 (``EC PRIVATE KEY``) and PKCS#8
+(``PRIVATE KEY``); RSA of at least 2048 bits, ECDSA on P-256/P-384/P-521, Ed25519. A PEM file may
+hold several blocks (``openssl ecparam -genkey`` writes ``EC PARAMETERS`` first; some tools put the
+certificate next to the key): every private-key block is loaded, other blocks are ignored.
+
+A file that cannot be used (unreadable, encrypted, corrupt, unsupported algorithm) is reported by
+path and skipped; with ``strict`` the first such problem stops loading. Files that are clearly not
+keys (certificates, public keys, CSRs) are skipped quietly: key directories often hold them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+from keyless.keys.operations import PrivateKey
+from keyless.keys.store import InMemoryKeyStore, KeyHandle, LocalKeyHandle
+
+log = logging.getLogger(__name__)
+
+MIN_RSA_BITS = 2048
+SUPPORTED_CURVES = frozenset({"secp256r1", "secp384r1", "secp521r1"})
+
+_PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----\r?\n.*?-----END \1-----", re.DOTALL)
+_PRIVATE_KEY_LABELS = frozenset({b"PRIVATE KEY", b"RSA PRIVATE KEY", b"EC PRIVATE KEY"})
+_NOT_KEY_LABELS = frozenset(
+    {b"CERTIFICATE", b"TRUSTED CERTIFICATE", b"PUBLIC KEY", b"RSA PUBLIC KEY", b"CERTIFICATE REQUEST",
+     b"NEW CERTIFICATE REQUEST", b"EC PARAMETERS", b"X509 CRL"}
+)
+
+
+class KeyLoadError(Exception):
+    """A key file that cannot be used; the message names the path and why, never key bytes."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+class NotAKeyFile(Exception):
+    """The file holds no private key (a certificate, a public key...): skipped without complaint."""
+
+
+@dataclass(frozen=True, slots=True)
+class KeySource:
+    """One configured place to load keys from: ``kind`` is ``"dir"`` or ``"file"``."""
+
+    kind: str
+    path: Path
+
+
+@dataclass(slots=True)
+class LoadReport:
+    store: InMemoryKeyStore
+    problems: list[KeyLoadError] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def check_supported(key: object, path: str) -> PrivateKey:
+    if isinstance(key, rsa.RSAPrivateKey):
+        if key.key_size < MIN_RSA_BITS:
+            raise KeyLoadError(path, f"RSA-{key.key_size} is too short (at least {MIN_RSA_BITS} bits)")
+        return key
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        if key.curve.name not in SUPPORTED_CURVES:
+            raise KeyLoadError(path, f"unsupported curve {key.curve.name} (P-256, P-384 or P-521)")
+        return key
+    if isinstance(key, ed25519.Ed25519PrivateKey):
+        return key
+    raise KeyLoadError(path, f"unsupported key type {type(key).__name__} (RSA, ECDSA or Ed25519)")
+
+
+def _load_pem(data: bytes, path: str) -> list[PrivateKey]:
+    keys: list[PrivateKey] = []
+    saw_block = False
+    for match in _PEM_BLOCK.finditer(data):
+        saw_block = True
+        label = match.group(1)
+        block = match.group(0)
+        if label == b"ENCRYPTED PRIVATE KEY" or (label in _PRIVATE_KEY_LABELS and b"Proc-Type: 4,ENCRYPTED" in block):
+            raise KeyLoadError(
+                path, "the key is encrypted (keyless needs unencrypted key files: protect them with file permissions)"
+            )
+        if label in _NOT_KEY_LABELS:
+            continue
+        if label not in _PRIVATE_KEY_LABELS:
+            continue
+        try:
+            key = serialization.load_pem_private_key(block, password=None)
+        except TypeError:
+            raise KeyLoadError(path, "the key is encrypted") from None
+        except (ValueError, UnsupportedAlgorithm) as exc:
+            raise KeyLoadError(path, f"cannot parse the {label.decode()} block: {_short(exc)}") from None
+        keys.append(check_supported(key, path))
+    if not keys:
+        if saw_block:
+            raise NotAKeyFile(path)
+        raise KeyLoadError(path, "PEM file without any complete PEM block")
+    return keys
+
+
+def _load_der(data: bytes, path: str) -> list[PrivateKey]:
+    try:
+        key = serialization.load_der_private_key(data, password=None)
+    except TypeError:
+        raise KeyLoadError(path, "the key is encrypted") from None
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        if _is_der_non_key(data):
+            raise NotAKeyFile(path) from None
+        raise KeyLoadError(path, f"not a PEM or DER private key ({_short(exc)})") from None
+    return [check_supported(key, path)]
+
+
+def _is_der_non_key(data: bytes) -> bool:
+    for attempt in (x509.load_der_x509_certificate, serialization.load_der_public_key, x509.load_der_x509_csr):
+        try:
+            attempt(data)
+            return True
+        except (ValueError, TypeError, UnsupportedAlgorithm):
+            continue
+    return False
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text[:160]
+
+
+def load_key_file(path: Path) -> list[PrivateKey]:
+    """The private keys in one file; raises ``KeyLoadError`` or ``NotAKeyFile``."""
+    name = str(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise KeyLoadError(name, f"cannot read: {exc.strerror or exc}") from None
+    if b"-----BEGIN" in data:
+        return _load_pem(data, name)
+    return _load_der(data, name)
+
+
+def _files_under(directory: Path) -> list[Path]:
+    """Regular files below ``directory``, recursively, skipping hidden entries, in a stable order."""
+    found: list[Path] = []
+    for root, dirs, files in os.walk(directory, followlinks=True):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            if not name.startswith("."):
+                path = Path(root) / name
+                if path.is_file():
+                    found.append(path)
+    return found
+
+
+def load_keys(sources: list[KeySource], *, strict: bool = False) -> LoadReport:
+    """Load every key of every source; raises the first ``KeyLoadError`` when ``strict``."""
+    started = time.perf_counter()
+    handles: list[KeyHandle] = []
+    problems: list[KeyLoadError] = []
+
+    def problem(error: KeyLoadError) -> None:
+        if strict:
+            raise error
+        log.warning("skipping key file %s: %s", error.path, error.reason)
+        problems.append(error)
+
+    for source in sources:
+        if source.kind == "dir":
+            if not source.path.is_dir():
+                problem(KeyLoadError(str(source.path), "not a directory"))
+                continue
+            paths = _files_under(source.path)
+        else:
+            paths = [source.path]
+        for path in paths:
+            try:
+                keys = load_key_file(path)
+            except NotAKeyFile:
+                if source.kind == "file":
+                    problem(KeyLoadError(str(path), "holds no private key"))
+                else:
+                    log.debug("ignoring %s: no private key in it", path)
+                continue
+            except KeyLoadError as error:
+                problem(error)
+                continue
+            for key in keys:
+                handle = LocalKeyHandle(key, str(path))
+                log.info("loaded %s key %s from %s", handle.description, handle.ski.hex(), path)
+                handles.append(handle)
+    return LoadReport(InMemoryKeyStore(handles), problems, time.perf_counter() - started)

@@ -1,0 +1,143 @@
+"""Sans-IO state of one edge connection on the key server: bytes in, requests out, replies in, bytes out.
+
+The asyncio layer (``keyless.server.service``) owns the socket and TLS; this object owns framing,
+the in-flight count and its cap, and reply encoding. ``next_event`` returns:
+
+- ``RequestReceived``: a decoded request; the caller answers it later with ``send_reply``/``send_error``
+  (in any order: IDs tie replies to requests);
+- ``NEED_DATA``: no whole frame buffered;
+- ``PAUSED``: the in-flight cap is reached; the caller stops reading until a reply frees a slot;
+- ``FrameRejected``: a malformed frame. A 0x07 error reply is already queued; the connection stops
+  producing requests and the caller closes it once the requests in flight are answered.
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+from dataclasses import dataclass
+from typing import Final
+
+from keyless.protocol import NEED_DATA, ErrorCode, Message, MessageDecoder, Opcode, ProtocolError
+from keyless.protocol.constants import HEADER_SIZE, ITEM_HEADER_SIZE, PADDED_SIZE, Tag
+from keyless.protocol.framing import _NeedData
+
+DEFAULT_MAX_IN_FLIGHT = 1024
+
+
+class _Paused:
+    _instance: _Paused | None = None
+
+    def __new__(cls) -> _Paused:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "PAUSED"
+
+
+PAUSED: Final = _Paused()
+
+
+@dataclass(frozen=True, slots=True)
+class RequestReceived:
+    message: Message
+    received_at: float  # time.perf_counter() when the frame was decoded
+
+
+@dataclass(frozen=True, slots=True)
+class FrameRejected:
+    reason: str
+    message_id: int | None
+
+
+Event = RequestReceived | FrameRejected | _NeedData | _Paused
+
+_HEADER = struct.Struct(">BBHI")
+_ITEM = struct.Struct(">BH")
+_ZEROS = bytes(PADDED_SIZE)
+
+
+def encode_reply(message_id: int, opcode: int, payload: bytes | None) -> bytes:
+    """A response frame (opcode, payload, padding): the same bytes as ``encode_message`` of
+    ``Message(id, opcode, payload)``, built without the general encoder (this is the hot path)."""
+    opcode_item = bytes((Tag.OPCODE, 0, 1, opcode))
+    payload_item = b"" if payload is None else _ITEM.pack(Tag.PAYLOAD, len(payload)) + payload
+    items = len(opcode_item) + len(payload_item)
+    if HEADER_SIZE + items < PADDED_SIZE:
+        pad = max(0, PADDED_SIZE - (HEADER_SIZE + items + ITEM_HEADER_SIZE))
+        return b"".join(
+            (_HEADER.pack(1, 0, items + ITEM_HEADER_SIZE + pad, message_id), opcode_item, payload_item,
+             _ITEM.pack(Tag.PADDING, pad), _ZEROS[:pad])
+        )
+    return _HEADER.pack(1, 0, items, message_id) + opcode_item + payload_item
+
+
+class ServerConnection:
+    """One edge connection's protocol state (no I/O, no clock beyond stamping arrivals)."""
+
+    __slots__ = ("_decoder", "_outgoing", "in_flight", "max_in_flight", "rejected", "requests_seen")
+
+    def __init__(self, max_in_flight: int = DEFAULT_MAX_IN_FLIGHT) -> None:
+        self._decoder = MessageDecoder()
+        self._outgoing: list[bytes] = []
+        self.in_flight = 0
+        self.max_in_flight = max_in_flight
+        self.rejected = False
+        self.requests_seen = 0
+
+    def receive_data(self, data: bytes) -> None:
+        if not self.rejected:
+            self._decoder.receive_data(data)
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received but not yet turned into requests (a partial frame, or frames held by the cap)."""
+        return self._decoder.buffered
+
+    @property
+    def can_accept(self) -> bool:
+        return self.in_flight < self.max_in_flight and not self.rejected
+
+    def next_event(self) -> Event:
+        if self.rejected:
+            return NEED_DATA
+        if self.in_flight >= self.max_in_flight:
+            return PAUSED
+        try:
+            message = self._decoder.next_message()
+        except ProtocolError as exc:
+            return self._reject(exc)
+        if message is NEED_DATA or not isinstance(message, Message):
+            return NEED_DATA
+        self.in_flight += 1
+        self.requests_seen += 1
+        return RequestReceived(message, time.perf_counter())
+
+    def _reject(self, exc: ProtocolError) -> FrameRejected:
+        """Spec: "on a malformed message ... answering with error 0x07 first, then closing, is friendlier"."""
+        self.rejected = True
+        self._outgoing.append(encode_reply(exc.message_id or 0, Opcode.ERROR, bytes((ErrorCode.FORMAT,))))
+        return FrameRejected(exc.reason, exc.message_id)
+
+    def send_reply(self, message_id: int, opcode: int, payload: bytes | None) -> None:
+        """Answer a request taken from ``next_event`` (success 0xF0, pong 0xF2, or error 0xFF)."""
+        self.in_flight -= 1
+        self._outgoing.append(encode_reply(message_id, opcode, payload))
+
+    def send_error(self, message_id: int, code: int) -> None:
+        self.send_reply(message_id, Opcode.ERROR, bytes((code,)))
+
+    def data_to_send(self) -> bytes:
+        """Every reply queued since the last call, coalesced into one buffer."""
+        if not self._outgoing:
+            return b""
+        data = b"".join(self._outgoing)
+        self._outgoing.clear()
+        return data
+
+    @property
+    def finished(self) -> bool:
+        """After a rejected frame: True once every request in flight has its answer queued."""
+        return self.rejected and self.in_flight == 0
