@@ -85,6 +85,9 @@ class OriginConfig:
 class TicketConfig:
     enabled: bool = True
     key_files: tuple[Path, ...] = ()  # like nginx ssl_session_ticket_key: the first seals, all open
+    redis_url: str | None = field(
+        default=None, repr=False
+    )  # may hold a password; keys shared through Redis instead (one per rotation slot)
     rotation: float = DEFAULT_TICKET_ROTATION  # generated keys: seconds between new sealing keys
     lifetime: int = DEFAULT_TICKET_LIFETIME
     session_cache_size: int = 10000  # TLS 1.2 session IDs (0 disables)
@@ -304,7 +307,7 @@ def _origin(value: object) -> OriginConfig:
 
 
 def _tickets(value: object, base: Path) -> TicketConfig:
-    entry = _mapping(value, "tickets", {"enabled", "key_files", "rotation", "lifetime", "session_cache_size"})
+    entry = _mapping(value, "tickets", {"enabled", "key_files", "redis", "rotation", "lifetime", "session_cache_size"})
     raw = entry.get("key_files", [])
     if isinstance(raw, str):
         raw = [raw]
@@ -312,9 +315,15 @@ def _tickets(value: object, base: Path) -> TicketConfig:
         raise ConfigError("tickets.key_files", "must be a list of files", "write key_files: [/etc/keyless/ticket.key]")
     files = tuple(_existing_file(f, f"tickets.key_files[{i}]", base) for i, f in enumerate(raw))
     lifetime = _int(entry.get("lifetime", DEFAULT_TICKET_LIFETIME), "tickets.lifetime", 1, 604800)
+    redis_url = entry.get("redis")
+    if redis_url is not None and not (isinstance(redis_url, str) and redis_url.startswith(("redis://", "rediss://"))):
+        raise ConfigError("tickets.redis", f"{redis_url!r} is not a Redis URL", "write redis://host:6379/0")
+    if redis_url and files:
+        raise ConfigError("tickets.redis", "given together with tickets.key_files", "keep one source of ticket keys")
     return TicketConfig(
         enabled=_bool(entry.get("enabled", True), "tickets.enabled"),
         key_files=files,
+        redis_url=redis_url,
         rotation=_float(entry.get("rotation", DEFAULT_TICKET_ROTATION), "tickets.rotation", 1.0, 604800.0),
         lifetime=lifetime,
         session_cache_size=_int(entry.get("session_cache_size", 10000), "tickets.session_cache_size", 0, 10_000_000),

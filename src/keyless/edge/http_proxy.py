@@ -142,6 +142,14 @@ class HTTPProxy:
         self.settings = settings
         self.pool = OriginPool(settings)
         self.observer = observer if observer is not None else ProxyObserver()
+        self.draining = False
+        self._idle_tasks: set[asyncio.Task[object]] = set()
+
+    def begin_drain(self) -> None:
+        """Finish requests in progress, then close; connections idle between requests close now."""
+        self.draining = True
+        for task in list(self._idle_tasks):
+            task.cancel()
 
     async def serve(self, client: ByteStream, peer: tuple[str, int] | None, server_name: str | None = None) -> None:
         """Proxy requests from ``client`` until it closes, idles out or breaks the protocol."""
@@ -169,9 +177,20 @@ class _ClientSession:
         self.bytes_out = 0
 
     async def run(self) -> None:
-        while True:
+        idle_tasks = self.proxy._idle_tasks
+        task = asyncio.current_task()
+        while not self.proxy.draining:
             try:
-                request = await self._next_request()
+                if task is not None:
+                    idle_tasks.add(task)
+                try:
+                    request = await self._next_request()
+                finally:
+                    idle_tasks.discard(task)  # type: ignore[arg-type]
+            except asyncio.CancelledError:
+                if self.proxy.draining:
+                    return
+                raise
             except h11.RemoteProtocolError as exc:
                 await self._send_error(exc.error_status_hint, "bad request")
                 return

@@ -28,7 +28,20 @@ def alert_name(description: int) -> str:
         return str(description)
 
 
-class EdgeMetrics:
+class ProxyObserver:
+    """What the proxies report; ``EdgeMetrics`` implements it, and this no-op base serves tests."""
+
+    def origin_error(self, kind: str) -> None:
+        pass
+
+    def response_sent(self, status: int) -> None:
+        pass
+
+    def transferred(self, received: int, sent: int) -> None:
+        pass
+
+
+class EdgeMetrics(ProxyObserver):
     """Every metric the edge exports. Label values come from small fixed sets (no client input)."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
@@ -82,6 +95,12 @@ class EdgeMetrics:
         self.http_responses = Counter(
             "keyless_edge_http_responses", "HTTP responses sent to clients, by status class", ["code"], registry=r
         )
+        self.worker_connections = Gauge(
+            "keyless_edge_worker_connections",
+            "Connections accepted by this process (one sample per worker pid with --workers)",
+            registry=r,
+            multiprocess_mode="all",
+        )
         self.connections_refused = Counter(
             "keyless_edge_connections_refused",
             "Connections closed at once because max_connections was reached",
@@ -102,25 +121,12 @@ class EdgeMetrics:
             self.bytes_sent.inc(sent)
 
 
-class ProxyObserver:
-    """What the proxies report; ``EdgeMetrics`` implements it, and this no-op base serves tests."""
-
-    def origin_error(self, kind: str) -> None:
-        pass
-
-    def response_sent(self, status: int) -> None:
-        pass
-
-    def transferred(self, received: int, sent: int) -> None:
-        pass
-
-
-def multiprocess_registry() -> CollectorRegistry:
+def multiprocess_registry(path: str) -> CollectorRegistry:
     """A registry summing all workers' values (the parent's view in multiprocess mode)."""
     from prometheus_client import multiprocess
 
     registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    multiprocess.MultiProcessCollector(registry, path=path)  # type: ignore[no-untyped-call]
     return registry
 
 

@@ -1,0 +1,226 @@
+"""The TLS listener: the engine's asyncio protocol plus what an edge needs around it.
+
+``keyless.tls.asyncio_adapter`` drives one ``TLSServerConnection`` per socket. The edge adds, per
+connection: the connection limit (refused at accept, before any handshake work), the active-connection
+gauge, and a ``ConnectionObserver`` that turns the engine's events into metrics (handshake duration and
+outcome, alerts both ways, key operations). Key-operation latency is measured by ``InstrumentedKey``
+around the key itself, so it covers exactly the key server's share of a handshake.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from keyless.edge.metrics import EdgeMetrics, alert_name, version_name
+from keyless.keys.schemes import SignatureScheme
+from keyless.tls.asyncio_adapter import TLSStream, _TLSServerProtocol
+from keyless.tls.config import ServerConfig
+from keyless.tls.events import AlertReceived, ConnectionClosed, HandshakeComplete, KeyOperationRequired
+
+log = logging.getLogger("keyless.edge.listener")
+
+Handler = Callable[[TLSStream], Awaitable[None]]
+
+
+class ConnectionObserver:
+    """Metrics for one connection, fed with every engine event."""
+
+    __slots__ = ("completed", "metrics", "started")
+
+    def __init__(self, metrics: EdgeMetrics) -> None:
+        self.metrics = metrics
+        self.started = time.monotonic()
+        self.completed = False
+
+    def on_event(self, event: object) -> None:
+        m = self.metrics
+        if isinstance(event, HandshakeComplete):
+            self.completed = True
+            resumed = "true" if event.resumed else "false"
+            m.handshakes.labels(version_name(event.version), event.cipher_suite, resumed).inc()
+            m.handshake_seconds.labels(resumed).observe(time.monotonic() - self.started)
+        elif isinstance(event, AlertReceived):
+            m.alerts_received.labels(alert_name(event.description)).inc()
+        elif isinstance(event, ConnectionClosed):
+            if event.alert_sent is not None:
+                m.alerts_sent.labels(alert_name(event.alert_sent)).inc()
+            if not self.completed:
+                reason = alert_name(event.alert_sent) if event.alert_sent is not None else "closed"
+                m.handshake_failures.labels(reason).inc()
+        elif isinstance(event, KeyOperationRequired):
+            pass  # counted, with latency and result, by InstrumentedKey
+
+
+class EdgeProtocol(_TLSServerProtocol):
+    """The adapter's protocol with a connection limit and an active-connection count."""
+
+    def __init__(self, listener: TLSListener, handler: Handler) -> None:
+        self._listener = listener
+        self._counted = False
+        observer = ConnectionObserver(listener.metrics)
+        super().__init__(
+            handler,
+            listener.config_provider(),
+            listener.handshake_timeout,
+            observer.on_event,
+            listener.read_buffer_limit,
+        )
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        listener = self._listener
+        if listener.active >= listener.max_connections or listener.refusing:
+            listener.metrics.connections_refused.inc()
+            transport.abort()  # type: ignore[attr-defined]
+            return
+        listener.active += 1
+        self._counted = True
+        listener.metrics.active_connections.inc()
+        listener.metrics.worker_connections.inc()
+        super().connection_made(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._counted:
+            self._counted = False
+            self._listener.active -= 1
+            self._listener.metrics.active_connections.dec()
+            if self._listener.active == 0:
+                self._listener.idle.set()
+        super().connection_lost(exc)
+
+
+class TLSListener:
+    """All listening sockets of one edge process, sharing the limits and the current TLS configuration."""
+
+    def __init__(
+        self,
+        config_provider: Callable[[], ServerConfig],
+        metrics: EdgeMetrics,
+        *,
+        handshake_timeout: float,
+        max_connections: int,
+        read_buffer_limit: int = 256 * 1024,
+    ) -> None:
+        self.config_provider = config_provider
+        self.metrics = metrics
+        self.handshake_timeout = handshake_timeout
+        self.max_connections = max_connections
+        self.read_buffer_limit = read_buffer_limit
+        self.active = 0
+        self.refusing = False
+        self.idle = asyncio.Event()
+        self.idle.set()
+        self.servers: list[asyncio.Server] = []
+
+    async def listen(self, handler: Handler, host: str, port: int, *, reuse_port: bool) -> int:
+        loop = asyncio.get_running_loop()
+        sock = _listening_socket(host, port, reuse_port)
+        server = await loop.create_server(lambda: EdgeProtocol(self, handler), sock=sock, backlog=1024)
+        self.servers.append(server)
+        bound: int = server.sockets[0].getsockname()[1]
+        return bound
+
+    def stop_accepting(self) -> None:
+        self.refusing = True
+        for server in self.servers:
+            server.close()
+
+    async def wait_idle(self, timeout: float) -> bool:
+        if self.active:
+            self.idle.clear()
+        try:
+            async with asyncio.timeout(timeout):
+                while self.active:
+                    await self.idle.wait()
+                    if self.active:
+                        self.idle.clear()
+        except TimeoutError:
+            return False
+        return True
+
+
+def _listening_socket(host: str, port: int, reuse_port: bool) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+        sock.listen(1024)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+class InstrumentedKey:
+    """Wraps a key to count its operations and time them; everything else passes through."""
+
+    def __init__(self, inner: Any, metrics: EdgeMetrics) -> None:
+        self._inner = inner
+        self._metrics = metrics
+
+    def __repr__(self) -> str:
+        return f"<InstrumentedKey {self._inner!r}>"
+
+    @property
+    def public_key(self) -> Any:
+        return self._inner.public_key
+
+    @property
+    def inner(self) -> Any:
+        return self._inner
+
+    async def sign(self, scheme: SignatureScheme, message: bytes) -> bytes:
+        return await self._timed("sign", self._inner.sign(scheme, message))
+
+    async def decrypt(self, ciphertext: bytes) -> bytes:
+        return await self._timed("decrypt", self._inner.decrypt(ciphertext))
+
+    async def _timed(self, kind: str, operation: Awaitable[bytes]) -> bytes:
+        started = time.monotonic()
+        try:
+            result = await operation
+        except BaseException as exc:
+            outcome = "timeout" if isinstance(exc, TimeoutError | asyncio.CancelledError) else "error"
+            self._metrics.key_operations.labels(kind, outcome).inc()
+            raise
+        self._metrics.key_operations.labels(kind, "ok").inc()
+        self._metrics.key_operation_seconds.labels(kind).observe(time.monotonic() - started)
+        return result
+
+
+class InstrumentedLocalKey(InstrumentedKey):
+    """The same for in-process keys, keeping the synchronous methods the adapter calls inline."""
+
+    def sign_sync(self, scheme: SignatureScheme, message: bytes) -> bytes:
+        return self._sync("sign", lambda: self._inner.sign_sync(scheme, message))
+
+    def decrypt_sync(self, ciphertext: bytes) -> bytes:
+        return self._sync("decrypt", lambda: self._inner.decrypt_sync(ciphertext))
+
+    def _sync(self, kind: str, operation: Callable[[], bytes]) -> bytes:
+        started = time.monotonic()
+        try:
+            result = operation()
+        except BaseException:
+            self._metrics.key_operations.labels(kind, "error").inc()
+            raise
+        self._metrics.key_operations.labels(kind, "ok").inc()
+        self._metrics.key_operation_seconds.labels(kind).observe(time.monotonic() - started)
+        return result
+
+
+def instrument(key: Any, metrics: EdgeMetrics) -> InstrumentedKey:
+    if hasattr(key, "sign_sync"):
+        return InstrumentedLocalKey(key, metrics)
+    return InstrumentedKey(key, metrics)
+
+
+__all__ = ["ConnectionObserver", "EdgeProtocol", "InstrumentedKey", "TLSListener", "instrument"]

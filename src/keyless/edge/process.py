@@ -1,0 +1,301 @@
+"""Running the edge as processes: one process, or a parent supervising ``--workers N`` on one port.
+
+Single process (``workers: 1``): the edge, its metrics endpoint and its signal handlers live together.
+
+Several workers: the parent chooses the ports (binding them with SO_REUSEPORT so port 0 resolves once),
+draws the ticket master secret, and starts N children running ``keyless edge --worker-child``. Each child
+reads ``{"ports": [...], "ticket_secret": "<hex>"}`` from its stdin (a pipe: the secret never appears in
+argv, the environment or a file), binds the same ports with SO_REUSEPORT — the kernel spreads new
+connections over them — and writes its metrics into a shared prometheus-client multiprocess directory
+that the parent serves. SIGTERM/SIGHUP to the parent are passed on to every child; a child that dies is
+restarted.
+
+Once listening, the process that owns the metrics endpoint prints one line on stdout (flushed)::
+
+    keyless edge ready port=<p>[,<p2>...] metrics_port=<m or 0> workers=<n>
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+from keyless.edge.config import ConfigError, EdgeConfig, load_config
+
+log = logging.getLogger("keyless.edge")
+
+WORKER_START_TIMEOUT = 30.0
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _install_event_loop_policy() -> None:
+    # Opt-in: keyless.tls.asyncio_adapter currently refuses transports that are not asyncio.Transport
+    # instances, and uvloop's are not.
+    if os.environ.get("KEYLESS_UVLOOP") != "1":
+        return
+    try:
+        import uvloop
+    except ImportError:
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+def run(config_path: str, *, workers: int | None = None, worker_child: bool = False, out: TextIO = sys.stdout) -> int:
+    try:
+        config = load_config(config_path)
+        from keyless.edge.tickets import check_key_files
+
+        check_key_files(config.tickets)
+    except (ConfigError, ValueError) as exc:
+        print(f"keyless edge: configuration error: {exc}", file=sys.stderr)
+        return 2
+    _configure_logging(config.loglevel)
+    _install_event_loop_policy()
+    if worker_child:
+        handoff = json.loads(sys.stdin.readline())
+        secret = bytes.fromhex(handoff["ticket_secret"])
+        return asyncio.run(
+            _serve(config, Path(config_path), ports=handoff["ports"], secret=secret, worker=True, out=out)
+        )
+    count = workers if workers is not None else config.workers
+    if count <= 1:
+        return asyncio.run(_serve(config, Path(config_path), ports=None, secret=None, worker=False, out=out))
+    return Supervisor(config, Path(config_path), count, out).run()
+
+
+async def _serve(
+    config: EdgeConfig, path: Path, *, ports: list[int] | None, secret: bytes | None, worker: bool, out: TextIO
+) -> int:
+    from keyless.edge.metrics import EdgeMetrics
+    from keyless.edge.server import Edge
+
+    metrics = EdgeMetrics()
+    try:
+        edge = Edge(config, metrics, ticket_master_secret=secret)
+    except (ConfigError, ValueError) as exc:
+        print(f"keyless edge: configuration error: {exc}", file=sys.stderr)
+        return 2
+    bound = await edge.start(ports, reuse_port=worker)
+    metrics_port = 0
+    metrics_server = None
+    if not worker and config.metrics_addr is not None:
+        from keyless.metrics import start_metrics_server
+
+        metrics_server, metrics_port = start_metrics_server(
+            config.metrics_addr[0], config.metrics_addr[1], metrics.registry, {"keyservers": edge.is_ready}
+        )
+    await edge.check_readiness()
+    if worker:
+        print(f"keyless edge worker ready pid={os.getpid()}", file=out, flush=True)
+    else:
+        ports_text = ",".join(str(p) for p in bound)
+        print(f"keyless edge ready port={ports_text} metrics_port={metrics_port} workers=1", file=out, flush=True)
+    log.info(
+        "edge listening on %s", ", ".join(f"{li.address}:{p}" for li, p in zip(config.listeners, bound, strict=False))
+    )
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    background: set[asyncio.Future[None]] = set()
+
+    def reload() -> None:
+        async def do_reload() -> None:
+            try:
+                await edge.reload(load_config(path))
+            except (ConfigError, ValueError, OSError) as exc:
+                log.error("reload failed, keeping the running configuration: %s", exc)
+
+        task = asyncio.ensure_future(do_reload())
+        background.add(task)
+        task.add_done_callback(background.discard)
+
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, reload)
+    await stop.wait()
+    log.info("draining (up to %.0f s)", edge.config.limits.drain_timeout)
+    clean = await edge.drain()
+    if metrics_server is not None:
+        metrics_server.shutdown()
+    log.info("stopped%s", "" if clean else " (connections cut at the drain deadline)")
+    return 0
+
+
+class Supervisor:
+    """The parent of ``--workers N``: ports, ticket secret, metrics, signals, restarts."""
+
+    def __init__(self, config: EdgeConfig, path: Path, workers: int, out: TextIO) -> None:
+        self.config = config
+        self.path = path
+        self.workers = workers
+        self.out = out
+        self.children: list[subprocess.Popen[bytes]] = []
+        self.stopping = False
+        self.reload_requested = False
+
+    def run(self) -> int:
+        from keyless.edge.tickets import new_master_secret
+
+        metrics_dir = tempfile.mkdtemp(prefix="keyless-edge-metrics-")
+        placeholders = [_reserve_port(li.address, li.port) for li in self.config.listeners]
+        self.ports = [s.getsockname()[1] for s in placeholders]
+        self.secret = new_master_secret()
+        self.env = dict(os.environ, PROMETHEUS_MULTIPROC_DIR=metrics_dir)
+        signal.signal(signal.SIGTERM, self._on_stop)
+        signal.signal(signal.SIGINT, self._on_stop)
+        signal.signal(signal.SIGHUP, self._on_hup)
+        try:
+            for _ in range(self.workers):
+                self.children.append(self._spawn())
+            for child in self.children:
+                self._await_ready(child)
+            for sock in placeholders:
+                sock.close()  # never listened: it only reserved the port for the workers' reuseport group
+            metrics_port = self._start_metrics(metrics_dir)
+            ports_text = ",".join(str(p) for p in self.ports)
+            print(
+                f"keyless edge ready port={ports_text} metrics_port={metrics_port} workers={self.workers}",
+                file=self.out,
+                flush=True,
+            )
+            self._supervise()
+        finally:
+            self._stop_children()
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+        return 0
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        args = [sys.executable, "-m", "keyless", "edge", "--config", str(self.path), "--worker-child"]
+        child = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=self.env)
+        handoff = json.dumps({"ports": self.ports, "ticket_secret": self.secret.hex()})
+        if child.stdin is None:  # pragma: no cover - we asked for a pipe
+            raise RuntimeError("no pipe to the worker")
+        child.stdin.write(handoff.encode() + b"\n")
+        child.stdin.close()
+        return child
+
+    def _await_ready(self, child: subprocess.Popen[bytes]) -> None:
+        if child.stdout is None:  # pragma: no cover
+            raise RuntimeError("no pipe from the worker")
+        line = child.stdout.readline()
+        if not line.startswith(b"keyless edge worker ready"):
+            raise RuntimeError(f"edge worker {child.pid} failed to start (exit code {child.poll()})")
+
+    def _start_metrics(self, metrics_dir: str) -> int:
+        if self.config.metrics_addr is None:
+            return 0
+        from keyless.edge.metrics import multiprocess_registry
+        from keyless.metrics import start_metrics_server
+
+        readiness = ParentReadiness(self.config)
+        readiness.start()
+        _, port = start_metrics_server(
+            self.config.metrics_addr[0],
+            self.config.metrics_addr[1],
+            multiprocess_registry(metrics_dir),
+            {"keyservers": readiness.ready},
+        )
+        return port
+
+    def _on_stop(self, signum: int, frame: Any) -> None:
+        self.stopping = True
+
+    def _on_hup(self, signum: int, frame: Any) -> None:
+        self.reload_requested = True
+
+    def _supervise(self) -> None:
+        while not self.stopping:
+            time.sleep(0.2)
+            if self.reload_requested:
+                self.reload_requested = False
+                try:
+                    load_config(self.path)  # a broken file would only make the workers log and keep going
+                except ConfigError as exc:
+                    log.error("reload refused: %s", exc)
+                    continue
+                for child in self.children:
+                    if child.poll() is None:
+                        child.send_signal(signal.SIGHUP)
+            for index, child in enumerate(self.children):
+                if child.poll() is not None and not self.stopping:
+                    log.warning("edge worker %d exited with %s; restarting it", child.pid, child.returncode)
+                    replacement = self._spawn()
+                    try:
+                        self._await_ready(replacement)
+                    except RuntimeError as exc:
+                        log.error("%s", exc)
+                    self.children[index] = replacement
+
+    def _stop_children(self) -> None:
+        for child in self.children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + self.config.limits.drain_timeout + 5
+        for child in self.children:
+            try:
+                child.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+
+
+class ParentReadiness:
+    """The parent's own view of key-server health for /readyz (its own clients, pinged in a thread)."""
+
+    def __init__(self, config: EdgeConfig) -> None:
+        self.config = config
+        self.state = False
+        self.has_groups = any(site.key_servers for site in config.sites)
+
+    def ready(self) -> bool:
+        return self.state or not self.has_groups
+
+    def start(self) -> None:
+        if not self.has_groups:
+            return
+        import threading
+
+        threading.Thread(target=lambda: asyncio.run(self._loop()), name="edge-readiness", daemon=True).start()
+
+    async def _loop(self) -> None:
+        from keyless.edge.server import READINESS_INTERVAL, READINESS_TIMEOUT
+        from keyless.edge.sites import build_sites
+
+        sites = build_sites(self.config)
+        while True:
+            try:
+                async with asyncio.timeout(READINESS_TIMEOUT):
+                    results = await sites.ping_all()
+                self.state = bool(results) and all(results.values())
+            except Exception:
+                self.state = False
+            await asyncio.sleep(READINESS_INTERVAL)
+
+
+def _reserve_port(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    return sock
+
+
+__all__ = ["Supervisor", "run"]

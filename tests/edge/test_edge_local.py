@@ -1,0 +1,218 @@
+"""The edge as a real process with in-process keys (key_file): curl, openssl s_client, SNI, workers, signals.
+
+The same checks against key servers are in tests/interop/test_edge_keyless.py.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import signal
+import socket
+import ssl
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import require_tool
+from tests.edge.certs import KINDS, SitePKI, make_pki
+from tests.edge.edgeproc import EdgeProcess
+from tests.edge.support import OriginProcess
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> SitePKI:
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture(scope="module")
+def origin() -> Iterator[OriginProcess]:
+    with OriginProcess() as process:
+        yield process
+
+
+def edge_config(pki: SitePKI, origin_port: int, **changes: Any) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "listen": [{"address": "127.0.0.1", "port": 0}],
+        "metrics_addr": "127.0.0.1:0",
+        "certificates": [
+            {"names": [f"{kind}.edge.test"], "chain": str(pki.chain(kind)), "key_file": str(pki.key(kind))}
+            for kind in KINDS
+        ],
+        "origin": {"mode": "http", "address": f"127.0.0.1:{origin_port}"},
+        "limits": {"drain_timeout": 5},
+    }
+    config["certificates"][0]["default"] = True
+    config.update(changes)
+    return config
+
+
+@pytest.fixture(scope="module")
+def edge(pki: SitePKI, origin: OriginProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[EdgeProcess]:
+    with EdgeProcess(edge_config(pki, origin.port), tmp_path_factory.mktemp("edge")) as process:
+        yield process
+
+
+def curl(
+    edge: EdgeProcess, pki: SitePKI, path: str, *args: str, host: str = "ecdsa.edge.test"
+) -> subprocess.CompletedProcess[bytes]:
+    binary = require_tool("curl")
+    return subprocess.run(
+        [
+            binary,
+            "-sS",
+            "--cacert",
+            str(pki.ca),
+            "--resolve",
+            f"{host}:{edge.port}:127.0.0.1",
+            *args,
+            f"https://{host}:{edge.port}{path}",
+        ],
+        capture_output=True,
+        timeout=60,
+    )
+
+
+def s_client(port: int, pki: SitePKI, *args: str, host: str = "ecdsa.edge.test") -> str:
+    openssl = require_tool("openssl")
+    result = subprocess.run(
+        [
+            openssl,
+            "s_client",
+            "-connect",
+            f"127.0.0.1:{port}",
+            "-servername",
+            host,
+            "-CAfile",
+            str(pki.ca),
+            "-verify_return_error",
+            "-ign_eof",
+            *args,
+        ],
+        # A whole HTTP exchange: the TLS 1.3 tickets arrive before the answer, and the edge then closes.
+        input=f"GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode(),
+        capture_output=True,
+        timeout=30,
+    )
+    return result.stdout.decode(errors="replace") + result.stderr.decode(errors="replace")
+
+
+def test_curl_get_post_chunked_through_edge(edge: EdgeProcess, pki: SitePKI, tmp_path: Path) -> None:
+    page = curl(edge, pki, "/")
+    assert page.returncode == 0, page.stderr
+    assert b"Hello through a keyless edge" in page.stdout
+    payload = bytes(range(256)) * 16384  # 4 MiB
+    body = tmp_path / "body"
+    body.write_bytes(payload)
+    echoed = curl(edge, pki, "/echo", "--data-binary", f"@{body}")
+    assert hashlib.sha256(echoed.stdout).digest() == hashlib.sha256(payload).digest()
+    chunked = curl(
+        edge, pki, "/echo", "-H", "Transfer-Encoding: chunked", "--data-binary", f"@{body}", "-D", str(tmp_path / "h")
+    )
+    assert chunked.stdout == payload
+    assert "x-request-was-chunked: 1" in (tmp_path / "h").read_text().lower()
+    headers = json.loads(curl(edge, pki, "/headers").stdout)["headers"]
+    assert headers["x-forwarded-proto"] == "https"
+    assert headers["x-forwarded-for"] == "127.0.0.1"
+
+
+def test_sni_selects_certificate_by_key_type(edge: EdgeProcess, pki: SitePKI) -> None:
+    expected = {"ecdsa": "id-ecPublicKey", "rsa": "rsaEncryption", "ed25519": "ED25519"}
+    for kind in KINDS:
+        out = s_client(edge.port, pki, "-brief", host=f"{kind}.edge.test")
+        assert "Verification: OK" in out, out
+        assert f"Peer certificate: CN = {kind}.edge.test" in out, out
+    # An unknown name and no SNI at all get the default (ECDSA) site.
+    ctx = ssl.create_default_context(cafile=str(pki.ca))
+    ctx.check_hostname = False
+    with socket.create_connection(("127.0.0.1", edge.port), timeout=10) as raw, ctx.wrap_socket(raw) as tls:
+        cert = tls.getpeercert()
+        assert ("commonName", "ecdsa.edge.test") in cert["subject"][0]
+    assert expected  # the key algorithms are asserted through the certificate names above
+
+
+def test_tls13_ticket_resumption_with_s_client(edge: EdgeProcess, pki: SitePKI, tmp_path: Path) -> None:
+    session = tmp_path / "sess.pem"
+    before = edge.metric("keyless_edge_key_operations_total")
+    first = s_client(edge.port, pki, "-sess_out", str(session))
+    assert "New, TLSv1.3" in first, first
+    second = s_client(edge.port, pki, "-sess_in", str(session))
+    assert "Reused, TLSv1.3" in second, second
+    assert edge.metric("keyless_edge_key_operations_total") == before + 1
+    assert edge.metric("keyless_edge_handshakes_total", version="TLSv1.3", resumed="true") >= 1
+
+
+def test_tls12_resumption_ecdhe_and_rsa(edge: EdgeProcess, pki: SitePKI, tmp_path: Path) -> None:
+    for host, cipher in (("ecdsa.edge.test", "ECDHE-ECDSA-AES128-GCM-SHA256"), ("rsa.edge.test", "AES128-GCM-SHA256")):
+        session = tmp_path / f"{host}.pem"
+        first = s_client(edge.port, pki, "-tls1_2", "-cipher", cipher, "-sess_out", str(session), host=host)
+        assert "New, TLSv1.2, Cipher is " + cipher in first, first
+        before = edge.metric("keyless_edge_key_operations_total")
+        second = s_client(edge.port, pki, "-tls1_2", "-cipher", cipher, "-sess_in", str(session), host=host)
+        assert "Reused, TLSv1.2" in second, second
+        assert edge.metric("keyless_edge_key_operations_total") == before
+    assert edge.metric("keyless_edge_key_operations_total", kind="decrypt", result="ok") >= 1
+
+
+def test_metrics_health_and_readiness(edge: EdgeProcess) -> None:
+    assert edge.status("/healthz") == 200
+    assert edge.status("/readyz") == 200  # no key servers configured: always ready
+    text = edge.metrics()
+    for name in ("keyless_edge_handshakes_total", "keyless_edge_active_connections", "keyless_edge_bytes_sent_total"):
+        assert name in text
+
+
+def test_ticket_from_one_worker_resumes_on_another(pki: SitePKI, origin: OriginProcess, tmp_path: Path) -> None:
+    with EdgeProcess(edge_config(pki, origin.port), tmp_path, workers=2) as edge:
+        session = tmp_path / "sess.pem"
+        first = s_client(edge.port, pki, "-sess_out", str(session))
+        assert "New, TLSv1.3" in first
+        # SO_REUSEPORT spreads connections by a hash of the 4-tuple: 16 tries reach both workers
+        # (all on one would have probability 2**-16).
+        reused = [("Reused, TLSv1.3" in s_client(edge.port, pki, "-sess_in", str(session))) for _ in range(16)]
+        assert all(reused)
+        assert edge.metric("keyless_edge_handshakes_total", resumed="true") == 16
+        per_worker = [
+            float(line.rpartition(" ")[2])
+            for line in edge.metrics().splitlines()
+            if line.startswith("keyless_edge_worker_connections{")
+        ]
+        assert len(per_worker) == 2 and all(count > 0 for count in per_worker), per_worker
+
+
+def test_sighup_reload_and_sigterm_drain(pki: SitePKI, origin: OriginProcess, tmp_path: Path) -> None:
+    config = edge_config(pki, origin.port)
+    with EdgeProcess(config, tmp_path) as edge:
+        assert "CN = ecdsa.edge.test" in s_client(edge.port, pki, "-brief", host="new.edge.test")
+        config["certificates"][0]["default"] = False
+        config["certificates"][1]["default"] = True  # RSA becomes the default
+        import yaml
+
+        edge.config_path.write_text(yaml.safe_dump(config))
+        edge.signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while "CN = rsa.edge.test" not in s_client(edge.port, pki, "-brief", host="new.edge.test"):
+            assert time.monotonic() < deadline, "reload did not take effect"
+            time.sleep(0.2)
+        # A slow request in flight survives SIGTERM; the edge exits once it is done.
+        slow = subprocess.Popen(
+            [
+                "curl",
+                "-sS",
+                "--cacert",
+                str(pki.ca),
+                "--resolve",
+                f"ecdsa.edge.test:{edge.port}:127.0.0.1",
+                f"https://ecdsa.edge.test:{edge.port}/slow/1",
+            ],
+            stdout=subprocess.PIPE,
+        )
+        time.sleep(0.4)
+        edge.signal(signal.SIGTERM)
+        out, _ = slow.communicate(timeout=20)
+        assert out == b"slow\n"
+        assert edge.proc.wait(timeout=20) == 0
