@@ -10,13 +10,15 @@ fails before it could wrap. ``HandshakeReassembler`` turns handshake-record payl
 (coalesced or fragmented across records), refusing a length over the limit as soon as the 4-byte header
 is in.
 
-Performance: one ``bytearray`` receive buffer consumed from the front (CPython makes that O(1)), bodies are
-decrypted straight from a ``memoryview`` of it, AEAD objects are built once per key, and the nonce is an
-integer XOR, so a 16 KB record costs little more than the AEAD itself.
+Performance: received chunks are kept as read-only ``memoryview``s (no copy; only a record straddling two
+socket reads is joined), bodies are decrypted straight from them, AEAD objects are built once per key, and
+the nonce is an integer XOR, so a 16 KB record costs little more than the AEAD itself. A growing and
+shrinking ``bytearray`` would instead pay for memmoves and, above glibc's mmap threshold, page faults.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -139,7 +141,8 @@ class RecordLayer:
     """Deframes, checks and unprotects received records; fragments and protects outgoing ones."""
 
     __slots__ = (
-        "_in",
+        "_buffered",
+        "_chunks",
         "_out",
         "_read",
         "_seen_first_record",
@@ -151,7 +154,9 @@ class RecordLayer:
     )
 
     def __init__(self, *, max_buffered: int = DEFAULT_MAX_BUFFERED) -> None:
-        self._in = bytearray()
+        # Received bytes as read-only views of what the socket gave us, consumed from the left.
+        self._chunks: deque[memoryview] = deque()
+        self._buffered = 0
         self._out: list[bytes] = []
         self._read = _Direction()
         self._write = _Direction()
@@ -163,7 +168,7 @@ class RecordLayer:
         self.max_buffered = max_buffered
 
     def __repr__(self) -> str:
-        return f"<RecordLayer read={self._read!r} write={self._write!r} buffered={len(self._in)}>"
+        return f"<RecordLayer read={self._read!r} write={self._write!r} buffered={self._buffered}>"
 
     # ---- keys -------------------------------------------------------------------------------------
 
@@ -213,41 +218,62 @@ class RecordLayer:
     @property
     def buffered(self) -> int:
         """Bytes received and not yet returned as records."""
-        return len(self._in)
+        return self._buffered
 
     # ---- receiving ------------------------------------------------------------------------------------
 
     def receive_data(self, data: bytes) -> None:
-        if len(self._in) + len(data) > self.max_buffered:
+        if self._buffered + len(data) > self.max_buffered:
             # The caller is not draining records; refuse rather than hold unbounded input.
             raise TLSAlert(AlertDescription.internal_error, "receive buffer limit exceeded")
-        self._in += data
+        if data:
+            # Kept as received (no copy); a bytearray is frozen first so later changes cannot reach us.
+            self._chunks.append(memoryview(data if isinstance(data, bytes) else bytes(data)))
+            self._buffered += len(data)
 
     def next_record(self) -> Record | None:
         """The next whole record (decrypted if a read key is set), or None until more bytes arrive."""
         while True:
-            buf = self._in
-            if len(buf) < HEADER_LENGTH:
+            if self._buffered < HEADER_LENGTH:
                 return None
-            content_type = buf[0]
-            length = (buf[3] << 8) | buf[4]
-            self._check_header(content_type, (buf[1] << 8) | buf[2], length)
+            first = self._contiguous(HEADER_LENGTH)
+            content_type = first[0]
+            length = (first[3] << 8) | first[4]
+            self._check_header(content_type, (first[1] << 8) | first[2], length)
             end = HEADER_LENGTH + length
-            if len(buf) < end:
+            if self._buffered < end:
                 return None
+            first = self._contiguous(end)
             self._seen_first_record = True
-            header = bytes(buf[:HEADER_LENGTH])
-            view = memoryview(buf)
-            fragment = view[HEADER_LENGTH:end]
-            try:
-                record = self._open(content_type, header, fragment)
-            finally:
-                # Views must be gone before the buffer can shrink, even when an alert's traceback lingers.
-                fragment.release()
-                view.release()
-            del buf[:end]
+            # Consume before opening: a record that fails is gone either way (the connection is dead).
+            if len(first) == end:
+                self._chunks.popleft()
+            else:
+                self._chunks[0] = first[end:]
+            self._buffered -= end
+            record = self._open(content_type, first[:HEADER_LENGTH].tobytes(), first[HEADER_LENGTH:end])
             if record is not None:
                 return record
+
+    def _contiguous(self, n: int) -> memoryview:
+        """The first chunk, merged with what follows until it holds ``n`` bytes (the caller checked that
+        ``n`` bytes are buffered). Only the bytes of a record that straddles socket reads are copied."""
+        chunks = self._chunks
+        first = chunks[0]
+        if len(first) >= n:
+            return first
+        parts: list[memoryview] = []
+        got = 0
+        while got < n:
+            chunk = chunks.popleft()
+            take = min(len(chunk), n - got)
+            parts.append(chunk[:take])
+            got += take
+            if take < len(chunk):
+                chunks.appendleft(chunk[take:])
+        merged = memoryview(b"".join(parts))
+        chunks.appendleft(merged)
+        return merged
 
     def _check_header(self, content_type: int, version: int, length: int) -> None:
         """Go readRecordOrCCS: judge the header before buffering the body."""
