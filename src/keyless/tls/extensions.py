@@ -55,6 +55,9 @@ def _decode_error(what: str) -> TLSAlert:
     return TLSAlert(AlertDescription.decode_error, what)
 
 
+_PRINTABLE_ASCII = bytes(range(0x21, 0x7F))  # deleting these from a valid host name leaves nothing
+
+
 def parse_server_name(r: Reader) -> str | None:
     """RFC 6066 §3: ServerNameList<1..2^16-1>; we keep the one host_name (type 0), ASCII, no trailing dot."""
     names = r.vec16()
@@ -69,7 +72,7 @@ def parse_server_name(r: Reader) -> str | None:
             continue
         if host is not None:
             raise TLSAlert(AlertDescription.illegal_parameter, "two host_name entries")
-        if not value or value.endswith(b".") or any(b < 0x21 or b > 0x7E for b in value):
+        if not value or value.endswith(b".") or value.translate(None, _PRINTABLE_ASCII):
             raise _decode_error("malformed host_name")
         host = value.decode("ascii").lower()
     return host

@@ -81,10 +81,6 @@ class ClientHello:
         return tuple(t for t, _ in self.extensions)
 
 
-def _apply(parsed: dict[str, object], name: str, parser: Callable[[Reader], object], body: Reader) -> None:
-    parsed[name] = parser(body)
-
-
 _EXTENSION_PARSERS: dict[int, tuple[str, Callable[[Reader], object]]] = {
     ExtensionType.server_name: ("server_name", ext.parse_server_name),
     ExtensionType.supported_versions: ("supported_versions", ext.parse_supported_versions),
@@ -122,6 +118,9 @@ _EXTENSION_PARSERS: dict[int, tuple[str, Callable[[Reader], object]]] = {
 }
 
 
+_PRE_SHARED_KEY = int(ExtensionType.pre_shared_key)
+
+
 def parse_client_hello(raw: bytes) -> ClientHello:
     """Parse a whole ClientHello handshake message (4-byte header included) per RFC 8446 §4.1.2."""
     r = Reader(raw)
@@ -144,20 +143,26 @@ def parse_client_hello(raw: bytes) -> ClientHello:
         block = body.vec16()
         body.expect_end("ClientHello")
         seen: set[int] = set()
-        while not block.at_end():
-            ext_type = block.u16()
-            length = block.u16()
-            start = block.position
-            ext_body = block.sub(length)
+        # The extension headers are read straight from ``raw`` (the hot loop of every handshake); each
+        # body still goes to its parser as a bounded Reader.
+        pos, end = block.position, block.position + block.remaining
+        while pos < end:
+            if end - pos < 4:
+                raise TLSAlert(AlertDescription.decode_error, "truncated extension header")
+            ext_type = (raw[pos] << 8) | raw[pos + 1]
+            start = pos + 4
+            pos = start + ((raw[pos + 2] << 8) | raw[pos + 3])
+            if pos > end:
+                raise TLSAlert(AlertDescription.decode_error, "extension overruns the block")
             if ext_type in seen:
                 raise TLSAlert(AlertDescription.illegal_parameter, f"duplicate extension {ext_type}")
             seen.add(ext_type)
-            if ExtensionType.pre_shared_key in seen and ext_type != ExtensionType.pre_shared_key:
+            if _PRE_SHARED_KEY in seen and ext_type != _PRE_SHARED_KEY:
                 raise TLSAlert(AlertDescription.illegal_parameter, "pre_shared_key is not the last extension")
-            extensions.append((ext_type, raw[start : start + length]))
+            extensions.append((ext_type, raw[start:pos]))
             entry = _EXTENSION_PARSERS.get(ext_type)
             if entry is not None:
-                _apply(parsed, entry[0], entry[1], ext_body)
+                parsed[entry[0]] = entry[1](Reader(raw, start, pos))
     return ClientHello(
         raw=raw,
         legacy_version=legacy_version,
