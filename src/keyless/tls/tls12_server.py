@@ -34,7 +34,13 @@ from keyless.tls.client_auth import verify_client_certificate, verify_client_sig
 from keyless.tls.config import CertifiedKey, ClientHelloInfo, ServerConfig
 from keyless.tls.events import HandshakeComplete
 from keyless.tls.messages import ClientHello, ContentType, HandshakeType
-from keyless.tls.suites import GROUP_NAMES, TLS12, TLS13_SIGNATURE_SCHEMES, server_random_with_downgrade
+from keyless.tls.suites import (
+    GROUP_NAMES,
+    TLS12,
+    TLS13_SIGNATURE_SCHEMES,
+    NamedGroup,
+    server_random_with_downgrade,
+)
 from keyless.tls.tickets import SessionState
 from keyless.tls.tls12_suites import (
     TLS12_SUITES_BY_CODE,
@@ -57,6 +63,11 @@ NO_RENEGOTIATION = 100  # AlertDescription no_renegotiation (RFC 5246 §7.2.2), 
 MAX_RENEGOTIATION_REFUSALS = 2  # then the peer is not listening: close with a fatal alert
 _CCS_PAYLOAD = b"\x01"
 _ECDSA_KEYS = ("ecdsa-", "ed25519")
+_CERTIFICATE_CURVES = {
+    "ecdsa-secp256r1": NamedGroup.SECP256R1,
+    "ecdsa-secp384r1": NamedGroup.SECP384R1,
+    "ecdsa-secp521r1": NamedGroup.SECP521R1,
+}
 
 
 class State(Enum):
@@ -265,10 +276,19 @@ class ServerHandshake12:
                 continue
             if scheme is None or group is None:
                 continue
-            if (suite.key_exchange == "ECDHE_ECDSA") == key_type.startswith(_ECDSA_KEYS):
-                self.choose(certified, suite, scheme, group)
-                return
+            if (suite.key_exchange == "ECDHE_ECDSA") != key_type.startswith(_ECDSA_KEYS):
+                continue
+            if not self.certificate_curve_acceptable(key_type, hello):
+                continue
+            self.choose(certified, suite, scheme, group)
+            return
         raise TLSAlert(AlertDescription.handshake_failure, "no cipher suite, group or signature scheme in common")
+
+    @staticmethod
+    def certificate_curve_acceptable(key_type: str, hello: ClientHello) -> bool:
+        """RFC 8422 §5.1: in TLS 1.2 supported_groups also bounds the curve of an ECDSA certificate."""
+        curve = _CERTIFICATE_CURVES.get(key_type)
+        return curve is None or not hello.supported_groups or curve in hello.supported_groups
 
     def choose(self, certified: CertifiedKey, suite: CipherSuite12, scheme: int | None, group: int | None) -> None:
         self.certified_key, self.suite, self.scheme, self.group = certified, suite, scheme, group
