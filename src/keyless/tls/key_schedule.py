@@ -7,6 +7,7 @@ derivation at about a microsecond.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 from typing import Any
@@ -37,6 +38,11 @@ def hkdf_expand_label(hash_name: str, secret: bytes, label: bytes, context: byte
         out += block
         counter += 1
     return out[:length]
+
+
+@functools.cache
+def _empty_hash(hash_name: str) -> bytes:
+    return bytes(hashlib.new(hash_name).digest())
 
 
 class Transcript:
@@ -83,8 +89,7 @@ class _Stage:
         return hkdf_expand_label(self.hash_name, self._secret, label, transcript_hash, self.hash_length)
 
     def _next_salt(self) -> bytes:
-        empty_hash = hashlib.new(self.hash_name).digest()
-        return self._derive(b"derived", empty_hash)
+        return self._derive(b"derived", _empty_hash(self.hash_name))
 
 
 class EarlySecret(_Stage):
@@ -105,8 +110,7 @@ class EarlySecret(_Stage):
         return self._salt
 
     def resumption_binder_key(self) -> bytes:
-        empty_hash = hashlib.new(self.hash_name).digest()
-        return self._derive(b"res binder", empty_hash)
+        return self._derive(b"res binder", _empty_hash(self.hash_name))
 
     @classmethod
     def without_psk(cls, suite: CipherSuite13) -> EarlySecret:
