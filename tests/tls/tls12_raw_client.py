@@ -55,7 +55,7 @@ class RawClient12:
         session_id: bytes = b"",
         ticket: bytes | None = None,
         sni: str | None = HOSTNAME,
-        groups: tuple[int, ...] = (0x001D,),
+        groups: tuple[int, ...] = (0x001D, 0x0017),
         sigalgs: tuple[int, ...] = DEFAULT_SIGALGS,
         decrypt_result: Callable[[bytes], bytes | BaseException] | None = None,
         renegotiation_info: bytes = b"",
