@@ -236,3 +236,17 @@ def test_certificate_chain_with_intermediate() -> None:
     ex = exchange(ServerConfig(certificate_callback=static_certificate(alone)))
     with pytest.raises(ssl.SSLCertVerificationError):
         ex.handshake()
+
+
+def test_certified_key_refuses_a_mismatched_key() -> None:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from keyless.keys.local import LocalKey
+    from keyless.tls.config import CertifiedKey
+
+    leaf = site("ecdsa-p256")[0].chain[0]
+    other = ec.generate_private_key(ec.SECP256R1())
+    with pytest.raises(ValueError, match="does not match"):
+        CertifiedKey(chain=(leaf,), key=LocalKey(other))
+    with pytest.raises(TypeError):
+        CertifiedKey(chain=(leaf,), key=other)

@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from keyless.keys.schemes import SignatureScheme
 from keyless.tls import messages
@@ -87,6 +87,7 @@ class CertifiedKey:
                 key_type, tls13, tls12 = "rsa", _RSAE_PSS, _RSAE_PSS + _RSA_PKCS1
         else:
             raise ValueError(f"unsupported certificate key type {type(public).__name__}")
+        _check_key_matches(public, self.key)
         chain_der = tuple(cert.public_bytes(Encoding.DER) for cert in self.chain)
         setattr_ = object.__setattr__
         setattr_(self, "chain_der", chain_der)
@@ -98,6 +99,20 @@ class CertifiedKey:
         setattr_(self, "certificate_message", plain)
         stapled = messages.certificate(chain_der, self.ocsp_response) if self.ocsp_response else plain
         setattr_(self, "certificate_message_with_ocsp", stapled)
+
+
+def _check_key_matches(certificate_key: object, key: object) -> None:
+    """A key whose public half differs from the leaf's would only show up as clients failing the
+    CertificateVerify: refuse the pairing at configuration time instead."""
+    public = getattr(key, "public_key", None)
+    if callable(public):  # a raw cryptography private key was passed instead of an AsyncPrivateKey
+        raise TypeError("CertifiedKey.key must be an AsyncPrivateKey (e.g. keyless.keys.local.LocalKey)")
+    if isinstance(public, ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | rsa.RSAPublicKey):
+        fmt = PublicFormat.SubjectPublicKeyInfo
+        if public.public_bytes(Encoding.DER, fmt) != certificate_key.public_bytes(  # type: ignore[attr-defined]
+            Encoding.DER, fmt
+        ):
+            raise ValueError("the key does not match the leaf certificate")
 
 
 @dataclass(frozen=True, slots=True)
