@@ -197,3 +197,26 @@ def test_scheme_follows_client_signature_algorithms() -> None:
     ex.handshake()
     op = next(e for e in ex.events if isinstance(e, KeyOperationRequired))
     assert op.scheme is not None and op.scheme.name.startswith("RSA_PSS_RSAE")
+
+
+def test_client_certificate_authentication() -> None:
+    from tests.tls.tls13_helpers import client_identity, pki
+
+    cert, key = client_identity()
+    config = server_config("ecdsa-p256", client_ca=(pki().ca_cert,), ticket_keys=ring())
+    ctx = client_context12()
+    ctx.load_cert_chain(cert, key)
+    first = exchange12(config, ctx)
+    first.handshake()
+    first.client_write(b"x")
+    assert first.complete.client_certificates and first.complete.key_operations == 1
+    # Resumption keeps the authenticated identity and needs no key operation.
+    second = exchange12(config, ctx, session=first.client.session)
+    second.handshake()
+    assert second.complete.resumed and second.complete.client_certificates == first.complete.client_certificates
+    # A client without a certificate is refused.
+    anonymous = exchange12(config, client_context12())
+    with pytest.raises((AssertionError, ssl.SSLError)):
+        anonymous.handshake()
+    closed = [e for e in anonymous.events if isinstance(e, ConnectionClosed)]
+    assert closed[0].alert_sent == AlertDescription.handshake_failure
