@@ -25,6 +25,7 @@ import datetime
 import json
 import os
 import ssl
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -367,76 +368,104 @@ def start_keyserver(pki: Path) -> KeyServer | str:
     return KeyServer(proc, port, extra)
 
 
-def measure_row(mode: str, pki: Path, args: argparse.Namespace, extra: list[str],
-                keyserver_pid: int | None = None) -> dict[str, Any]:
-    server = start_server(mode, pki, extra + (["--uvloop"] if args.uvloop else []))
-    try:
-        ctx = client_context(pki, mode)
-        run_handshakes(ctx, server.port, min(50, args.handshakes), args.threads)  # warm-up
-        ks_before = process_cpu(keyserver_pid) if keyserver_pid else 0.0
-        before = server.cpu()
-        wall = run_handshakes(ctx, server.port, args.handshakes, args.threads)
-        cpu = server.cpu() - before
-        row: dict[str, Any] = {
-            "row": mode,
-            "cpu_ms_per_handshake": 1000 * cpu / args.handshakes,
-            "handshakes_per_s_wall": args.handshakes / wall,
-        }
-        if keyserver_pid:
-            row["keyserver_cpu_ms_per_handshake"] = 1000 * (process_cpu(keyserver_pid) - ks_before) / args.handshakes
-        if args.bulk_mb and mode in ("ours-local", "python-ssl"):
-            size = args.bulk_mb * 1024 * 1024
-            for direction, label in ((b"u", "upload"), (b"d", "download")):
-                before = server.cpu()
-                started = time.perf_counter()
-                bulk(ctx, server.port, direction, size)
-                wall = time.perf_counter() - started
-                cpu = server.cpu() - before
-                row[f"{label}_MB_per_cpu_s"] = size / 1e6 / cpu
-                row[f"{label}_MB_per_s_wall"] = size / 1e6 / wall
-        return row
-    finally:
-        server.stop()
+@dataclass
+class Row:
+    mode: str
+    server: ServerProcess
+    ctx: ssl.SSLContext
+    keyserver_pid: int | None
+    cpu_ms: list[float]
+    keyserver_ms: list[float]
+    wall_rate: list[float]
+
+
+def measure_handshakes(row: Row, count: int, threads: int) -> None:
+    ks_before = process_cpu(row.keyserver_pid) if row.keyserver_pid else 0.0
+    before = row.server.cpu()
+    wall = run_handshakes(row.ctx, row.server.port, count, threads)
+    row.cpu_ms.append(1000 * (row.server.cpu() - before) / count)
+    row.wall_rate.append(count / wall)
+    if row.keyserver_pid:
+        row.keyserver_ms.append(1000 * (process_cpu(row.keyserver_pid) - ks_before) / count)
+
+
+def measure_bulk(row: Row, size: int) -> dict[str, float]:
+    result: dict[str, float] = {}
+    for direction, label in ((b"u", "upload"), (b"d", "download")):
+        before = row.server.cpu()
+        started = time.perf_counter()
+        bulk(row.ctx, row.server.port, direction, size)
+        wall = time.perf_counter() - started
+        result[f"{label}_MB_per_cpu_s"] = size / 1e6 / (row.server.cpu() - before)
+        result[f"{label}_MB_per_s_wall"] = size / 1e6 / wall
+    return result
 
 
 def client_main(args: argparse.Namespace) -> int:
-    rows = [r for r in args.rows.split(",") if r]
-    results: list[dict[str, Any]] = []
+    modes = [r for r in args.rows.split(",") if r]
     notes: list[str] = []
+    rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="keyless-bench-") as tmp:
         pki = Path(tmp)
         make_pki(pki)
         keyserver: KeyServer | None = None
-        if "ours-remote" in rows:
+        if "ours-remote" in modes:
             started = start_keyserver(pki)
             if isinstance(started, str):
                 notes.append(f"ours-remote skipped: {started}")
-                rows.remove("ours-remote")
+                modes.remove("ours-remote")
             else:
                 keyserver = started
         try:
-            for mode in rows:
-                extra = keyserver.extra_args if (keyserver and mode == "ours-remote") else []
-                pid = keyserver.proc.pid if (keyserver and mode == "ours-remote") else None
+            for mode in modes:
+                remote = keyserver is not None and mode == "ours-remote"
+                extra = (keyserver.extra_args if keyserver is not None and remote else []) + (
+                    ["--uvloop"] if args.uvloop else [])
                 try:
-                    results.append(measure_row(mode, pki, args, extra, pid))
+                    server = start_server(mode, pki, extra)
+                    ctx = client_context(pki, mode)
+                    run_handshakes(ctx, server.port, min(100, args.handshakes), args.threads)  # warm-up
                 except Exception as exc:
-                    notes.append(f"{mode} failed: {type(exc).__name__}: {exc}")
-                print(json.dumps(results[-1]) if results and results[-1]["row"] == mode else f"# {notes[-1]}",
-                      file=sys.stderr, flush=True)
+                    notes.append(f"{mode} failed to start: {type(exc).__name__}: {exc}")
+                    continue
+                pid = keyserver.proc.pid if keyserver is not None and remote else None
+                rows.append(Row(mode, server, ctx, pid, [], [], []))
+            # Rounds interleave the rows so background load on this shared machine hits them alike.
+            for round_number in range(args.rounds):
+                for row in rows:
+                    measure_handshakes(row, args.handshakes, args.threads)
+                print(f"# round {round_number + 1}/{args.rounds}: "
+                      + ", ".join(f"{r.mode} {r.cpu_ms[-1]:.3f} ms" for r in rows), file=sys.stderr, flush=True)
+            results: list[dict[str, Any]] = []
+            for row in rows:
+                result: dict[str, Any] = {
+                    "row": row.mode,
+                    "cpu_ms_per_handshake": statistics.median(row.cpu_ms),
+                    "cpu_ms_min": min(row.cpu_ms),
+                    "handshakes_per_s_wall": statistics.median(row.wall_rate),
+                }
+                if row.keyserver_ms:
+                    result["keyserver_cpu_ms_per_handshake"] = statistics.median(row.keyserver_ms)
+                if args.bulk_mb and row.mode in ("ours-local", "python-ssl"):
+                    result.update(measure_bulk(row, args.bulk_mb * 1024 * 1024))
+                results.append(result)
         finally:
+            for row in rows:
+                row.server.stop()
             if keyserver is not None:
                 keyserver.proc.terminate()
                 keyserver.proc.wait(timeout=10)
     report(results, notes, args)
+    if args.json:
+        print(json.dumps({"results": results, "notes": notes}, indent=1))
     return 0
 
 
 def report(results: list[dict[str, Any]], notes: list[str], args: argparse.Namespace) -> None:
     by_row = {r["row"]: r for r in results}
-    print(f"\nTLS server CPU per full handshake ({args.handshakes} handshakes, {args.threads} client threads, "
-          f"{'uvloop' if args.uvloop else 'asyncio'}; lower is better)")
-    print(f"{'row':26} {'ms CPU/handshake':>17} {'vs python-ssl':>14} {'handshakes/s wall':>18}")
+    print(f"\nTLS server CPU per full handshake (median of {args.rounds} rounds x {args.handshakes} handshakes, "
+          f"{args.threads} client threads, {'uvloop' if args.uvloop else 'asyncio'}; lower is better)")
+    print(f"{'row':26} {'ms CPU/handshake':>17} {'(min)':>7} {'vs python-ssl':>14} {'handshakes/s wall':>18}")
     for r in results:
         baseline_name = "python-ssl" + ("-tls12" + r["row"].split("tls12")[1] if "tls12" in r["row"] else "")
         baseline = by_row.get(baseline_name)
@@ -444,7 +473,8 @@ def report(results: list[dict[str, Any]], notes: list[str], args: argparse.Names
                  if baseline else "-")
         extra = (f"  (+ key server {r['keyserver_cpu_ms_per_handshake']:.3f} ms)"
                  if "keyserver_cpu_ms_per_handshake" in r else "")
-        print(f"{r['row']:26} {r['cpu_ms_per_handshake']:17.3f} {ratio:>14} {r['handshakes_per_s_wall']:18.0f}{extra}")
+        print(f"{r['row']:26} {r['cpu_ms_per_handshake']:17.3f} {r['cpu_ms_min']:7.3f} {ratio:>14} "
+              f"{r['handshakes_per_s_wall']:18.0f}{extra}")
     if any("upload_MB_per_cpu_s" in r for r in results):
         print(f"\nBulk, TLS_AES_128_GCM_SHA256, {args.bulk_mb} MiB each way (MB per server CPU-second = per core)")
         print(f"{'row':26} {'upload MB/cpu-s':>16} {'download MB/cpu-s':>18} {'upload MB/s':>12} {'download MB/s':>14}")
@@ -463,7 +493,9 @@ def report(results: list[dict[str, Any]], notes: list[str], args: argparse.Names
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--handshakes", type=int, default=2000)
+    parser.add_argument("--handshakes", type=int, default=1000, help="handshakes per row per round")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--json", action="store_true", help="also print the results as JSON")
     parser.add_argument("--threads", type=int, default=2, help="client threads")
     parser.add_argument("--bulk-mb", type=int, default=256, help="MiB per bulk direction (0 skips bulk)")
     parser.add_argument("--rows", default=",".join(TLS13_ROWS + TLS12_ROWS))

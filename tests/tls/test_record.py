@@ -7,6 +7,7 @@ RFC 8446 §5.2 / RFC 5246 §6.2.3.3), so the layer is checked against the specif
 from __future__ import annotations
 
 import os
+import random
 
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
@@ -136,13 +137,52 @@ def test_tls12_chacha_matches_rfc7905_layout() -> None:
     assert ChaCha20Poly1305(key).decrypt(iv, wire[5:], aad) == b"\x14\x00\x00\x0cfinishedhash"
 
 
-def test_tls13_record_is_what_the_rfc_says() -> None:
+@pytest.mark.parametrize("suite", DEFAULT_TLS13_SUITES, ids=lambda s: s.name)
+def test_tls13_record_is_what_the_rfc_says(suite: CipherSuite13) -> None:
     sender = RecordLayer()
-    sender.set_write_key_tls13(TLS_AES_128_GCM_SHA256, secret_for(TLS_AES_128_GCM_SHA256))
+    sender.set_write_key_tls13(suite, secret_for(suite))
     sender.write(23, b"a")
-    sender.write(23, b"b")
+    sender.write(22, b"b")
     wire = sender.data_to_send()
-    assert wire == seal13(TLS_AES_128_GCM_SHA256, 0, b"a\x17") + seal13(TLS_AES_128_GCM_SHA256, 1, b"b\x17")
+    assert wire == seal13(suite, 0, b"a\x17") + seal13(suite, 1, b"b\x16")
+
+
+def layers(kind: str) -> tuple[RecordLayer, RecordLayer, RecordLayer]:
+    """A sender and two receivers sharing keys."""
+    sender, first, second = RecordLayer(), RecordLayer(), RecordLayer()
+    if kind == "tls13":
+        sender.set_write_key_tls13(TLS_AES_128_GCM_SHA256, SECRET[:32])
+        for receiver in (first, second):
+            receiver.set_read_key_tls13(TLS_AES_128_GCM_SHA256, SECRET[:32])
+    else:
+        aead, key, iv = (AESGCM, SECRET[:16], SECRET[:4]) if kind == "gcm12" else (ChaCha20Poly1305, SECRET[:32],
+                                                                                     SECRET[:12])
+        sender.set_write_key_tls12(aead, key, iv)
+        for receiver in (first, second):
+            receiver.set_read_key_tls12(aead, key, iv)
+    return sender, first, second
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("kind", ["tls13", "gcm12", "chacha12"])
+def test_random_splits_equal_one_chunk(kind: str, seed: int) -> None:
+    rng = random.Random(seed)
+    sender, whole, split = layers(kind)
+    payloads = [rng.randbytes(rng.randrange(1, 40000)) for _ in range(4)]
+    for payload in payloads:
+        sender.write(23, payload)
+    wire = sender.data_to_send()
+    whole.receive_data(wire)
+    expected = drain(whole)
+    assert b"".join(r.payload for r in expected) == b"".join(payloads)
+    got: list[Record] = []
+    position = 0
+    while position < len(wire):
+        step = rng.choice((1, 2, 5, 7, 100, 16389, 70000))
+        split.receive_data(wire[position : position + step])
+        position += step
+        got.extend(drain(split))
+    assert got == expected and split.buffered == 0
 
 
 def test_plaintext_records_and_max_fragment() -> None:

@@ -18,6 +18,7 @@ shrinking ``bytearray`` would instead pay for memmoves and, above glibc's mmap t
 
 from __future__ import annotations
 
+import hmac
 from collections import deque
 from dataclasses import dataclass
 from typing import Protocol
@@ -26,7 +27,6 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 
 from keyless.tls.alerts import AlertDescription, TLSAlert
-from keyless.tls.key_schedule import hkdf_expand_label
 from keyless.tls.suites import CipherSuite13
 
 # Content types (RFC 8446 §5.1); plain ints here because this is the hot path.
@@ -100,8 +100,8 @@ class _Direction:
     def set_tls13(self, suite: CipherSuite13, traffic_secret: bytes) -> None:
         """RFC 8446 §7.3: key and IV from the traffic secret; the sequence number restarts at 0."""
         hash_name = suite.hash_name
-        key = hkdf_expand_label(hash_name, traffic_secret, b"key", b"", suite.key_length)
-        iv = hkdf_expand_label(hash_name, traffic_secret, b"iv", b"", suite.iv_length)
+        key = _expand_label_one_block(hash_name, traffic_secret, b"key", suite.key_length)
+        iv = _expand_label_one_block(hash_name, traffic_secret, b"iv", suite.iv_length)
         self.aead = suite.aead(key)
         self.iv = int.from_bytes(iv, "big")
         self.kind = 13
@@ -434,6 +434,20 @@ class RecordLayer:
         data = b"".join(out)
         out.clear()
         return data
+
+
+_LABEL_INFO: dict[tuple[bytes, int], bytes] = {}
+
+
+def _expand_label_one_block(hash_name: str, secret: bytes, label: bytes, length: int) -> bytes:
+    """HKDF-Expand-Label(secret, label, "", length) for length <= the hash size: one HMAC over a cached
+    HkdfLabel || 0x01 (RFC 8446 §7.1, RFC 5869 §2.3). Key changes happen 4+ times per handshake."""
+    info = _LABEL_INFO.get((label, length))
+    if info is None:
+        full = b"tls13 " + label
+        info = length.to_bytes(2, "big") + bytes((len(full),)) + full + b"\x00\x01"
+        _LABEL_INFO[(label, length)] = info
+    return hmac.digest(secret, info, hash_name)[:length]
 
 
 def _major(version: int) -> int:
