@@ -270,3 +270,21 @@ def test_handler_exception_closes_only_that_connection() -> None:
                 writer.close()
 
     asyncio.run(main())
+
+
+def test_uvloop_echo_awaited_key_and_bulk() -> None:
+    uvloop = pytest.importorskip("uvloop")
+    key = AwaitedKey(site("ecdsa-p256")[0].key)  # type: ignore[arg-type]
+
+    async def main() -> None:
+        async with Server(server_config()) as server:
+            got, writer = await round_trip(server, b"u" * 300_000)
+            assert got == b"u" * 300_000
+            writer.close()
+        async with Server(config_with_key(key)) as server:
+            got, writer = await round_trip(server, b"remote-like")
+            assert got == b"remote-like"
+            writer.close()
+        assert key.calls == 1
+
+    uvloop.run(main())

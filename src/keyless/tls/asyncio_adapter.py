@@ -23,7 +23,7 @@ import logging
 import socket
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -108,10 +108,8 @@ class _TLSServerProtocol(asyncio.Protocol):
     # ---- asyncio.Protocol ------------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        if not isinstance(transport, asyncio.Transport):  # pragma: no cover - create_server gives Transports
-            transport.close()
-            return
-        self._transport = transport
+        # A stream transport (uvloop's are not asyncio.Transport subclasses, so no isinstance check).
+        self._transport = cast(asyncio.Transport, transport)
         self._peername = transport.get_extra_info("peername")
         self._timer = self._loop.call_later(self._handshake_timeout, self._handshake_timed_out)
 
