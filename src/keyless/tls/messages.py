@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
+from functools import lru_cache
 
 from keyless.tls import extensions as ext
 from keyless.tls.alerts import AlertDescription, TLSAlert
@@ -222,9 +223,11 @@ def _u16(value: int) -> bytes:
     return value.to_bytes(2, "big")
 
 
+@lru_cache(maxsize=256)
 def encrypted_extensions(
     *, alpn: bytes | None, server_name_acknowledged: bool, record_size_limit: int | None
 ) -> bytes:
+    """EncryptedExtensions; a handful of distinct values per server, so cached."""
     w = Writer()
     with w.block(2):
         if server_name_acknowledged:
