@@ -92,8 +92,9 @@ class CertifiedKey:
         setattr_ = object.__setattr__
         setattr_(self, "chain_der", chain_der)
         setattr_(self, "key_type", key_type)
-        setattr_(self, "tls13_schemes", tuple(int(s) for s in tls13))
-        setattr_(self, "tls12_schemes", tuple(int(s) for s in tls12))
+        # Kept as SignatureScheme members (an IntEnum, so they compare as ints): no conversion per handshake.
+        setattr_(self, "tls13_schemes", tuple(tls13))
+        setattr_(self, "tls12_schemes", tuple(tls12))
         setattr_(self, "rsa_key_exchange", key_type == "rsa")
         plain = messages.certificate(chain_der)
         setattr_(self, "certificate_message", plain)

@@ -366,7 +366,8 @@ class ServerHandshake13:
         to_sign = ks.certificate_verify_input(self.transcript_hash())
         self.state = State.AWAIT_KEY_OPERATION
         self.key_operations += 1
-        self.host.request_key_operation(self.certified_key.key, "sign", SignatureScheme(self.scheme), to_sign)
+        scheme = self.scheme if isinstance(self.scheme, SignatureScheme) else SignatureScheme(self.scheme)
+        self.host.request_key_operation(self.certified_key.key, "sign", scheme, to_sign)
 
     def complete_key_operation(self, result: bytes | BaseException) -> None:
         if self.state is not State.AWAIT_KEY_OPERATION or self.scheme is None:
