@@ -18,7 +18,7 @@ def test_writer_nested_blocks_round_trip() -> None:
         w.opaque24(b"xy")
     w.u32(7)
     data = w.getvalue()
-    assert data == b"\x01\x00\x08\x03\x04\x03abc\x00\x00\x02xy\x00\x00\x00\x07"
+    assert data == b"\x01\x00\x0b\x03\x04\x03abc\x00\x00\x02xy\x00\x00\x00\x07"
     r = Reader(data)
     assert r.u8() == 1
     inner = r.vec16()
