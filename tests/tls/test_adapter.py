@@ -288,3 +288,54 @@ def test_uvloop_echo_awaited_key_and_bulk() -> None:
         assert key.calls == 1
 
     uvloop.run(main())
+
+
+def tls12_rsa_client() -> ssl.SSLContext:
+    ctx = client_context()
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    ctx.set_ciphers("AES128-GCM-SHA256")
+    return ctx
+
+
+class HangingDecryptKey(AwaitedKey):
+    async def decrypt(self, ciphertext: bytes) -> bytes:
+        self.calls += 1
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+
+def test_rsa_key_exchange_with_local_key_runs_in_a_thread() -> None:
+    async def main() -> None:
+        config = server_config("rsa-2048", enable_rsa_key_exchange=True)
+        async with Server(config) as server:
+            got, writer = await round_trip(server, b"rsa kx", ctx=tls12_rsa_client())
+            assert got == b"rsa kx"
+            assert writer.get_extra_info("ssl_object").cipher()[0] == "AES128-GCM-SHA256"
+            writer.close()
+        (request,) = server.of(KeyOperationRequired)
+        assert request.kind == "decrypt"
+
+    asyncio.run(main())
+
+
+def test_decrypt_timeout_fails_at_finished_and_closes() -> None:
+    key = HangingDecryptKey(site("rsa-2048")[0].key)  # type: ignore[arg-type]
+
+    async def main() -> None:
+        config = config_with_key(key, "rsa-2048", enable_rsa_key_exchange=True)
+        async with Server(config, handshake_timeout=0.3) as server:
+            started = asyncio.get_running_loop().time()
+            with pytest.raises((ssl.SSLError, ConnectionError)):
+                await asyncio.wait_for(server.connect(tls12_rsa_client()), 10)
+            assert asyncio.get_running_loop().time() - started < 5
+            for _ in range(100):
+                if server.of(ConnectionClosed):
+                    break
+                await asyncio.sleep(0.02)
+        assert key.calls == 1
+        (closed,) = server.of(ConnectionClosed)
+        # Implicit rejection: no key error shows; the random premaster makes the client's Finished fail.
+        assert closed.alert_sent in (20, 51), closed
+
+    asyncio.run(main())

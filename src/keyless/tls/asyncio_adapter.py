@@ -44,6 +44,7 @@ Handler = Callable[["TLSStream"], Awaitable[None]]
 EventCallback = Callable[[object], None]
 
 DEFAULT_READ_BUFFER_LIMIT = 256 * 1024
+HANDSHAKE_GRACE = 1.0  # after a key operation timed out: time left to send the alert / finish
 
 
 class TLSStream:
@@ -99,6 +100,10 @@ class _TLSServerProtocol(asyncio.Protocol):
         self._buffered = 0
         self._eof = False
         self._read_waiter: asyncio.Future[None] | None = None
+        # The socket is paused while the handler's buffer is full or a key operation is awaited (the engine
+        # would only buffer what the client sends meanwhile); it resumes when neither holds.
+        self._paused_for_buffer = False
+        self._paused_for_key = False
         self._reading_paused = False
         # Write-side flow control
         self._writing_paused = False
@@ -202,6 +207,8 @@ class _TLSServerProtocol(asyncio.Protocol):
         else:
             awaitable = key.decrypt(request.data)
         self._key_task = self._loop.create_task(self._await_key(request.op_id, awaitable))
+        self._paused_for_key = True
+        self._update_reading()
         return False
 
     async def _await_key(self, op_id: int, awaitable: Awaitable[bytes]) -> None:
@@ -217,6 +224,8 @@ class _TLSServerProtocol(asyncio.Protocol):
         self._key_task = None
         if self._transport is None:
             return  # the socket went away while we waited
+        self._paused_for_key = False
+        self._update_reading()
         self._conn.complete_key_operation(op_id, result)
         self._process()
 
@@ -228,6 +237,8 @@ class _TLSServerProtocol(asyncio.Protocol):
     async def _run_handler(self, stream: TLSStream) -> None:
         try:
             await self._handler(stream)
+        except ConnectionError as exc:
+            log.debug("TLS connection %s ended: %s", self._peername, exc)
         except Exception:
             log.exception("TLS connection handler failed")
         finally:
@@ -238,7 +249,10 @@ class _TLSServerProtocol(asyncio.Protocol):
         if self._conn.handshake_complete:
             return
         if self._key_task is not None:
-            self._key_task.cancel()  # _await_key answers the engine with TimeoutError → fatal alert
+            # _await_key answers the engine with TimeoutError: a fatal alert for a signature; for an RSA
+            # decryption the engine goes on with a random premaster, so keep a short deadline for the rest.
+            self._key_task.cancel()
+            self._timer = self._loop.call_later(HANDSHAKE_GRACE, self._handshake_timed_out)
             return
         log.debug("TLS handshake timed out for %s", self._peername)
         if self._transport is not None:
@@ -257,9 +271,21 @@ class _TLSServerProtocol(asyncio.Protocol):
         self._chunks.append(data)
         self._buffered += len(data)
         self._wake_reader()
-        if self._buffered > self._read_limit and not self._reading_paused and self._transport is not None:
+        if self._buffered > self._read_limit and not self._paused_for_buffer:
+            self._paused_for_buffer = True
+            self._update_reading()
+
+    def _update_reading(self) -> None:
+        transport = self._transport
+        if transport is None:
+            return
+        pause = self._paused_for_buffer or self._paused_for_key
+        if pause and not self._reading_paused:
             self._reading_paused = True
-            self._transport.pause_reading()
+            transport.pause_reading()
+        elif not pause and self._reading_paused:
+            self._reading_paused = False
+            transport.resume_reading()
 
     def _set_eof(self) -> None:
         self._eof = True
@@ -290,9 +316,9 @@ class _TLSServerProtocol(asyncio.Protocol):
             self._chunks.appendleft(chunk[max_bytes:])
             chunk = chunk[:max_bytes]
         self._buffered -= len(chunk)
-        if self._reading_paused and self._buffered <= self._read_limit // 2 and self._transport is not None:
-            self._reading_paused = False
-            self._transport.resume_reading()
+        if self._paused_for_buffer and self._buffered <= self._read_limit // 2:
+            self._paused_for_buffer = False
+            self._update_reading()
         return chunk
 
     def send(self, data: bytes) -> None:
