@@ -1,0 +1,81 @@
+"""Signals and processes: SIGHUP reloads keys under live connections, SIGTERM drains, --workers."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import signal
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+from keyless.keys.ski import ski_of
+from keyless.pki import DemoPKI, write_private_key
+from keyless.protocol import Message, Opcode
+from tests.support.keyserver import start_keyserver
+from tests.support.verify import verify
+from tests.support.wire import Peer, connect
+
+DIGEST = hashlib.sha256(b"lifecycle").digest()
+
+
+def test_sighup_picks_up_a_new_key_without_dropping_connections(server_pki: DemoPKI, tmp_path: Path) -> None:
+    keys = tmp_path / "keys"
+    shutil.copytree(server_pki.keys_dir, keys)
+    with start_keyserver(server_pki, tmp_path, private_key_dirs=[str(keys)]) as ks:
+        peer = Peer(connect(server_pki, ks.port))
+        new_key = ec.generate_private_key(ec.SECP256R1())
+        ski = ski_of(new_key.public_key())
+        assert peer.request(Message(1, Opcode.ECDSA_SIGN_SHA256, DIGEST, ski=ski)).error_code == 0x02
+        write_private_key(keys / "sub" / "new.key", new_key)
+        ks.send_signal(signal.SIGHUP)
+        reply = None
+        for attempt in range(100):  # the reload runs in the background: poll, on the same connection
+            reply = peer.request(Message(2 + attempt, Opcode.ECDSA_SIGN_SHA256, DIGEST, ski=ski))
+            if reply.opcode == Opcode.RESPONSE:
+                break
+            peer.sock.settimeout(0.05)
+            try:
+                peer.sock.recv(1)
+            except TimeoutError:
+                pass
+        assert reply is not None and reply.opcode == Opcode.RESPONSE and reply.payload is not None
+        verify(Opcode.ECDSA_SIGN_SHA256, new_key, DIGEST, reply.payload)
+        assert "reloaded keys: 7 loaded" in ks.log()
+        peer.close()
+
+
+def test_sigterm_answers_every_request_in_flight(server_pki: DemoPKI, tmp_path: Path) -> None:
+    key = load_pem_private_key(server_pki.site_key("rsa-2048").read_bytes(), None)
+    ski = ski_of(key.public_key())  # type: ignore[arg-type]
+    with start_keyserver(server_pki, tmp_path) as ks:
+        peers = [Peer(connect(server_pki, ks.port)) for _ in range(2)]
+        count = 150
+        for p in peers:
+            p.send(*(Message(i, Opcode.RSA_SIGN_SHA256, DIGEST, ski=ski) for i in range(count)))
+        ks.send_signal(signal.SIGTERM)
+        for p in peers:
+            replies = p.receive(count, timeout=60)
+            assert sorted(m.id for m in replies) == list(range(count))
+            assert all(m.opcode == Opcode.RESPONSE for m in replies)
+            assert p.closed_by_peer(timeout=10)
+            p.close()
+        assert ks.proc.wait(20) == 0
+        assert "drained" in ks.log()
+
+
+def test_workers_share_one_port(server_pki: DemoPKI, tmp_path: Path) -> None:
+    key = load_pem_private_key(server_pki.site_key("ecdsa-p256").read_bytes(), None)
+    ski = ski_of(key.public_key())  # type: ignore[arg-type]
+    with start_keyserver(server_pki, tmp_path, workers=2) as ks:
+        peers = [Peer(connect(server_pki, ks.port)) for _ in range(8)]
+        for i, p in enumerate(peers):
+            reply = p.request(Message(i, Opcode.ECDSA_SIGN_SHA256, DIGEST, ski=ski))
+            assert reply.opcode == Opcode.RESPONSE and reply.payload is not None
+            verify(Opcode.ECDSA_SIGN_SHA256, key, DIGEST, reply.payload)
+        assert ks.sign_count() == len(peers)  # the supervisor adds up both workers' metrics
+        assert ks.log().count(f"listening on 127.0.0.1:{ks.port}") == 2
+        for p in peers:
+            p.close()
+        assert ks.stop() == 0
