@@ -440,3 +440,15 @@ def test_reassembler_limits() -> None:
     small = HandshakeReassembler(max_message_size=100)
     small.feed(b"\x01\x00")
     assert alert_of(lambda: small.feed(b"\x00\x65")) == AlertDescription.illegal_parameter
+
+
+def test_early_data_skipped_without_a_key_after_hello_retry() -> None:
+    early_writer = RecordLayer()
+    early_writer.set_write_key_tls13(TLS_AES_128_GCM_SHA256, bytes(32))
+    early_writer.write(23, bytes(16384))  # a full-size early record: 16384 + 1 + 16 bytes of ciphertext
+    receiver = RecordLayer()
+    receiver.receive_data(b"\x16\x03\x01\x00\x01\x01")
+    assert receiver.next_record() == Record(22, b"\x01")
+    receiver.skip_early_data(20000)
+    receiver.receive_data(early_writer.data_to_send() + b"\x14\x03\x03\x00\x01\x01" + b"\x16\x03\x03\x00\x01\x02")
+    assert drain(receiver) == [Record(20, b"\x01"), Record(22, b"\x02")]

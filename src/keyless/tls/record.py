@@ -295,6 +295,8 @@ class RecordLayer:
             limit = MAX_CIPHERTEXT_TLS13 if content_type == APPLICATION_DATA else self.max_receive_fragment
         elif read_kind == 12:
             limit = MAX_CIPHERTEXT_TLS12
+        elif self._skip_early_budget and content_type == APPLICATION_DATA:
+            limit = MAX_CIPHERTEXT_TLS13  # refused 0-RTT records after a HelloRetryRequest: still ciphertext
         else:
             limit = self.max_receive_fragment
         if length > limit:
