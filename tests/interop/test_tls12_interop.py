@@ -8,6 +8,7 @@ import asyncio
 import socket
 import subprocess
 import threading
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from types import TracebackType
 from typing import Any
@@ -29,8 +30,16 @@ class AdapterServer:
     """``start_tls_server`` on its own event loop in a thread; echoes lines (closing after a newline) or answers
     one HTTP request. ``completed`` collects every HandshakeComplete."""
 
-    def __init__(self, config: ServerConfig, *, http: bool = False) -> None:
+    def __init__(
+        self,
+        config: ServerConfig | None,
+        *,
+        http: bool = False,
+        make_config: Callable[[], Awaitable[ServerConfig]] | None = None,
+    ) -> None:
+        """``make_config`` builds the config on the server's loop (a remote key must live there)."""
         self.config = config
+        self.make_config = make_config
         self.http = http
         self.completed: list[HandshakeComplete] = []
         self.port = 0
@@ -41,7 +50,7 @@ class AdapterServer:
 
     def __enter__(self) -> AdapterServer:
         self._thread.start()
-        if not self._ready.wait(10):
+        if not self._ready.wait(30) or not self.port:
             raise RuntimeError("server did not start")
         return self
 
@@ -73,6 +82,10 @@ class AdapterServer:
 
     async def _main(self) -> None:
         self._stop = asyncio.Event()
+        if self.make_config is not None:
+            self.config = await self.make_config()
+        if self.config is None:
+            raise RuntimeError("no server config")
         server = await start_tls_server(self._handler, "127.0.0.1", 0, self.config, on_event=self._on_event)
         self.port = server.sockets[0].getsockname()[1]
         self._ready.set()
@@ -80,8 +93,11 @@ class AdapterServer:
             await self._stop.wait()
 
     def _run(self) -> None:
-        self._loop.run_until_complete(self._main())
-        self._loop.close()
+        try:
+            self._loop.run_until_complete(self._main())
+        finally:
+            self._ready.set()  # a failed start must not leave __enter__ waiting
+            self._loop.close()
 
     def wait_for(self, count: int, timeout: float = 5.0) -> list[HandshakeComplete]:
         for _ in range(int(timeout / 0.02)):
