@@ -13,6 +13,7 @@ from keyless.tls.tickets import (
     SessionState,
     TicketKey,
     TicketKeyRing,
+    TicketTooLarge,
     load_key_file,
 )
 
@@ -189,3 +190,11 @@ def test_key_files_are_reread(tmp_path: Path) -> None:
     path.write_bytes(b"garbage")  # a broken deployment keeps the keys we have
     clock.now += 61
     assert ring.open(ring.seal(state())) == state()
+
+
+def test_oversized_session_is_refused_not_truncated() -> None:
+    ring = TicketKeyRing([TicketKey.generate()], now=Clock())
+    fits = state(client_certificates=(b"c" * 65000,))
+    assert ring.open(ring.seal(fits)) == fits
+    with pytest.raises(TicketTooLarge):
+        ring.seal(state(client_certificates=(b"c" * 40000, b"d" * 40000)))

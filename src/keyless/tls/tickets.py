@@ -48,6 +48,7 @@ NONCE_LENGTH = 12
 TAG_LENGTH = 16
 KEY_MATERIAL_LENGTHS = (80, 48)  # nginx's two ssl_session_ticket_key sizes
 MAX_TICKET_LIFETIME = 604800  # RFC 8446 §4.6.1: seven days
+MAX_TICKET_LENGTH = 65535  # opaque ticket<1..2^16-1> in both NewSessionTicket messages
 
 _STATE_FORMAT_VERSION = 1
 _FLAG_EMS = 1
@@ -142,6 +143,10 @@ class SessionState:
             raise ValueError("malformed session state") from exc
         return cls(version, suite, secret, created_at, age_add, lifetime, sni, alpn, bool(flags & _FLAG_EMS),
                    tuple(chain))
+
+
+class TicketTooLarge(ValueError):
+    """The session (with its client certificate chain) would make a ticket over 65535 bytes."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -351,8 +356,12 @@ class TicketKeyRing:
         if self._sealing is None:  # pragma: no cover - _install of one key always sets it
             raise RuntimeError("no ticket key")
         key, aead = self._sealing
+        plaintext = state.to_bytes()
+        if KEY_NAME_LENGTH + NONCE_LENGTH + len(plaintext) + TAG_LENGTH > MAX_TICKET_LENGTH:
+            # Only a huge client certificate chain gets here; the caller should skip the ticket.
+            raise TicketTooLarge("session state does not fit in a ticket")
         nonce = self._random_bytes(NONCE_LENGTH)
-        return key.name + nonce + aead.encrypt(nonce, state.to_bytes(), key.name)
+        return key.name + nonce + aead.encrypt(nonce, plaintext, key.name)
 
     def open(self, ticket: bytes) -> SessionState | None:
         """The session inside ``ticket``, or None if it is unknown, forged, malformed or expired."""
