@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import ssl
 from collections.abc import Awaitable, Callable
@@ -337,5 +338,34 @@ def test_decrypt_timeout_fails_at_finished_and_closes() -> None:
         (closed,) = server.of(ConnectionClosed)
         # Implicit rejection: no key error shows; the random premaster makes the client's Finished fail.
         assert closed.alert_sent in (20, 51), closed
+
+    asyncio.run(main())
+
+
+def test_large_write_and_coalesced_reads() -> None:
+    blob = os.urandom(1_000_003)
+    reads: list[int] = []
+
+    async def handler(stream: TLSStream) -> None:
+        await stream.write(blob)  # sliced into 64 KiB pieces on the way out
+        while data := await stream.read(200_000):
+            reads.append(len(data))
+
+    async def main() -> None:
+        async with Server(server_config(), handler) as server:
+            reader, writer = await server.connect()
+            assert await reader.readexactly(len(blob)) == blob
+            writer.write(bytes(500_000))
+            await writer.drain()
+            await asyncio.sleep(0.1)
+            writer.close()
+            await writer.wait_closed()
+            for _ in range(100):
+                if sum(reads) == 500_000:
+                    break
+                await asyncio.sleep(0.02)
+        assert sum(reads) == 500_000
+        assert max(reads) > 16384  # several records handed over in one read
+        assert all(n <= 200_000 for n in reads)
 
     asyncio.run(main())
