@@ -27,6 +27,7 @@ PIECE = b"0123456789abcdef" * 4096  # 64 KiB
 class OriginHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "keyless-demo-origin"
+    disable_nagle_algorithm = True  # headers and body are separate writes: do not wait for a delayed ACK
 
     def log_message(self, format: str, *args: object) -> None:
         pass

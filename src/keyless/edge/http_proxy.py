@@ -330,27 +330,51 @@ class _ClientSession:
                 raise _ClientGone()
 
     async def _relay_response(self, origin: OriginConnection, response: h11.Response) -> None:
-        await self._write_client(
-            h11.Response(
-                status_code=response.status_code, headers=_end_to_end(response.headers), reason=response.reason
-            )
+        """Stream the response to the client, coalescing what the origin has already sent into one write
+        (a small response's head and body then cost one TLS record and one send)."""
+        head = h11.Response(
+            status_code=response.status_code, headers=_end_to_end(response.headers), reason=response.reason
         )
+        pending = [self.conn.send(head) or b""]
+        pending_size = len(pending[0])
         self.proxy.observer.response_sent(response.status_code)
         while True:
             try:
-                async with asyncio.timeout(self.settings.idle_timeout):
-                    event = await origin.next_event()
-            except (TimeoutError, h11.RemoteProtocolError, OSError) as exc:
+                event = origin.conn.next_event()  # what is already buffered, without I/O
+            except h11.RemoteProtocolError as exc:
                 self.proxy.observer.origin_error("body")
-                raise _ClientGone() from exc  # the head went out: all we can do is cut the connection
+                raise _ClientGone() from exc
+            if event is h11.NEED_DATA:
+                if pending_size:
+                    await self._write_pending(pending)
+                    pending_size = 0
+                try:
+                    async with asyncio.timeout(self.settings.idle_timeout):
+                        event = await origin.next_event()
+                except (TimeoutError, h11.RemoteProtocolError, OSError) as exc:
+                    self.proxy.observer.origin_error("body")
+                    raise _ClientGone() from exc  # the head went out: all we can do is cut the connection
             if isinstance(event, h11.Data):
-                await self._write_client(h11.Data(data=event.data))
+                data = self.conn.send(h11.Data(data=event.data)) or b""
+                pending.append(data)
+                pending_size += len(data)
+                if pending_size >= READ_SIZE:
+                    await self._write_pending(pending)
+                    pending_size = 0
             elif isinstance(event, h11.EndOfMessage):
-                await self._write_client(h11.EndOfMessage())
+                pending.append(self.conn.send(h11.EndOfMessage()) or b"")
+                await self._write_pending(pending)
                 return
             else:
                 self.proxy.observer.origin_error("body")
                 raise _ClientGone()
+
+    async def _write_pending(self, pending: list[bytes]) -> None:
+        data = b"".join(pending)
+        pending.clear()
+        if data:
+            self.bytes_out += len(data)
+            await self.client.write(data)
 
     def _origin_request(self, request: h11.Request) -> h11.Request:
         headers = _end_to_end(request.headers)

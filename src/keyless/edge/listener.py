@@ -42,16 +42,16 @@ class ConnectionObserver:
         if isinstance(event, HandshakeComplete):
             self.completed = True
             resumed = "true" if event.resumed else "false"
-            m.handshakes.labels(version_name(event.version), event.cipher_suite, resumed).inc()
-            m.handshake_seconds.labels(resumed).observe(time.monotonic() - self.started)
+            m.child(m.handshakes, version_name(event.version), event.cipher_suite, resumed).inc()
+            m.child(m.handshake_seconds, resumed).observe(time.monotonic() - self.started)
         elif isinstance(event, AlertReceived):
-            m.alerts_received.labels(alert_name(event.description)).inc()
+            m.child(m.alerts_received, alert_name(event.description)).inc()
         elif isinstance(event, ConnectionClosed):
             if event.alert_sent is not None:
-                m.alerts_sent.labels(alert_name(event.alert_sent)).inc()
+                m.child(m.alerts_sent, alert_name(event.alert_sent)).inc()
             if not self.completed:
                 reason = alert_name(event.alert_sent) if event.alert_sent is not None else "closed"
-                m.handshake_failures.labels(reason).inc()
+                m.child(m.handshake_failures, reason).inc()
         elif isinstance(event, KeyOperationRequired):
             pass  # counted, with latency and result, by InstrumentedKey
 
@@ -189,10 +189,11 @@ class InstrumentedKey:
             result = await operation
         except BaseException as exc:
             outcome = "timeout" if isinstance(exc, TimeoutError | asyncio.CancelledError) else "error"
-            self._metrics.key_operations.labels(kind, outcome).inc()
+            self._metrics.child(self._metrics.key_operations, kind, outcome).inc()
             raise
-        self._metrics.key_operations.labels(kind, "ok").inc()
-        self._metrics.key_operation_seconds.labels(kind).observe(time.monotonic() - started)
+        m = self._metrics
+        m.child(m.key_operations, kind, "ok").inc()
+        m.child(m.key_operation_seconds, kind).observe(time.monotonic() - started)
         return result
 
 
@@ -210,10 +211,11 @@ class InstrumentedLocalKey(InstrumentedKey):
         try:
             result = operation()
         except BaseException:
-            self._metrics.key_operations.labels(kind, "error").inc()
+            self._metrics.child(self._metrics.key_operations, kind, "error").inc()
             raise
-        self._metrics.key_operations.labels(kind, "ok").inc()
-        self._metrics.key_operation_seconds.labels(kind).observe(time.monotonic() - started)
+        m = self._metrics
+        m.child(m.key_operations, kind, "ok").inc()
+        m.child(m.key_operation_seconds, kind).observe(time.monotonic() - started)
         return result
 
 

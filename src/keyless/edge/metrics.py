@@ -8,6 +8,7 @@ worker imports prometheus-client) and the parent serves their sum, so one scrape
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -46,6 +47,7 @@ class EdgeMetrics(ProxyObserver):
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         r = self.registry
         self.handshakes = Counter(
             "keyless_edge_handshakes",
@@ -107,12 +109,20 @@ class EdgeMetrics(ProxyObserver):
             registry=r,
         )
 
+    def child(self, metric: Any, *labels: str) -> Any:
+        """``metric.labels(*labels)``, cached: label lookup costs more than the increment on a hot path."""
+        key = (id(metric), labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found
+
     # The proxies call these (they also run without metrics in unit tests: see NullObserver).
     def origin_error(self, kind: str) -> None:
-        self.origin_errors.labels(kind).inc()
+        self.child(self.origin_errors, kind).inc()
 
     def response_sent(self, status: int) -> None:
-        self.http_responses.labels(f"{status // 100}xx").inc()
+        self.child(self.http_responses, f"{status // 100}xx").inc()
 
     def transferred(self, received: int, sent: int) -> None:
         if received:
