@@ -369,3 +369,51 @@ def test_large_write_and_coalesced_reads() -> None:
         assert all(n <= 200_000 for n in reads)
 
     asyncio.run(main())
+
+
+def test_handler_may_answer_after_the_peers_close_notify() -> None:
+    async def answer_at_eof(stream: TLSStream) -> None:
+        request = b""
+        while data := await stream.read():
+            request += data
+        await stream.write(b"answer to " + request)
+
+    def client(port: int) -> bytes:
+        """OpenSSL driven by hand over a socket, so it can send close_notify and keep reading."""
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        tls = client_context().wrap_bio(incoming, outgoing, server_hostname=HOSTNAME)
+        with socket.create_connection(("127.0.0.1", port)) as raw:
+            raw.settimeout(5)
+
+            def pump(step: Callable[[], Any]) -> Any:
+                for _ in range(50):
+                    try:
+                        return step()
+                    except ssl.SSLWantReadError:
+                        raw.sendall(outgoing.read())
+                        data = raw.recv(65536)
+                        if not data:
+                            incoming.write_eof()
+                        incoming.write(data)
+                raise AssertionError("no progress")
+
+            pump(tls.do_handshake)
+            tls.write(b"question")
+            raw.sendall(outgoing.read())
+            try:
+                tls.unwrap()  # queues our close_notify; the server's answer and close_notify come after
+            except ssl.SSLWantReadError:
+                pass
+            raw.sendall(outgoing.read())
+            answer = b""
+            while True:
+                try:
+                    answer += pump(lambda: tls.read(65536))
+                except ssl.SSLZeroReturnError:
+                    return answer
+
+    async def main() -> None:
+        async with Server(server_config(), answer_at_eof) as server:
+            assert await asyncio.to_thread(client, server.port) == b"answer to question"
+
+    asyncio.run(main())

@@ -27,11 +27,12 @@ from typing import Any, cast
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from keyless.tls.alerts import TLSUsageError
+from keyless.tls.alerts import AlertDescription, TLSUsageError
 from keyless.tls.config import ServerConfig
 from keyless.tls.connection import TLSServerConnection
 from keyless.tls.events import (
     NEED_DATA,
+    AlertReceived,
     ApplicationData,
     ConnectionClosed,
     HandshakeComplete,
@@ -110,6 +111,7 @@ class _TLSServerProtocol(asyncio.Protocol):
         self._writing_paused = False
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._closed: asyncio.Future[None] = self._loop.create_future()
+        self._peer_closed_cleanly = False
 
     # ---- asyncio.Protocol ------------------------------------------------------------------------------
 
@@ -172,10 +174,15 @@ class _TLSServerProtocol(asyncio.Protocol):
                     break  # answered later by a task, which calls _process again
             elif isinstance(event, HandshakeComplete):
                 self._handshake_complete(event)
+            elif isinstance(event, AlertReceived):
+                self._peer_closed_cleanly = event.description == AlertDescription.close_notify
             elif isinstance(event, ConnectionClosed):
                 self._flush()
                 self._set_eof()
-                if self._transport is not None:
+                # After the peer's close_notify the handler may still answer (RFC 8446 §6.1: closing is per
+                # direction); it closes when done. Any other end closes the socket now.
+                half_closed = self._peer_closed_cleanly and self._handler_task is not None
+                if self._transport is not None and not half_closed:
                     self._transport.close()
                 return
         self._flush()
