@@ -104,3 +104,19 @@ def test_two_defaults_and_bad_yaml(files: Path) -> None:
     bad.write_text("listen: [unclosed\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(bad)
+
+
+def test_example_edge_yaml_is_valid(tmp_path: Path) -> None:
+    """examples/edge.yaml uses only real keys: with its files pointed at stand-ins it must load."""
+    example = Path(__file__).resolve().parents[2] / "examples" / "edge.yaml"
+    document = yaml.safe_load(example.read_text())
+    stand_in = tmp_path / "stand-in.pem"
+    stand_in.write_text("x")
+    for name in ("client_cert", "client_key", "ca"):
+        document["key_server_tls"][name] = str(stand_in)
+    for site in document["certificates"]:
+        site["chain"] = str(stand_in)
+    config = load_config(write(tmp_path, document))
+    assert config.workers == 2 and config.metrics_addr == ("127.0.0.1", 9443)
+    assert config.sites[0].key_servers == (("10.0.0.7", 2407), ("10.0.0.8", 2407))
+    assert config.tickets.rotation == 3600 and config.tickets.lifetime == 7200
