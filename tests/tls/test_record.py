@@ -452,3 +452,37 @@ def test_early_data_skipped_without_a_key_after_hello_retry() -> None:
     receiver.skip_early_data(20000)
     receiver.receive_data(early_writer.data_to_send() + b"\x14\x03\x03\x00\x01\x01" + b"\x16\x03\x03\x00\x01\x02")
     assert drain(receiver) == [Record(20, b"\x01"), Record(22, b"\x02")]
+
+
+def test_handshake_messages_are_coalesced_in_order() -> None:
+    sender, receiver = pair13()
+    sender.write(22, b"\x08\x00\x00\x00")  # EncryptedExtensions
+    sender.write(22, b"\x0b\x00\x00\x00")  # Certificate
+    sender.write(21, b"\x01\x00")  # another type seals what came before, first
+    sender.write(22, b"\x14\x00\x00\x00")
+    wire = sender.data_to_send()
+    receiver.receive_data(wire)
+    assert drain(receiver) == [Record(22, b"\x08\x00\x00\x00\x0b\x00\x00\x00"), Record(21, b"\x01\x00"),
+                               Record(22, b"\x14\x00\x00\x00")]
+    assert sender.write_seq == 3
+
+
+def test_key_change_seals_pending_handshake_under_the_old_key() -> None:
+    sender = RecordLayer()
+    sender.write(22, b"\x02\x00\x00\x00")  # ServerHello: plaintext
+    sender.set_write_key_tls13(TLS_AES_128_GCM_SHA256, secret_for(TLS_AES_128_GCM_SHA256))
+    sender.write(22, b"\x08\x00\x00\x00")
+    wire = sender.data_to_send()
+    assert wire[:9] == b"\x16\x03\x03\x00\x04\x02\x00\x00\x00"
+    assert wire[9:] == seal13(TLS_AES_128_GCM_SHA256, 0, b"\x08\x00\x00\x00\x16")
+
+
+def test_large_coalesced_flight_is_fragmented() -> None:
+    sender, receiver = pair13()
+    messages = [bytes((11,)) + (9000 - 4).to_bytes(3, "big") + os.urandom(9000 - 4) for _ in range(3)]
+    for message in messages:
+        sender.write(22, message)
+    receiver.receive_data(sender.data_to_send())
+    records = drain(receiver)
+    assert b"".join(r.payload for r in records) == b"".join(messages)
+    assert all(len(r.payload) <= 16384 for r in records)

@@ -144,6 +144,8 @@ class RecordLayer:
         "_buffered",
         "_chunks",
         "_out",
+        "_pending_handshake",
+        "_pending_handshake_size",
         "_read",
         "_seen_first_record",
         "_skip_early_budget",
@@ -158,6 +160,8 @@ class RecordLayer:
         self._chunks: deque[memoryview] = deque()
         self._buffered = 0
         self._out: list[bytes] = []
+        self._pending_handshake: list[bytes] = []  # handshake messages not yet sealed (coalesced)
+        self._pending_handshake_size = 0
         self._read = _Direction()
         self._write = _Direction()
         self._seen_first_record = False
@@ -178,6 +182,7 @@ class RecordLayer:
         self._seen_first_record = True
 
     def set_write_key_tls13(self, suite: CipherSuite13, traffic_secret: bytes) -> None:
+        self._flush_handshake()  # what was written before the key change goes out under the old key
         self._write.set_tls13(suite, traffic_secret)
 
     def set_read_key_tls12(self, suite: TLS12SuiteLike | type[AESGCM] | type[ChaCha20Poly1305], key: bytes,
@@ -188,6 +193,7 @@ class RecordLayer:
 
     def set_write_key_tls12(self, suite: TLS12SuiteLike | type[AESGCM] | type[ChaCha20Poly1305], key: bytes,
                             fixed_iv: bytes) -> None:
+        self._flush_handshake()
         self._write.set_tls12(suite, key, fixed_iv)
 
     def skip_early_data(self, max_bytes: int) -> None:
@@ -207,7 +213,7 @@ class RecordLayer:
 
     @property
     def write_seq(self) -> int:
-        """Records sent under the current write key."""
+        """Records sealed under the current write key (coalesced handshake messages count once sealed)."""
         return self._write.seq
 
     @property
@@ -384,9 +390,34 @@ class RecordLayer:
     # ---- sending ----------------------------------------------------------------------------------------
 
     def write(self, content_type: int, payload: bytes) -> None:
-        """Queue ``payload`` as records of ``content_type``, fragmented at ``max_fragment`` and protected."""
+        """Queue ``payload`` as records of ``content_type``, fragmented at ``max_fragment`` and protected.
+
+        Consecutive handshake messages share records (RFC 8446 §5.1 allows coalescing; OpenSSL does it):
+        a flight costs one AEAD call instead of one per message. They are sealed at the next write of
+        another type, key change or ``data_to_send``, so ordering and keys are as if written at once.
+        """
         if not payload:
             return  # we never send empty records (RFC 8446 §5.1 forbids them for everything but app data)
+        if content_type == HANDSHAKE:
+            self._pending_handshake.append(payload)
+            self._pending_handshake_size += len(payload)
+            if self._pending_handshake_size >= self.max_fragment:
+                self._flush_handshake()
+            return
+        if self._pending_handshake:
+            self._flush_handshake()
+        self._write_records(content_type, payload)
+
+    def _flush_handshake(self) -> None:
+        parts = self._pending_handshake
+        if not parts:
+            return
+        payload = parts[0] if len(parts) == 1 else b"".join(parts)
+        parts.clear()
+        self._pending_handshake_size = 0
+        self._write_records(HANDSHAKE, payload)
+
+    def _write_records(self, content_type: int, payload: bytes) -> None:
         step = self.max_fragment
         total = len(payload)
         if total <= step:
@@ -430,6 +461,8 @@ class RecordLayer:
             out.append(bytes(fragment))
 
     def data_to_send(self) -> bytes:
+        if self._pending_handshake:
+            self._flush_handshake()
         out = self._out
         if not out:
             return b""
