@@ -1,0 +1,351 @@
+"""``KeylessClient``: key operations spread over several key servers, with health checks and failover.
+
+Choosing a server (per operation): among the healthy endpoints, two picked at random, the one with
+the lower ``latency EWMA x (in flight + 1)`` wins ("power of two choices": the fastest server gets most
+of the load without being hammered, and a server without a sample yet gets probed by real traffic).
+When no endpoint is healthy, all are candidates: trying beats failing without trying.
+
+Failures (all key operations are idempotent, so repeating one is safe):
+- a connection that breaks under an operation: the operation is retried once on another server
+  (on the same server over a fresh connection when it is the only one);
+- a connect failure: the endpoint is marked down, the operation moves on (this costs no retry, since
+  nothing was sent);
+- a timeout: the endpoint is marked down, and the operation is retried elsewhere if the call's
+  deadline leaves room for it;
+- an error answer (0xFF): raised at once as its typed ``KeyServerError``; the server is healthy.
+A background task pings every endpoint each ``health_interval``: a down endpoint that answers comes
+back, a healthy one that does not goes down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import random
+import socket
+import ssl
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+from keyless.client.core import Answer, Request
+from keyless.client.endpoint import Endpoint, EndpointStats
+from keyless.client.errors import (
+    ConnectFailed,
+    ConnectionLost,
+    KeylessClientError,
+    NoServerAvailable,
+    OperationTimeout,
+    ResponseError,
+    error_for_code,
+)
+from keyless.protocol import DEFAULT_PORT, Opcode
+
+if TYPE_CHECKING:
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
+
+    from keyless.client.remote_key import OperationContext, RemoteKey
+
+log = logging.getLogger("keyless.client")
+
+
+@dataclass(frozen=True, slots=True)
+class ClientTLS:
+    """Our client certificate for mutual TLS, and the CA that signed the key servers' certificates."""
+
+    client_cert: Path
+    client_key: Path = field(repr=False)
+    ca: Path
+    server_name: str | None = None  # name to verify in the key server's certificate; default: the host given
+
+    def ssl_context(self) -> ssl.SSLContext:
+        return make_ssl_context(self.client_cert, self.client_key, self.ca)
+
+
+def make_ssl_context(client_cert: Path | str, client_key: Path | str, ca: Path | str) -> ssl.SSLContext:
+    """A TLS client context for key servers: verify their certificate against ``ca`` (and its name),
+    present ``client_cert``. TLS 1.2 at least (the reference key server caps at 1.2)."""
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(ca))
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(str(client_cert), str(client_key))
+    return context
+
+
+@dataclass(frozen=True, slots=True)
+class ServerAddress:
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, text: str) -> ServerAddress:
+        """``host``, ``host:port``, ``[v6]:port`` or a bare IPv6 address; the port defaults to 2407."""
+        text = text.strip()
+        if text.startswith("["):
+            host, _, rest = text[1:].partition("]")
+            port = rest[1:] if rest.startswith(":") else ""
+        elif text.count(":") == 1:
+            host, _, port = text.partition(":")
+        else:
+            host, port = text, ""
+        if not host:
+            raise ValueError(f"key server address {text!r} has no host")
+        if port and not (port.isdigit() and 0 < int(port) < 65536):
+            raise ValueError(f"key server address {text!r}: port must be 1-65535")
+        return cls(host, int(port) if port else DEFAULT_PORT)
+
+
+class KeylessClient:
+    """Key operations over pooled, pipelined connections to one or more key servers."""
+
+    def __init__(
+        self,
+        servers: Sequence[str | tuple[str, int]],
+        ssl_context: ssl.SSLContext,
+        *,
+        server_name: str | None = None,
+        connections_per_server: int = 2,
+        timeout: float = 10.0,
+        connect_timeout: float = 5.0,
+        health_interval: float = 5.0,
+        health_timeout: float = 2.0,
+        retries: int = 1,
+        send_client_ip: bool = False,
+        send_request_id: bool = False,
+    ) -> None:
+        if not servers:
+            raise ValueError("at least one key server is needed")
+        self._addresses = [
+            ServerAddress(*s) if isinstance(s, tuple) else ServerAddress.parse(s) for s in servers
+        ]
+        self._ssl_context = ssl_context
+        self._server_name = server_name
+        self.connections_per_server = connections_per_server
+        self.timeout = timeout
+        self.connect_timeout = connect_timeout
+        self.health_interval = health_interval
+        self.health_timeout = health_timeout
+        self.retries = retries
+        # Tags that older key servers reject and that reveal end users: sent only when enabled.
+        self.send_client_ip = send_client_ip
+        self.send_request_id = send_request_id
+        self._endpoints: list[Endpoint] = []
+        self._started: asyncio.Future[None] | None = None
+        self._health_task: asyncio.Task[None] | None = None
+        self._closed = False
+        self._random = random.Random()  # load spreading, not security
+
+    @classmethod
+    def from_files(cls, servers: Sequence[str | tuple[str, int]], tls: ClientTLS, **options: object) -> KeylessClient:
+        return cls(servers, tls.ssl_context(), server_name=tls.server_name, **options)  # type: ignore[arg-type]
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Resolve the server names and start health checks (done implicitly by the first operation)."""
+        if self._closed:
+            raise NoServerAvailable("client is closed")
+        if self._started is None:
+            self._started = asyncio.get_running_loop().create_future()
+            try:
+                self._endpoints = await self._resolve()
+            except BaseException as exc:
+                self._started.set_exception(exc)
+                self._started.exception()  # retrieved: later awaiters re-raise it
+                self._started = None
+                raise
+            self._started.set_result(None)
+            if self.health_interval > 0:
+                self._health_task = asyncio.get_running_loop().create_task(self._health_loop())
+        else:
+            await self._started
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._health_task is not None:
+            self._health_task.cancel()
+            await asyncio.gather(self._health_task, return_exceptions=True)
+            self._health_task = None
+        for endpoint in self._endpoints:
+            await endpoint.close()
+
+    async def __aenter__(self) -> KeylessClient:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    @property
+    def endpoints(self) -> list[Endpoint]:
+        return list(self._endpoints)
+
+    def stats(self) -> list[EndpointStats]:
+        return [endpoint.stats() for endpoint in self._endpoints]
+
+    async def _resolve(self) -> list[Endpoint]:
+        """One endpoint per address: a name resolving to several addresses gives several endpoints,
+        each verified against the name (or ``server_name``)."""
+        loop = asyncio.get_running_loop()
+        endpoints: list[Endpoint] = []
+        seen: set[tuple[str, int]] = set()
+        for address in self._addresses:
+            verify_name = self._server_name or address.host
+            try:
+                ipaddress.ip_address(address.host)
+                hosts = [address.host]
+            except ValueError:
+                try:
+                    infos = await loop.getaddrinfo(address.host, address.port, type=socket.SOCK_STREAM)
+                except OSError as exc:
+                    log.warning("cannot resolve key server %s: %s", address.host, exc)
+                    continue
+                hosts = [str(info[4][0]) for info in infos]
+            for host in hosts:
+                if (host, address.port) in seen:
+                    continue
+                seen.add((host, address.port))
+                endpoints.append(
+                    Endpoint(host, address.port, verify_name, self._ssl_context, self.connections_per_server,
+                             self.connect_timeout)
+                )
+        if not endpoints:
+            raise NoServerAvailable("no key server address could be resolved")
+        return endpoints
+
+    # -- operations -------------------------------------------------------------------------------
+
+    async def call(self, request: Request, *, timeout: float | None = None, deadline: float | None = None) -> bytes:
+        """Perform ``request``; returns the success payload or raises a ``KeylessClientError``.
+
+        ``timeout`` bounds each attempt (default: the client's, 10 s); ``deadline`` (event-loop time,
+        ``loop.time()``) bounds the whole call including the retry.
+        """
+        answer = await self.call_answer(request, timeout=timeout, deadline=deadline)
+        return answer.payload
+
+    async def call_answer(
+        self, request: Request, *, timeout: float | None = None, deadline: float | None = None
+    ) -> Answer:
+        if self._started is None or not self._started.done():
+            await self.start()
+        loop = asyncio.get_running_loop()
+        attempt_timeout = self.timeout if timeout is None else timeout
+        tried: list[Endpoint] = []
+        retries_left = self.retries
+        last_error: KeylessClientError | None = None
+        # Bounded: each pass either sends (at most 1 + retries times) or crosses off an endpoint.
+        for _ in range(len(self._endpoints) + self.retries + 1):
+            now = loop.time()
+            if deadline is not None and now >= deadline:
+                break
+            attempt_deadline = now + attempt_timeout if deadline is None else min(now + attempt_timeout, deadline)
+            endpoint = self._choose(tried)
+            if endpoint is None:
+                break
+            endpoint.in_flight += 1
+            try:
+                connection = await endpoint.acquire(attempt_deadline)
+                start = loop.time()
+                answer = await connection.submit(request, attempt_deadline)
+            except ConnectFailed as exc:
+                endpoint.mark_down(str(exc))
+                tried.append(endpoint)
+                last_error = exc
+                continue
+            except (ConnectionLost, ResponseError) as exc:
+                last_error = exc
+                if endpoint not in tried:
+                    tried.append(endpoint)
+                if retries_left <= 0:
+                    raise
+                retries_left -= 1
+                continue
+            except OperationTimeout as exc:
+                endpoint.mark_down("operation timed out")
+                last_error = exc
+                tried.append(endpoint)
+                if retries_left <= 0 or deadline is None or loop.time() >= deadline:
+                    raise
+                retries_left -= 1
+                continue
+            finally:
+                endpoint.in_flight -= 1
+            endpoint.record_latency(loop.time() - start)
+            if answer.opcode == Opcode.ERROR:
+                raise error_for_code(answer.error_code or 0, endpoint.label)
+            return answer
+        if isinstance(last_error, OperationTimeout):
+            raise last_error
+        if last_error is None and deadline is not None:
+            raise OperationTimeout("the call's deadline passed before an answer")
+        raise NoServerAvailable(f"no key server could carry the operation ({last_error})")
+
+    def _choose(self, tried: list[Endpoint]) -> Endpoint | None:
+        untried = [e for e in self._endpoints if e not in tried]
+        if not untried:
+            # Every endpoint was tried once: a broken connection may still be retried on the same
+            # server over a fresh connection, as long as one is not known to be down.
+            untried = [e for e in self._endpoints if e.healthy]
+            if not untried:
+                return None
+        candidates = [e for e in untried if e.healthy] or untried
+        if len(candidates) == 1:
+            return candidates[0]
+        first, second = self._random.sample(candidates, 2)
+        return first if first.score() <= second.score() else second
+
+    async def ping(self, payload: bytes = b"", *, timeout: float | None = None) -> dict[str, float | Exception]:
+        """Ping every endpoint once; maps endpoint label -> round trip in seconds, or the error."""
+        if self._started is None or not self._started.done():
+            await self.start()
+        wait = self.health_timeout if timeout is None else timeout
+
+        async def one(endpoint: Endpoint) -> float | Exception:
+            try:
+                return await endpoint.probe(wait)
+            except KeylessClientError as exc:
+                return exc
+
+        results = await asyncio.gather(*(one(e) for e in self._endpoints))
+        return {e.label: r for e, r in zip(self._endpoints, results, strict=True)}
+
+    async def _health_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.health_interval)
+            await asyncio.gather(*(self._check(e) for e in self._endpoints))
+
+    async def _check(self, endpoint: Endpoint) -> None:
+        try:
+            latency = await endpoint.probe(self.health_timeout)
+        except KeylessClientError as exc:
+            if endpoint.healthy:
+                log.warning("key server %s failed its health check: %s", endpoint.label, exc)
+            endpoint.mark_down(str(exc))
+            return
+        if not endpoint.healthy:
+            log.info("key server %s is back", endpoint.label)
+        endpoint.mark_up()
+        endpoint.record_latency(latency)
+
+    # -- keys -------------------------------------------------------------------------------------
+
+    def remote_key(
+        self,
+        key: x509.Certificate | CertificatePublicKeyTypes,
+        *,
+        context: OperationContext | None = None,
+        timeout: float | None = None,
+    ) -> RemoteKey:
+        """A ``RemoteKey`` for the key of ``key`` (a certificate or a public key) held by these servers."""
+        from keyless.client.remote_key import RemoteKey
+
+        return RemoteKey(self, key, context=context, timeout=timeout)
+
+
+__all__ = ["ClientTLS", "KeylessClient", "ServerAddress", "make_ssl_context"]

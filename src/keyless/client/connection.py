@@ -1,0 +1,175 @@
+"""One mutually-authenticated TLS connection to a key server, pipelined: the asyncio layer over
+``keyless.client.core.ClientConnection``.
+
+Requests submitted during one event-loop tick leave in one ``transport.write`` (the flush runs via
+``call_soon``), so a burst of N requests costs one TLS write instead of N. Each request carries its
+own timer (``loop.call_at``), cancelled when the answer comes: a timeout costs the request only, and
+its ID stays reserved so its late answer is dropped quietly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import Callable
+
+from keyless.client.core import Answer, ClientConnection, Request
+from keyless.client.errors import ConnectFailed, ConnectionLost, OperationTimeout, ResponseError
+from keyless.protocol.framing import _NeedData
+
+
+class KeylessConnection(asyncio.Protocol):
+    """A pipelined connection; create it with ``await KeylessConnection.open(...)``."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, label: str) -> None:
+        self.label = label
+        self._loop = loop
+        self._core = ClientConnection()
+        self._waiters: dict[int, tuple[asyncio.Future[Answer], asyncio.TimerHandle]] = {}
+        self._transport: asyncio.Transport | None = None
+        self._flush_scheduled = False
+        self._closed = False
+        self._close_reason = "closed"
+        self._on_close: list[Callable[[KeylessConnection], None]] = []
+        self.requests_sent = 0
+
+    @classmethod
+    async def open(
+        cls,
+        host: str,
+        port: int,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str,
+        timeout: float,
+        label: str | None = None,
+    ) -> KeylessConnection:
+        """Connect and finish the TLS handshake within ``timeout`` seconds, or raise ``ConnectFailed``."""
+        loop = asyncio.get_running_loop()
+        name = label or f"{host}:{port}"
+        try:
+            _, protocol = await asyncio.wait_for(
+                loop.create_connection(
+                    lambda: cls(loop, name),
+                    host,
+                    port,
+                    ssl=ssl_context,
+                    server_hostname=server_hostname,
+                    ssl_handshake_timeout=timeout,
+                ),
+                timeout,
+            )
+        except TimeoutError:
+            raise ConnectFailed(f"connecting to key server {name} timed out after {timeout:g}s") from None
+        except (OSError, ssl.SSLError) as exc:
+            raise ConnectFailed(f"cannot connect to key server {name}: {_reason(exc)}") from None
+        return protocol
+
+    # -- asyncio.Protocol -------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        core = self._core
+        core.receive_data(data)
+        waiters = self._waiters
+        try:
+            while True:
+                answer = core.next_event()
+                if isinstance(answer, _NeedData):
+                    return
+                future, timer = waiters.pop(answer.request_id)
+                timer.cancel()
+                if not future.done():
+                    future.set_result(answer)
+        except ResponseError as exc:
+            self._shut(f"protocol violation by the key server: {exc}")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        reason = "connection closed by the key server" if exc is None else f"connection lost: {_reason(exc)}"
+        self._shut(reason, already_closed=True)
+
+    # -- requests ---------------------------------------------------------------------------------
+
+    @property
+    def is_open(self) -> bool:
+        return not self._closed
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._waiters)
+
+    def on_close(self, callback: Callable[[KeylessConnection], None]) -> None:
+        """Call ``callback(self)`` once, when the connection closes for any reason."""
+        if self._closed:
+            callback(self)
+        else:
+            self._on_close.append(callback)
+
+    def submit(self, request: Request, deadline: float) -> asyncio.Future[Answer]:
+        """Queue ``request``; the future resolves to its ``Answer`` or fails with ``OperationTimeout``
+        (at loop time ``deadline``), ``ConnectionLost`` or ``ResponseError``."""
+        if self._closed:
+            raise ConnectionLost(f"{self.label}: {self._close_reason}")
+        message_id = self._core.send(request)
+        future: asyncio.Future[Answer] = self._loop.create_future()
+        timer = self._loop.call_at(deadline, self._expire, message_id)
+        self._waiters[message_id] = (future, timer)
+        self.requests_sent += 1
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+        return future
+
+    async def call(self, request: Request, timeout: float) -> Answer:
+        return await self.submit(request, self._loop.time() + timeout)
+
+    def close(self) -> None:
+        self._shut("closed by the client")
+
+    # -- internals --------------------------------------------------------------------------------
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        data = self._core.data_to_send()
+        if data and self._transport is not None and not self._closed:
+            self._transport.write(data)
+
+    def _expire(self, message_id: int) -> None:
+        entry = self._waiters.pop(message_id, None)
+        if entry is None:
+            return
+        future, _ = entry
+        try:
+            self._core.abandon(message_id)
+        except ResponseError as exc:
+            self._shut(str(exc))
+        if not future.done():
+            future.set_exception(OperationTimeout(f"no answer from key server {self.label} in time"))
+
+    def _shut(self, reason: str, already_closed: bool = False) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._close_reason = reason
+        if not already_closed and self._transport is not None:
+            self._transport.abort()  # in-flight answers are lost either way; do not wait for a TLS close
+        waiters, self._waiters = self._waiters, {}
+        for future, timer in waiters.values():
+            timer.cancel()
+            if not future.done():
+                future.set_exception(ConnectionLost(f"{self.label}: {reason}"))
+        callbacks, self._on_close = self._on_close, []
+        for callback in callbacks:
+            callback(self)
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, ssl.SSLError):
+        return exc.reason or str(exc)
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__
+
+
+__all__ = ["KeylessConnection"]

@@ -1,0 +1,190 @@
+"""One key-server address: its small pool of connections, its health and its recent latency.
+
+The pool opens its connections lazily (all of them at the first demand, so they come up together)
+and hands out the open connection with the fewest requests in flight. A connection that closes leaves
+the pool and is replaced at the next demand. Health is a flag the client flips: down after a failed
+connect or a timed-out operation, up again after a successful probe (``probe``: a ping).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from dataclasses import dataclass
+
+from keyless.client.connection import KeylessConnection
+from keyless.client.core import Request
+from keyless.client.errors import ConnectFailed, KeylessClientError
+from keyless.protocol import Opcode
+
+# Weight of the newest latency sample in the moving average: about the last 10 operations count.
+EWMA_WEIGHT = 0.2
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointStats:
+    label: str
+    healthy: bool
+    latency_ewma: float | None
+    in_flight: int
+    connections: int
+    completed: int
+    failures: int
+    last_error: str
+
+
+class Endpoint:
+    """A key server at one address (one of possibly several a DNS name resolved to)."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        server_hostname: str,
+        ssl_context: ssl.SSLContext,
+        pool_size: int,
+        connect_timeout: float,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.server_hostname = server_hostname
+        self.label = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        self._ssl_context = ssl_context
+        self._pool_size = max(1, pool_size)
+        self._connect_timeout = connect_timeout
+        self._open: list[KeylessConnection] = []
+        self._connecting: set[asyncio.Task[KeylessConnection]] = set()
+        self.healthy = True
+        self.latency_ewma: float | None = None
+        self.in_flight = 0
+        self.completed = 0
+        self.failures = 0
+        self.last_error = ""
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"<Endpoint {self.label} healthy={self.healthy}>"
+
+    # -- load balancing inputs --------------------------------------------------------------------
+
+    def score(self) -> float:
+        """Lower is better: expected latency times the queue an operation would join (peak-EWMA style).
+        An endpoint without a sample yet scores 0, so it gets traffic and thereby a sample."""
+        return (self.latency_ewma or 0.0) * (self.in_flight + 1)
+
+    def record_latency(self, seconds: float) -> None:
+        previous = self.latency_ewma
+        self.latency_ewma = seconds if previous is None else previous + EWMA_WEIGHT * (seconds - previous)
+        self.completed += 1
+
+    def mark_down(self, reason: str) -> None:
+        self.healthy = False
+        self.failures += 1
+        self.last_error = reason
+
+    def mark_up(self) -> None:
+        self.healthy = True
+
+    def stats(self) -> EndpointStats:
+        return EndpointStats(
+            self.label, self.healthy, self.latency_ewma, self.in_flight, len(self._open), self.completed,
+            self.failures, self.last_error,
+        )
+
+    # -- connections ------------------------------------------------------------------------------
+
+    async def acquire(self, deadline: float) -> KeylessConnection:
+        """The open connection with the fewest requests in flight, connecting first if none is open.
+        Raises ``ConnectFailed``."""
+        if self._closed:
+            raise ConnectFailed(f"key server {self.label}: client closed")
+        best: KeylessConnection | None = None
+        for connection in self._open:
+            if best is None or connection.in_flight < best.in_flight:
+                best = connection
+        missing = self._pool_size - len(self._open) - len(self._connecting)
+        for _ in range(missing):
+            self._start_connect()
+        if best is not None:
+            return best
+        return await self._first_connected(deadline)
+
+    def _start_connect(self) -> None:
+        task = asyncio.get_running_loop().create_task(self._connect())
+        self._connecting.add(task)
+        task.add_done_callback(self._connect_done)
+
+    async def _connect(self) -> KeylessConnection:
+        return await KeylessConnection.open(
+            self.host, self.port, self._ssl_context, self.server_hostname, self._connect_timeout, self.label
+        )
+
+    def _connect_done(self, task: asyncio.Task[KeylessConnection]) -> None:
+        self._connecting.discard(task)
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            return  # the waiter (if any) sees it; a pool refill without a waiter just tries again later
+        connection = task.result()
+        if self._closed:
+            connection.close()
+            return
+        self._open.append(connection)
+        connection.on_close(self._forget)
+
+    def _forget(self, connection: KeylessConnection) -> None:
+        if connection in self._open:
+            self._open.remove(connection)
+
+    async def _first_connected(self, deadline: float) -> KeylessConnection:
+        loop = asyncio.get_running_loop()
+        pending = set(self._connecting)
+        error: BaseException | None = None
+        while pending:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            done, pending = await asyncio.wait(pending, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+            if not done:
+                break
+            for task in done:
+                if task.cancelled():
+                    continue
+                exc = task.exception()
+                if exc is None:
+                    connection = task.result()
+                    if connection.is_open:
+                        return connection
+                else:
+                    error = exc
+        if self._open:
+            return min(self._open, key=lambda c: c.in_flight)
+        if isinstance(error, KeylessClientError):
+            raise ConnectFailed(str(error))
+        raise ConnectFailed(f"key server {self.label}: no connection within the deadline")
+
+    async def probe(self, timeout: float) -> float:
+        """Ping the key server over a pooled connection; returns the round trip in seconds.
+        Raises a ``KeylessClientError`` subclass when it does not answer a pong in time."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        connection = await self.acquire(deadline)
+        start = loop.time()
+        answer = await connection.submit(Request(Opcode.PING), deadline)
+        if answer.opcode != Opcode.PONG:
+            raise ConnectFailed(f"key server {self.label} answered a ping with error {answer.error_code}")
+        return loop.time() - start
+
+    async def close(self) -> None:
+        self._closed = True
+        for task in list(self._connecting):
+            task.cancel()
+        if self._connecting:
+            await asyncio.gather(*self._connecting, return_exceptions=True)
+        for connection in list(self._open):
+            connection.close()
+        self._open.clear()
+
+
+__all__ = ["EWMA_WEIGHT", "Endpoint", "EndpointStats"]
