@@ -150,7 +150,7 @@ def test_random_premaster_is_drawn_before_the_key_operation() -> None:
 
 # ---- timing of the whole decrypt completion inside the engine ---------------------------------------------
 
-SAMPLES = 1200
+SAMPLES = 800
 
 
 def _paused_connection() -> tuple[TLSServerConnection, int]:
@@ -163,10 +163,11 @@ def _paused_connection() -> tuple[TLSServerConnection, int]:
     return client.conn, event.op_id
 
 
-@pytest.mark.timeout(120)
-def test_engine_completion_time_does_not_depend_on_the_padding() -> None:
-    """complete_key_operation with a good block vs bad blocks (Welch t and effect size, as in
-    test_premaster_timing.py; leak = |t| > 4.5 and > 2 % of the call, in 2 of 3 rounds)."""
+def engine_leaking_rounds() -> tuple[int, list[tuple[float, float]]]:
+    """complete_key_operation with good vs bad blocks: (rounds that leak, (Welch t, fraction) per round).
+
+    Same method as test_premaster_timing.py; a round leaks when |t| > 4.5 and the difference exceeds 0.5 % of
+    the call (measured residual here: < 0.1 %; an early-exit unpadding costs about 2 %)."""
     rng = random.Random(5)
     good = [pkcs1_block(b"\x03\x03" + rng.randbytes(46), padding_byte=rng.randrange(1, 256)) for _ in range(16)]
     bad = [rng.randbytes(K) for _ in range(8)] + [b"\x00\x02" + rng.randbytes(K - 2) for _ in range(8)]
@@ -188,6 +189,21 @@ def test_engine_completion_time_does_not_depend_on_the_padding() -> None:
         t = (mean_a - mean_b) / math.sqrt(var_a / len(a) + var_b / len(b))
         return t, (mean_a - mean_b) / mean_a
 
-    results = [one_round(seed) for seed in (1, 2, 3)]
-    leaking = sum(abs(t) > 4.5 and abs(frac) > 0.02 for t, frac in results)
-    assert leaking < 2, f"(t, fraction) per round: {results}"
+    results = [one_round(seed) for seed in (1, 2, 3, 4, 5)]
+    return sum(abs(t) > 4.5 and abs(frac) > 0.005 for t, frac in results), results
+
+
+@pytest.mark.timeout(120)
+def test_engine_completion_time_does_not_depend_on_the_padding() -> None:
+    leaking, results = engine_leaking_rounds()
+    assert leaking < 3, f"(t, fraction) per round: {results}"
+
+
+@pytest.mark.timeout(120)
+def test_engine_timing_harness_detects_an_early_exit_unpadding(monkeypatch: pytest.MonkeyPatch) -> None:
+    from keyless.tls import tls12_server
+    from tests.tls.test_premaster_timing import leaky_unpad
+
+    monkeypatch.setattr(tls12_server, "unpad_premaster", leaky_unpad)
+    leaking, results = engine_leaking_rounds()
+    assert leaking >= 3, f"(t, fraction) per round: {results}"
