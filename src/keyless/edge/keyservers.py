@@ -1,21 +1,55 @@
-"""Key-server groups for the edge: a ``keyless.client`` pool per list of key servers (filled in below)."""
+"""Key-server groups: one ``keyless.client.KeylessClient`` per distinct list of key servers.
+
+Sites whose keys live on the same key servers share one client (one pool of pipelined connections,
+one health checker); each site gets a ``RemoteKey`` from it. The group is ready while at least one of
+its key servers answers a ping.
+"""
 
 from __future__ import annotations
+
+import logging
+import ssl
 
 from cryptography import x509
 
 from keyless.edge.config import ConfigError, KeyServerTLS
 
+log = logging.getLogger("keyless.edge.keyservers")
+
 
 class ClientGroup:
     def __init__(self, servers: tuple[tuple[str, int], ...], tls: KeyServerTLS) -> None:
-        raise ConfigError("certificates", "keyless.client is not available in this build", "use key_file for now")
+        from keyless.client.client import KeylessClient, make_ssl_context
+
+        try:
+            context = make_ssl_context(tls.client_cert, tls.client_key, tls.ca)
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            raise ConfigError(
+                "key_server_tls",
+                f"cannot use the client certificate/key or CA ({type(exc).__name__}: {exc})",
+                "give PEM files: client_cert with its client_key, and the CA of the key servers",
+            ) from exc
+        self.servers = servers
+        self.timeout = tls.timeout
+        self.client = KeylessClient(
+            list(servers),
+            context,
+            server_name=tls.server_name,
+            timeout=tls.timeout,
+            connect_timeout=min(tls.timeout, 5.0),
+            health_interval=2.0,
+            health_timeout=min(tls.timeout, 2.0),
+        )
+
+    def __repr__(self) -> str:
+        return f"<ClientGroup {','.join(f'{h}:{p}' for h, p in self.servers)}>"
 
     def remote_key(self, certificate: x509.Certificate) -> object:
-        raise NotImplementedError
+        return self.client.remote_key(certificate, timeout=self.timeout)
 
     async def ping(self) -> bool:
-        return False
+        results = await self.client.ping()
+        return any(isinstance(value, float) for value in results.values())
 
     async def close(self) -> None:
-        return None
+        await self.client.close()

@@ -1,0 +1,369 @@
+"""The edge with its keys on real key-server processes: resumption costs no key operation, SNI over
+three key types, key-server faults, and what the key server's round trip adds to a handshake.
+
+Every party is a real process on 127.0.0.1 (key server, origin, edge) and every client is one we did
+not write (openssl s_client, curl, Python's ssl).
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import statistics
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from keyless.pki import DemoPKI, create_demo_pki
+from tests.conftest import require_tool
+from tests.edge.edgeproc import EdgeProcess
+from tests.edge.relay import DelayRelay
+from tests.edge.support import LoopThread, OriginProcess
+from tests.support.keyserver import KeyServerProcess, start_keyserver
+
+HOST = "keyless.test"
+SITES = {"ecdsa": "ecdsa-p256", "rsa": "rsa-2048", "ed25519": "ed25519"}
+
+
+def edge_config(pki: DemoPKI, origin_port: int, key_servers: list[str], **changes: Any) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "listen": [{"address": "127.0.0.1", "port": 0}],
+        "metrics_addr": "127.0.0.1:0",
+        "key_server_tls": {
+            "client_cert": str(pki.edge_cert),
+            "client_key": str(pki.edge_key),
+            "ca": str(pki.ca),
+            "timeout": 3,
+        },
+        "certificates": [
+            {
+                "names": [f"{name}.{HOST}"] + ([HOST] if name == "ecdsa" else []),
+                "chain": str(pki.site_cert(key)),
+                "key_servers": key_servers,
+                "default": name == "ecdsa",
+            }
+            for name, key in SITES.items()
+        ],
+        "origin": {"mode": "http", "address": f"127.0.0.1:{origin_port}"},
+        "limits": {"drain_timeout": 2, "handshake_timeout": 10},
+    }
+    config.update(changes)
+    return config
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> DemoPKI:
+    return create_demo_pki(tmp_path_factory.mktemp("pki"), HOST)
+
+
+@pytest.fixture(scope="module")
+def origin() -> Iterator[OriginProcess]:
+    with OriginProcess() as process:
+        yield process
+
+
+@pytest.fixture(scope="module")
+def keyserver(pki: DemoPKI, tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeyServerProcess]:
+    with start_keyserver(pki, tmp_path_factory.mktemp("ks")) as ks:
+        yield ks
+
+
+@pytest.fixture(scope="module")
+def edge(
+    pki: DemoPKI, origin: OriginProcess, keyserver: KeyServerProcess, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[EdgeProcess]:
+    config = edge_config(pki, origin.port, [f"127.0.0.1:{keyserver.port}"])
+    with EdgeProcess(config, tmp_path_factory.mktemp("edge")) as process:
+        wait_ready(process)
+        yield process
+
+
+def wait_ready(edge: EdgeProcess, want: int = 200, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while edge.status("/readyz") != want:
+        assert time.monotonic() < deadline, f"/readyz never answered {want}"
+        time.sleep(0.1)
+
+
+def s_client(port: int, pki: DemoPKI, *args: str, host: str = HOST) -> str:
+    openssl = require_tool("openssl")
+    result = subprocess.run(
+        [
+            openssl,
+            "s_client",
+            "-connect",
+            f"127.0.0.1:{port}",
+            "-servername",
+            host,
+            "-CAfile",
+            str(pki.ca),
+            "-verify_return_error",
+            "-ign_eof",
+            *args,
+        ],
+        input=f"GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode(),
+        capture_output=True,
+        timeout=30,
+    )
+    return result.stdout.decode(errors="replace") + result.stderr.decode(errors="replace")
+
+
+def settle(ks: KeyServerProcess) -> int:
+    """The key server's operation count once it stops moving (it counts as it answers)."""
+    last = ks.sign_count()
+    for _ in range(20):
+        time.sleep(0.05)
+        now = ks.sign_count()
+        if now == last:
+            return now
+        last = now
+    return last
+
+
+def requests_by_opcode(ks: KeyServerProcess, fragment: str) -> float:
+    """Requests the key server received whose opcode name contains ``fragment``."""
+    total = 0.0
+    for line in ks.metrics().splitlines():
+        if line.startswith("keyless_requests") and "opcode=" in line:
+            opcode = line.split('opcode="', 1)[1].split('"', 1)[0]
+            if fragment in opcode and not line.split("{", 1)[0].endswith("_created"):
+                total += float(line.rpartition(" ")[2])
+    return total
+
+
+def test_tls13_resumption_makes_no_key_operation(
+    edge: EdgeProcess, keyserver: KeyServerProcess, pki: DemoPKI, tmp_path: Path
+) -> None:
+    session = tmp_path / "sess.pem"
+    before = settle(keyserver)
+    first = s_client(edge.port, pki, "-sess_out", str(session))
+    assert "New, TLSv1.3" in first and "Hello through a keyless edge" in first, first
+    after_full = settle(keyserver)
+    assert after_full == before + 1
+    second = s_client(edge.port, pki, "-sess_in", str(session))
+    assert "Reused, TLSv1.3" in second and "Hello through a keyless edge" in second, second
+    assert settle(keyserver) == after_full  # keyless_sign_requests_total did not move
+
+
+@pytest.mark.parametrize(
+    ("host", "cipher", "opcode"),
+    [(f"ecdsa.{HOST}", "ECDHE-ECDSA-AES128-GCM-SHA256", "ECDSA"), (f"rsa.{HOST}", "AES128-GCM-SHA256", "DECRYPT")],
+)
+def test_tls12_full_and_resumed(
+    edge: EdgeProcess, keyserver: KeyServerProcess, pki: DemoPKI, tmp_path: Path, host: str, cipher: str, opcode: str
+) -> None:
+    session = tmp_path / "sess.pem"
+    before = settle(keyserver)
+    ops_before = requests_by_opcode(keyserver, opcode)
+    first = s_client(edge.port, pki, "-tls1_2", "-cipher", cipher, "-sess_out", str(session), host=host)
+    assert f"New, TLSv1.2, Cipher is {cipher}" in first, first
+    assert settle(keyserver) == before + 1
+    ops_after = requests_by_opcode(keyserver, opcode)
+    assert ops_after == ops_before + 1
+    second = s_client(edge.port, pki, "-tls1_2", "-cipher", cipher, "-sess_in", str(session), host=host)
+    assert "Reused, TLSv1.2" in second, second
+    assert settle(keyserver) == before + 1
+
+
+def test_sni_picks_each_key_type(edge: EdgeProcess, pki: DemoPKI) -> None:
+    expected = {
+        "ecdsa": "Signature type: ECDSA",
+        "rsa": "Signature type: RSA-PSS",
+        "ed25519": "Signature type: ed25519",
+    }
+    for name, line in expected.items():
+        out = s_client(edge.port, pki, "-brief", host=f"{name}.{HOST}")
+        assert "Verification: OK" in out, out
+        assert line in out, out
+
+
+def test_curl_through_edge_with_remote_key(edge: EdgeProcess, pki: DemoPKI, tmp_path: Path) -> None:
+    curl = require_tool("curl")
+    payload = b"x" * (3 * 1024 * 1024)
+    (tmp_path / "body").write_bytes(payload)
+    result = subprocess.run(
+        [
+            curl,
+            "-sS",
+            "--cacert",
+            str(pki.ca),
+            "--resolve",
+            f"{HOST}:{edge.port}:127.0.0.1",
+            "--data-binary",
+            f"@{tmp_path / 'body'}",
+            f"https://{HOST}:{edge.port}/echo",
+        ],
+        capture_output=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == payload
+    assert edge.metric("keyless_edge_key_operations_total", kind="sign", result="ok") >= 1
+
+
+# --- faults ---------------------------------------------------------------------------------------
+
+
+def python_handshake(
+    port: int, pki: DemoPKI, session: ssl.SSLSession | None = None, context: ssl.SSLContext | None = None
+) -> tuple[ssl.SSLSession | None, bool]:
+    ctx = context or ssl.create_default_context(cafile=str(pki.ca))
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+        ctx.wrap_socket(raw, server_hostname=HOST, session=session) as tls,
+    ):
+        tls.sendall(f"GET / HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n".encode())
+        body = b""
+        while chunk := tls.recv(65536):
+            body += chunk
+        assert b"Hello through a keyless edge" in body
+        return tls.session, tls.session_reused
+
+
+def test_key_server_killed_full_fails_fast_resumed_works_then_recovers(
+    pki: DemoPKI, origin: OriginProcess, tmp_path: Path
+) -> None:
+    ks = start_keyserver(pki, tmp_path)
+    port = ks.port
+    with EdgeProcess(edge_config(pki, origin.port, [f"127.0.0.1:{port}"]), tmp_path, name="edge-kill") as edge:
+        wait_ready(edge)
+        context = ssl.create_default_context(cafile=str(pki.ca))
+        session, _ = python_handshake(edge.port, pki, context=context)
+        ks.kill()
+        started = time.monotonic()
+        out = s_client(edge.port, pki)
+        elapsed = time.monotonic() - started
+        assert "alert handshake failure" in out, out
+        assert elapsed < 5, f"a full handshake took {elapsed:.1f}s to fail"
+        assert edge.metric("keyless_edge_handshake_failures_total", reason="handshake_failure") >= 1
+        assert edge.metric("keyless_edge_alerts_sent_total", description="handshake_failure") >= 1
+        _, reused = python_handshake(edge.port, pki, session=session, context=context)
+        assert reused  # resumption needs no key server
+        wait_ready(edge, want=503)
+        with start_keyserver(pki, tmp_path, port=port):
+            deadline = time.monotonic() + 20
+            while "New, TLSv1.3" not in s_client(edge.port, pki):
+                assert time.monotonic() < deadline, "the edge did not recover when the key server came back"
+                time.sleep(0.3)
+            wait_ready(edge)
+
+
+def test_two_key_servers_one_killed_under_load_fails_no_handshake(
+    pki: DemoPKI, origin: OriginProcess, tmp_path: Path
+) -> None:
+    ks1 = start_keyserver(pki, tmp_path)
+    ks2 = start_keyserver(pki, tmp_path)
+    servers = [f"127.0.0.1:{ks1.port}", f"127.0.0.1:{ks2.port}"]
+    try:
+        with EdgeProcess(edge_config(pki, origin.port, servers), tmp_path, name="edge-two") as edge:
+            wait_ready(edge)
+            failures: list[str] = []
+            done = threading.Event()
+            count = [0]
+
+            def load() -> None:
+                ctx = ssl.create_default_context(cafile=str(pki.ca))
+                while not done.is_set():
+                    try:
+                        python_handshake(edge.port, pki, context=ctx)  # no session: every one is full
+                        count[0] += 1
+                    except Exception as exc:
+                        failures.append(repr(exc))
+
+            threads = [threading.Thread(target=load) for _ in range(4)]
+            for thread in threads:
+                thread.start()
+            time.sleep(1.0)
+            ks1.kill()
+            time.sleep(2.0)
+            done.set()
+            for thread in threads:
+                thread.join(30)
+            assert not failures, failures[:3]
+            assert count[0] > 20
+            assert ks2.sign_count() > 0
+    finally:
+        ks1.kill()
+        ks2.stop()
+
+
+def test_origin_killed_gives_502(pki: DemoPKI, keyserver: KeyServerProcess, tmp_path: Path) -> None:
+    curl = require_tool("curl")
+    with (
+        OriginProcess() as doomed,
+        EdgeProcess(edge_config(pki, doomed.port, [f"127.0.0.1:{keyserver.port}"]), tmp_path, name="e502") as edge,
+    ):
+        doomed.kill()
+        started = time.monotonic()
+        result = subprocess.run(
+            [
+                curl,
+                "-sS",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "--cacert",
+                str(pki.ca),
+                "--resolve",
+                f"{HOST}:{edge.port}:127.0.0.1",
+                f"https://{HOST}:{edge.port}/",
+            ],
+            capture_output=True,
+            timeout=30,
+        )
+        assert result.stdout == b"502"
+        assert time.monotonic() - started < 5
+        assert edge.metric("keyless_edge_origin_errors_total", kind="connect") >= 1
+
+
+# --- latency: one key-server round trip per full handshake, none per resumed one ------------------
+
+
+def handshake_seconds(port: int, pki: DemoPKI, resume_from: tuple[ssl.SSLContext, ssl.SSLSession] | None) -> float:
+    context = resume_from[0] if resume_from else ssl.create_default_context(cafile=str(pki.ca))
+    session = resume_from[1] if resume_from else None
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        started = time.perf_counter()
+        with context.wrap_socket(raw, server_hostname=HOST, session=session) as tls:
+            elapsed = time.perf_counter() - started
+            assert tls.session_reused == (resume_from is not None)
+    return elapsed
+
+
+def test_key_server_round_trip_costs_full_handshakes_only(
+    pki: DemoPKI, origin: OriginProcess, keyserver: KeyServerProcess, tmp_path: Path
+) -> None:
+    loop = LoopThread()
+    fast = DelayRelay(loop, ("127.0.0.1", keyserver.port), 0.0)
+    slow = DelayRelay(loop, ("127.0.0.1", keyserver.port), 0.050)  # 100 ms round trip
+    medians: dict[str, dict[str, float]] = {}
+    try:
+        for name, relay in (("fast", fast), ("slow", slow)):
+            config = edge_config(pki, origin.port, [f"127.0.0.1:{relay.port}"])
+            with EdgeProcess(config, tmp_path, name=f"edge-{name}") as edge:
+                wait_ready(edge)
+                context = ssl.create_default_context(cafile=str(pki.ca))
+                session, _ = python_handshake(edge.port, pki, context=context)  # warms the key-server link
+                full = [handshake_seconds(edge.port, pki, None) for _ in range(5)]
+                assert session is not None
+                resumed = [handshake_seconds(edge.port, pki, (context, session)) for _ in range(5)]
+                medians[name] = {"full": statistics.median(full), "resumed": statistics.median(resumed)}
+    finally:
+        fast.close()
+        slow.close()
+        loop.stop()
+    extra_full = medians["slow"]["full"] - medians["fast"]["full"]
+    extra_resumed = medians["slow"]["resumed"] - medians["fast"]["resumed"]
+    assert 0.090 <= extra_full <= 0.160, medians  # one round trip of 100 ms, not two
+    assert extra_resumed < 0.030, medians
+
+
+def test_readyz_follows_key_server(edge: EdgeProcess) -> None:
+    assert edge.status("/readyz") == 200
+    assert edge.status("/healthz") == 200
