@@ -18,7 +18,8 @@ from keyless.tls.asyncio_adapter import TLSStream, start_tls_server
 from keyless.tls.config import CertifiedKey, ServerConfig, static_certificate
 from keyless.tls.events import ConnectionClosed, HandshakeComplete, KeyOperationRequired
 from keyless.tls.tickets import TicketKeyRing
-from tests.tls.tls13_helpers import HOSTNAME, client_context, server_config, site
+from tests.conftest import require_tool
+from tests.tls.tls13_helpers import HOSTNAME, client_context, pki, server_config, site
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -415,5 +416,34 @@ def test_handler_may_answer_after_the_peers_close_notify() -> None:
     async def main() -> None:
         async with Server(server_config(), answer_at_eof) as server:
             assert await asyncio.to_thread(client, server.port) == b"answer to question"
+
+    asyncio.run(main())
+
+
+def test_openssl_s_client_through_the_adapter() -> None:
+    openssl = require_tool("openssl", "openssl")
+
+    async def echo_prefixed(stream: TLSStream) -> None:
+        while data := await stream.read():
+            await stream.write(b"echo:" + data)
+
+    async def main() -> None:
+        async with Server(server_config(), echo_prefixed) as server:
+            proc = await asyncio.create_subprocess_exec(
+                openssl, "s_client", "-connect", f"127.0.0.1:{server.port}", "-servername", HOSTNAME,
+                "-CAfile", str(pki().ca_pem), "-verify_return_error", "-quiet",
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+            )
+            assert proc.stdin is not None and proc.stdout is not None
+            try:
+                proc.stdin.write(b"hello from openssl\n")
+                await proc.stdin.drain()
+                line = await asyncio.wait_for(proc.stdout.readline(), 10)
+                assert line == b"echo:hello from openssl\n"
+            finally:
+                proc.terminate()
+                await proc.wait()
+        (done,) = server.of(HandshakeComplete)
+        assert done.version == 0x0304 and done.group == "x25519"
 
     asyncio.run(main())
