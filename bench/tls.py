@@ -201,19 +201,18 @@ async def start_ours(mode: str, pki: Path, cert_kind: str, args: argparse.Namesp
 
 
 async def remote_key(certificate: Any, args: argparse.Namespace) -> object:
-    """A key behind the key server started by the parent (``--keyserver-port``), through the client library.
+    """A ``RemoteKey`` for ``certificate`` on the key server the parent started, through ``keyless.client``
+    (one pooled, pipelined mutual-TLS client for the whole server process)."""
+    from keyless.client import KeylessClient, make_ssl_context
 
-    Hook: the client library's constructor is looked up by name so this bench keeps working while that
-    API settles; adjust here if it changes.
-    """
-    import keyless.client as client
+    client = KeylessClient([f"{HOST}:{args.keyserver_port}"], make_ssl_context(args.edge_cert, args.edge_key,
+                                                                             args.keyserver_ca))
+    await client.start()
+    _KEEP_ALIVE.append(client)
+    return client.remote_key(certificate)
 
-    factory = getattr(client, "connect_remote_key", None)
-    if factory is None:
-        raise SystemExit("keyless.client.connect_remote_key is not available")
-    key: object = await factory(certificate, host=HOST, port=args.keyserver_port, ca=args.keyserver_ca,
-                                cert=args.edge_cert, key=args.edge_key)
-    return key
+
+_KEEP_ALIVE: list[object] = []
 
 
 # ---- client side -------------------------------------------------------------------------------------------
@@ -335,29 +334,31 @@ class KeyServer:
 
 
 def start_keyserver(pki: Path) -> KeyServer | str:
-    """Start ``python -m keyless keyserver`` with a demo PKI; a string says why it is not possible."""
+    """Start ``python -m keyless keyserver`` with a demo PKI on an ephemeral port; a string says why not."""
     import importlib.util
 
-    for module in ("keyless.cli.keyserver", "keyless.pki"):
+    for module in ("keyless.cli.keyserver", "keyless.pki", "keyless.client"):
         if importlib.util.find_spec(module) is None:
             return f"{module} is not available yet"
-    try:
-        import keyless.client as client
-    except ImportError:
-        return "keyless.client is not available yet"
-    if not hasattr(client, "connect_remote_key"):
-        return "keyless.client.connect_remote_key is not available yet (hook in bench/tls.py remote_key())"
-    from keyless.pki import create_demo_pki  # type: ignore[import-not-found]
+    import yaml
+
+    from keyless.pki import create_demo_pki
 
     demo = create_demo_pki(pki / "demo", hostname=SERVER_NAME)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "keyless", "keyserver", "--config", str(demo.keyserver_config)],
-        stdout=subprocess.PIPE, text=True,
-    )
+    config = {
+        "listen": HOST, "port": 0, "metrics_addr": f"{HOST}:0", "auth_cert": str(demo.keyserver_cert),
+        "auth_key": str(demo.keyserver_key), "cloudflare_ca_cert": str(demo.ca),
+        "private_key_dirs": [str(demo.keys_dir)], "loglevel": "warning",
+    }
+    config_path = pki / "keyserver.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    proc = subprocess.Popen([sys.executable, "-m", "keyless", "keyserver", "--config", str(config_path)],
+                            stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     line = proc.stdout.readline()
     if "ready" not in line:
         proc.kill()
+        proc.wait()
         return f"key server did not start: {line!r}"
     port = int(line.split("port=")[1].split()[0])
     # The remote row serves the demo's ECDSA P-256 site certificate, whose key only the key server holds.
