@@ -1,10 +1,11 @@
-"""TLS 1.2 with the private key behind a real key-server process, reached through the client library:
-a full handshake makes exactly one key operation at the key server (a signature for ECDHE, a raw RSA
-decryption for RSA key exchange), resumptions make none."""
+"""TLS 1.2 with the private key behind a real key-server process, reached through the client library
+(``KeylessClient.remote_key``): a full handshake makes exactly one key operation at the key server (a
+signature for ECDHE, a raw RSA decryption for RSA key exchange), resumptions make none."""
 
 from __future__ import annotations
 
 import importlib
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -17,31 +18,28 @@ from tests.conftest import require_tool
 from tests.interop.test_tls12_interop import AdapterServer
 
 
-def _connect_remote_key() -> Any:
+def _client_library() -> Any:
     try:
         client = importlib.import_module("keyless.client")
     except ImportError:
         pytest.skip("keyless.client is not available yet")
-    factory = getattr(client, "connect_remote_key", None)
-    if factory is None:
-        pytest.skip("keyless.client.connect_remote_key (the client library) is not available yet")
-    return factory
+    if not hasattr(client, "KeylessClient"):
+        pytest.skip("keyless.client.KeylessClient (the client library) is not available yet")
+    return client
 
 
-@pytest.mark.parametrize(
-    ("site", "cipher", "enable_rsa_key_exchange"),
-    [
-        ("ecdsa-p256", "ECDHE-ECDSA-AES128-GCM-SHA256", False),
-        ("rsa-2048", "ECDHE-RSA-AES256-GCM-SHA384", False),
-        ("rsa-2048", "AES128-GCM-SHA256", True),
-    ],
-)
+CASES = [
+    ("ecdsa-p256", "ECDHE-ECDSA-AES128-GCM-SHA256", False),
+    ("rsa-2048", "ECDHE-RSA-AES256-GCM-SHA384", False),
+    ("rsa-2048", "AES128-GCM-SHA256", True),
+]
+
+
+@pytest.mark.parametrize(("site", "cipher", "enable_rsa_key_exchange"), CASES, ids=[c[1] for c in CASES])
 def test_remote_key_one_operation_per_full_handshake(
     tmp_path: Path, site: str, cipher: str, enable_rsa_key_exchange: bool
 ) -> None:
-    import subprocess
-
-    connect_remote_key = _connect_remote_key()
+    client_library = _client_library()
     openssl = require_tool("openssl")
     from keyless.pki import create_demo_pki
     from tests.support.keyserver import start_keyserver
@@ -51,14 +49,10 @@ def test_remote_key_one_operation_per_full_handshake(
         chain = tuple(x509.load_pem_x509_certificates(pki.site_cert(site).read_bytes()))
 
         async def make_config() -> ServerConfig:
-            key = await connect_remote_key(
-                chain[0],
-                host="127.0.0.1",
-                port=keyserver.port,
-                ca=str(pki.ca),
-                cert=str(pki.edge_cert),
-                key=str(pki.edge_key),
-            )
+            # Built on the server's event loop: the client's connections live there.
+            ssl_context = client_library.make_ssl_context(pki.edge_cert, pki.edge_key, pki.ca)
+            keyless_client = client_library.KeylessClient([f"127.0.0.1:{keyserver.port}"], ssl_context)
+            key = keyless_client.remote_key(chain[0])
             return ServerConfig(
                 certificate_callback=static_certificate(CertifiedKey(chain=chain, key=key)),
                 ticket_keys=TicketKeyRing([TicketKey.generate()]),
@@ -67,26 +61,9 @@ def test_remote_key_one_operation_per_full_handshake(
 
         before = keyserver.sign_count()
         with AdapterServer(None, make_config=make_config) as server:
-            proc = subprocess.run(
-                [
-                    openssl,
-                    "s_client",
-                    "-connect",
-                    f"127.0.0.1:{server.port}",
-                    "-servername",
-                    pki.hostname,
-                    "-CAfile",
-                    str(pki.ca),
-                    "-verify_return_error",
-                    "-tls1_2",
-                    "-cipher",
-                    cipher,
-                    "-reconnect",
-                ],
-                input=b"",
-                capture_output=True,
-                timeout=60,
-            )
+            command = [openssl, "s_client", "-connect", f"127.0.0.1:{server.port}", "-servername", pki.hostname,
+                       "-CAfile", str(pki.ca), "-verify_return_error", "-tls1_2", "-cipher", cipher, "-reconnect"]
+            proc = subprocess.run(command, input=b"", capture_output=True, timeout=60)
             done = server.wait_for(6)
         out = proc.stdout.decode(errors="replace")
         assert out.count("Reused, TLSv1.2") == 5, out + proc.stderr.decode(errors="replace")
