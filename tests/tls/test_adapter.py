@@ -14,10 +14,10 @@ import pytest
 from keyless.keys.base import KeyOperationError
 from keyless.keys.local import LocalKey
 from keyless.keys.schemes import SignatureScheme
-from keyless.tls.asyncio_adapter import TLSStream, start_tls_server
+from keyless.tls.asyncio_adapter import TLSStream, refresh_ticket_keys, start_tls_server
 from keyless.tls.config import CertifiedKey, ServerConfig, static_certificate
 from keyless.tls.events import ConnectionClosed, HandshakeComplete, KeyOperationRequired
-from keyless.tls.tickets import TicketKeyRing
+from keyless.tls.tickets import RotatingKeySource, TicketKeyRing
 from tests.conftest import require_tool
 from tests.tls.tls13_helpers import HOSTNAME, client_context, pki, server_config, site
 
@@ -447,3 +447,23 @@ def test_openssl_s_client_through_the_adapter() -> None:
         assert done.version == 0x0304 and done.group == "x25519"
 
     asyncio.run(main())
+
+
+def test_refresh_ticket_keys_runs_in_the_background() -> None:
+    now = [36000.0]
+    ring = TicketKeyRing(RotatingKeySource(rotation_interval=3600), now=lambda: now[0], auto_refresh=False)
+    first = ring.key_names[0]
+
+    async def main() -> None:
+        task = asyncio.create_task(refresh_ticket_keys(ring, interval=0.01))
+        now[0] += 3600
+        for _ in range(200):
+            if ring.key_names[0] != first:
+                break
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    assert ring.key_names[0] != first and first in ring.key_names
