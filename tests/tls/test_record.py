@@ -486,3 +486,12 @@ def test_large_coalesced_flight_is_fragmented() -> None:
     records = drain(receiver)
     assert b"".join(r.payload for r in records) == b"".join(messages)
     assert all(len(r.payload) <= 16384 for r in records)
+
+
+def test_padding_counts_towards_the_inner_plaintext_limit() -> None:
+    _, receiver = pair13()
+    receiver.receive_data(seal13(TLS_AES_128_GCM_SHA256, 0, b"x\x17" + bytes(16384)))  # 16386 bytes
+    assert alert_of(receiver.next_record) == AlertDescription.record_overflow
+    _, ok = pair13()
+    ok.receive_data(seal13(TLS_AES_128_GCM_SHA256, 0, b"x\x17" + bytes(16383)))  # 2^14 + 1: allowed
+    assert ok.next_record() == Record(23, b"x")

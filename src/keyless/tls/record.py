@@ -340,6 +340,9 @@ class RecordLayer:
             raise TLSAlert(AlertDescription.bad_record_mac, "record failed to decrypt") from None
         self._skip_early_budget = 0
         read.next_seq()
+        if len(plaintext) > self.max_receive_fragment + 1:
+            # §5.4: TLSInnerPlaintext (content, type and padding) is at most 2^14 + 1 bytes.
+            raise TLSAlert(AlertDescription.record_overflow, "inner plaintext too long")
         # §5.4: the real content type is the last non-zero byte; zeros after it are padding.
         if plaintext[-1]:
             inner_type = plaintext[-1]
