@@ -17,6 +17,7 @@ only AEAD suites exist (tls12_suites.py).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import logging
@@ -239,10 +240,7 @@ class ServerHandshake12:
             self.send_server_hello_done()
 
     def enabled_suites(self) -> tuple[CipherSuite12, ...]:
-        suites = configured_suites(self.config.tls12_cipher_suites)
-        if not self.config.enable_rsa_key_exchange:
-            suites = tuple(s for s in suites if s.ecdhe)
-        return suites
+        return _enabled_suites(self.config.tls12_cipher_suites, self.config.enable_rsa_key_exchange)
 
     def pick_certificate_and_suite(self, hello: ClientHello) -> None:
         """Go's GetCertificate, then the first suite in our order the client offers and the key can serve."""
@@ -481,11 +479,13 @@ class ServerHandshake12:
             raise TLSAlert(AlertDescription.decrypt_error, "client Finished does not verify")
         self.transcript_update(raw)
         if not self.resumed:
-            session = self.session_state()
-            self.send_session_ticket(session)
-            self.send_change_cipher_spec_and_finished()
             cache = self.config.session_cache
-            if cache is not None and self.session_id:
+            keep_session = cache is not None and bool(self.session_id)
+            session = self.session_state() if self.send_ticket or keep_session else None
+            if session is not None:
+                self.send_session_ticket(session)
+            self.send_change_cipher_spec_and_finished()
+            if cache is not None and session is not None and keep_session:
                 cache.put(self.session_id, session)
         self._master = b""
         self.state = State.CONNECTED
@@ -577,3 +577,10 @@ class ServerHandshake12:
         if self._transcript is None:
             raise TLSAlert(AlertDescription.internal_error, "no transcript")
         return bytes(self._transcript.copy().digest())
+
+
+@functools.lru_cache(maxsize=64)
+def _enabled_suites(codes: tuple[int, ...], enable_rsa_key_exchange: bool) -> tuple[CipherSuite12, ...]:
+    """The configured suites (in order), without RSA key exchange unless enabled; computed once per config."""
+    suites = configured_suites(codes)
+    return suites if enable_rsa_key_exchange else tuple(s for s in suites if s.ecdhe)
