@@ -7,11 +7,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from keyless.protocol import ErrorCode, Message, MessageDecoder, Opcode, decode_message, encode_message
-from keyless.server.connection import PAUSED, FrameRejected, RequestReceived, ServerConnection, encode_reply
+from keyless.server.connection import PAUSED, FrameRejected, ServerConnection, encode_reply
+from keyless.server.wire import Request
 
 
 @given(st.integers(0, 2**32 - 1), st.sampled_from([Opcode.RESPONSE, Opcode.PONG, Opcode.ERROR]),
-       st.one_of(st.none(), st.binary(max_size=3000)))
+       st.one_of(st.none(), st.binary(max_size=3000), st.binary(min_size=1000, max_size=1012)))
 def test_fast_reply_encoder_matches_the_codec(message_id: int, opcode: int, payload: bytes | None) -> None:
     assert encode_reply(message_id, opcode, payload) == encode_message(Message(message_id, opcode, payload))
 
@@ -32,14 +33,14 @@ def test_in_flight_cap_pauses_until_a_reply_frees_a_slot() -> None:
     conn = ServerConnection(max_in_flight=3)
     conn.receive_data(b"".join(ping(i) for i in range(5)))
     events = [conn.next_event() for _ in range(4)]
-    assert [type(e) for e in events[:3]] == [RequestReceived] * 3
+    assert [type(e) for e in events[:3]] == [Request] * 3
     assert events[3] is PAUSED and not conn.can_accept
     assert conn.buffered == 2 * 1024  # the rest waits, undecoded
     first = events[0]
-    assert isinstance(first, RequestReceived)
-    conn.send_reply(first.message.id, Opcode.PONG, first.message.payload)
+    assert isinstance(first, Request)
+    conn.send_reply(first.id, Opcode.PONG, first.payload)
     event = conn.next_event()
-    assert isinstance(event, RequestReceived) and event.message.id == 3
+    assert isinstance(event, Request) and event.id == 3
     reply = decode_message(conn.data_to_send())
     assert (reply.id, reply.opcode, reply.payload) == (0, Opcode.PONG, b"0")
 
@@ -51,8 +52,8 @@ def test_byte_at_a_time_equals_one_chunk() -> None:
     for byte in data:
         conn.receive_data(bytes((byte,)))
         event = conn.next_event()
-        if isinstance(event, RequestReceived):
-            ids.append(event.message.id)
+        if isinstance(event, Request):
+            ids.append(event.id)
     assert ids == [0, 1, 2]
 
 
@@ -72,4 +73,4 @@ def test_malformed_frame_answers_0x07_with_its_id_and_stops(frame: bytes) -> Non
     reply = decoder.next_message()
     assert isinstance(reply, Message) and reply.id == 9 and reply.error_code == ErrorCode.FORMAT
     assert conn.next_event() is not None and conn.finished
-    assert not isinstance(conn.next_event(), RequestReceived)  # the ping after it is never served
+    assert not isinstance(conn.next_event(), Request)  # the ping after it is never served

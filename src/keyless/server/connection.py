@@ -3,7 +3,7 @@
 The asyncio layer (``keyless.server.service``) owns the socket and TLS; this object owns framing,
 the in-flight count and its cap, and reply encoding. ``next_event`` returns:
 
-- ``RequestReceived``: a decoded request; the caller answers it later with ``send_reply``/``send_error``
+- a ``Request`` (``keyless.server.wire``): the caller answers it later with ``send_reply``/``send_error``
   (in any order: IDs tie replies to requests);
 - ``NEED_DATA``: no whole frame buffered;
 - ``PAUSED``: the in-flight cap is reached; the caller stops reading until a reply frees a slot;
@@ -14,13 +14,13 @@ the in-flight count and its cap, and reply encoding. ``next_event`` returns:
 from __future__ import annotations
 
 import struct
-import time
 from dataclasses import dataclass
 from typing import Final
 
-from keyless.protocol import NEED_DATA, ErrorCode, Message, MessageDecoder, Opcode, ProtocolError
+from keyless.protocol import NEED_DATA, ErrorCode, Opcode, ProtocolError
 from keyless.protocol.constants import HEADER_SIZE, ITEM_HEADER_SIZE, PADDED_SIZE, Tag
 from keyless.protocol.framing import _NeedData
+from keyless.server.wire import Request, RequestFramer
 
 DEFAULT_MAX_IN_FLIGHT = 1024
 
@@ -41,27 +41,37 @@ PAUSED: Final = _Paused()
 
 
 @dataclass(frozen=True, slots=True)
-class RequestReceived:
-    message: Message
-    received_at: float  # time.perf_counter() when the frame was decoded
-
-
-@dataclass(frozen=True, slots=True)
 class FrameRejected:
     reason: str
     message_id: int | None
 
 
-Event = RequestReceived | FrameRejected | _NeedData | _Paused
+Event = Request | FrameRejected | _NeedData | _Paused
 
 _HEADER = struct.Struct(">BBHI")
 _ITEM = struct.Struct(">BH")
 _ZEROS = bytes(PADDED_SIZE)
 
 
+# A reply with a payload is header (8) + opcode item (4) + payload item (3 + n) + padding item (3 + pad),
+# 1024 bytes in all while n <= 1006: one struct.pack for the fixed part, then the payload, then one of
+# these precomputed padding items.
+_REPLY_PREFIX = struct.Struct(">BBHIBHBBH")
+_MAX_PADDED_PAYLOAD = PADDED_SIZE - HEADER_SIZE - 4 - 2 * ITEM_HEADER_SIZE
+_PADDING_ITEMS = tuple(_ITEM.pack(Tag.PADDING, pad) + bytes(pad) for pad in range(_MAX_PADDED_PAYLOAD + 1))
+
+
 def encode_reply(message_id: int, opcode: int, payload: bytes | None) -> bytes:
     """A response frame (opcode, payload, padding): the same bytes as ``encode_message`` of
     ``Message(id, opcode, payload)``, built without the general encoder (this is the hot path)."""
+    if payload is not None and len(payload) <= _MAX_PADDED_PAYLOAD:
+        size = len(payload)
+        return (
+            _REPLY_PREFIX.pack(1, 0, PADDED_SIZE - HEADER_SIZE, message_id, Tag.OPCODE, 1, opcode, Tag.PAYLOAD,
+                               size)
+            + payload
+            + _PADDING_ITEMS[_MAX_PADDED_PAYLOAD - size]
+        )
     opcode_item = bytes((Tag.OPCODE, 0, 1, opcode))
     payload_item = b"" if payload is None else _ITEM.pack(Tag.PAYLOAD, len(payload)) + payload
     items = len(opcode_item) + len(payload_item)
@@ -77,10 +87,10 @@ def encode_reply(message_id: int, opcode: int, payload: bytes | None) -> bytes:
 class ServerConnection:
     """One edge connection's protocol state (no I/O, no clock beyond stamping arrivals)."""
 
-    __slots__ = ("_decoder", "_outgoing", "in_flight", "max_in_flight", "rejected", "requests_seen")
+    __slots__ = ("_framer", "_outgoing", "in_flight", "max_in_flight", "rejected", "requests_seen")
 
     def __init__(self, max_in_flight: int = DEFAULT_MAX_IN_FLIGHT) -> None:
-        self._decoder = MessageDecoder()
+        self._framer = RequestFramer()
         self._outgoing: list[bytes] = []
         self.in_flight = 0
         self.max_in_flight = max_in_flight
@@ -89,12 +99,12 @@ class ServerConnection:
 
     def receive_data(self, data: bytes) -> None:
         if not self.rejected:
-            self._decoder.receive_data(data)
+            self._framer.receive_data(data)
 
     @property
     def buffered(self) -> int:
         """Bytes received but not yet turned into requests (a partial frame, or frames held by the cap)."""
-        return self._decoder.buffered
+        return self._framer.buffered
 
     @property
     def can_accept(self) -> bool:
@@ -106,14 +116,14 @@ class ServerConnection:
         if self.in_flight >= self.max_in_flight:
             return PAUSED
         try:
-            message = self._decoder.next_message()
+            request = self._framer.next_request()
         except ProtocolError as exc:
             return self._reject(exc)
-        if message is NEED_DATA or not isinstance(message, Message):
+        if request is None:
             return NEED_DATA
         self.in_flight += 1
         self.requests_seen += 1
-        return RequestReceived(message, time.perf_counter())
+        return request
 
     def _reject(self, exc: ProtocolError) -> FrameRejected:
         """Spec: "on a malformed message ... answering with error 0x07 first, then closing, is friendlier"."""

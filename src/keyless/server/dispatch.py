@@ -1,4 +1,4 @@
-"""From a decoded request to either an immediate answer or a job that needs a key (pure, no I/O).
+"""From a decoded request to an immediate answer, a key to run it on, or a hook job (pure, no I/O).
 
 The order of the checks is the spec's: a response opcode sent as a request is 0x06 before anything
 else (so it wins over a missing SKI); then opcodes that need no key (ping, seal/unseal, RPC,
@@ -10,100 +10,114 @@ found by the key's executor.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import NamedTuple, Protocol
 
 from keyless.keys.hooks import HookError, Hooks
 from keyless.keys.operations import OPERATIONS, OperationError
-from keyless.keys.store import KeyStore
-from keyless.protocol import RESPONSE_OPCODES, ErrorCode, Message, Opcode
+from keyless.keys.store import KeyHandle, KeyStore
+from keyless.protocol import RESPONSE_OPCODES, ErrorCode, Opcode
 
 
-@dataclass(frozen=True, slots=True)
-class Answer:
-    """Reply now: ``opcode`` is 0xF0, 0xF2 or 0xFF."""
+class RequestFields(Protocol):
+    """What routing reads from a request (``keyless.protocol.Message`` and ``wire.Request`` both fit)."""
+
+    @property
+    def opcode(self) -> int | None: ...
+    @property
+    def payload(self) -> bytes | None: ...
+    @property
+    def ski(self) -> bytes | None: ...
+    @property
+    def digest(self) -> bytes | None: ...
+    @property
+    def custom_func_name(self) -> bytes | None: ...
+    @property
+    def extra(self) -> bytes | None: ...
+
+
+class Answer(NamedTuple):
+    """A reply: ``opcode`` is 0xF0, 0xF2 or 0xFF; ``error`` the code of a 0xFF; ``reason`` for the log."""
 
     opcode: int
     payload: bytes | None
-    reason: str = ""  # why, for the log line of a failed request
-
-    @property
-    def error(self) -> int | None:
-        return self.payload[0] if self.opcode == Opcode.ERROR and self.payload else None
+    error: int | None = None
+    reason: str = ""
 
 
-@dataclass(frozen=True, slots=True)
-class Job:
-    """Work to run (inline, or on the thread pool when ``offload``); ``run()`` returns the payload
-    or raises ``OperationError``/``HookError``."""
+class HookJob(NamedTuple):
+    """Seal/unseal/custom work for an operator hook (run on the thread pool)."""
 
     run: Callable[[], bytes]
-    offload: bool
-    key_operation: bool  # counts as a sign request in the metrics
 
 
 def error(code: ErrorCode, reason: str) -> Answer:
-    return Answer(Opcode.ERROR, bytes((code,)), reason)
+    return Answer(Opcode.ERROR, bytes((code,)), int(code), reason)
 
 
-_PAYLOADLESS_OK = (Opcode.PING,)
+_NO_OPCODE = error(ErrorCode.BAD_OPCODE, "request without an opcode")
+_RPC = error(ErrorCode.BAD_OPCODE, "RPC (0x23) is not supported")
+_NO_SEALER = error(ErrorCode.INTERNAL, "seal/unseal requested but no sealer is configured")
+_NO_CUSTOM = error(ErrorCode.BAD_OPCODE, "custom operation requested but no hook is configured")
+_NO_SKI = error(ErrorCode.INTERNAL, "request without an SKI")
+_NO_KEY = error(ErrorCode.KEY_NOT_FOUND, "no key with this SKI")
+_PING, _SEAL, _UNSEAL, _RPC_OP, _CUSTOM = (int(o) for o in (Opcode.PING, Opcode.SEAL, Opcode.UNSEAL, Opcode.RPC,
+                                                              Opcode.CUSTOM))
+_RESPONSE_OPCODES = frozenset(int(o) for o in RESPONSE_OPCODES)
 
 
-def route(message: Message, store: KeyStore, hooks: Hooks) -> Answer | Job:
-    opcode = message.opcode
+def route(request: RequestFields, store: KeyStore, hooks: Hooks) -> Answer | KeyHandle | HookJob:
+    """What to do with ``request``; a ``KeyHandle`` means: run ``handle.execute(opcode, payload)``."""
+    opcode = request.opcode
+    if opcode in OPERATIONS:  # the common case first; OPERATIONS holds no response opcode
+        ski = request.ski
+        if ski is not None:
+            key = store.find(ski)
+        elif request.digest is not None:
+            key = store.find_by_digest(request.digest)
+        else:
+            return _NO_SKI
+        return _NO_KEY if key is None else key
     if opcode is None:
-        return error(ErrorCode.BAD_OPCODE, "request without an opcode")
-    if opcode in RESPONSE_OPCODES:
+        return _NO_OPCODE
+    if opcode in _RESPONSE_OPCODES:
         return error(ErrorCode.UNEXPECTED_OPCODE, f"response opcode 0x{opcode:02x} sent as a request")
-    if opcode == Opcode.PING:
-        return Answer(Opcode.PONG, message.payload)
-    if opcode in (Opcode.SEAL, Opcode.UNSEAL):
-        return _seal_job(message, hooks)
-    if opcode == Opcode.RPC:
-        return error(ErrorCode.BAD_OPCODE, "RPC (0x23) is not supported")
-    if opcode == Opcode.CUSTOM:
-        return _custom_job(message, hooks)
-    if opcode not in OPERATIONS:
-        return error(ErrorCode.BAD_OPCODE, f"unknown opcode 0x{opcode:02x}")
-    if message.ski is not None:
-        key = store.find(message.ski)
-    elif message.digest is not None:
-        key = store.find_by_digest(message.digest)
-    else:
-        return error(ErrorCode.INTERNAL, "request without an SKI")
-    if key is None:
-        return error(ErrorCode.KEY_NOT_FOUND, "no key with this SKI")
-    execute = key.execute
-    payload = message.payload if message.payload is not None else b""
-    return Job(lambda: execute(opcode, payload), key.offload, True)
+    if opcode == _PING:
+        return Answer(Opcode.PONG, request.payload)
+    if opcode in (_SEAL, _UNSEAL):
+        sealer = hooks.sealer
+        if sealer is None:
+            return _NO_SEALER
+        method = sealer.seal if opcode == _SEAL else sealer.unseal
+        payload, extra = request.payload or b"", request.extra
+        return HookJob(lambda: method(payload, extra))
+    if opcode == _RPC_OP:
+        return _RPC
+    if opcode == _CUSTOM:
+        custom = hooks.custom
+        if custom is None:
+            return _NO_CUSTOM
+        name, payload, extra = request.custom_func_name or b"", request.payload or b"", request.extra
+        return HookJob(lambda: custom(name, payload, extra))
+    return error(ErrorCode.BAD_OPCODE, f"unknown opcode 0x{opcode:02x}")
 
 
-def _seal_job(message: Message, hooks: Hooks) -> Answer | Job:
-    sealer = hooks.sealer
-    if sealer is None:
-        return error(ErrorCode.INTERNAL, "seal/unseal requested but no sealer is configured")
-    payload = message.payload or b""
-    extra = message.extra
-    method = sealer.seal if message.opcode == Opcode.SEAL else sealer.unseal
-    return Job(lambda: method(payload, extra), True, False)
-
-
-def _custom_job(message: Message, hooks: Hooks) -> Answer | Job:
-    custom = hooks.custom
-    if custom is None:
-        return error(ErrorCode.BAD_OPCODE, "custom operation requested but no hook is configured")
-    name = message.custom_func_name or b""
-    payload = message.payload or b""
-    extra = message.extra
-    return Job(lambda: custom(name, payload, extra), True, False)
-
-
-def run_job(job: Job) -> Answer:
-    """Run ``job`` and turn any outcome into an answer; never raises."""
+def perform(target: KeyHandle | HookJob, opcode: int, payload: bytes | None) -> Answer:
+    """Run a key operation or hook and turn any outcome into an answer; never raises."""
     try:
-        return Answer(Opcode.RESPONSE, job.run())
+        if isinstance(target, HookJob):
+            return Answer(Opcode.RESPONSE, target.run())
+        return Answer(Opcode.RESPONSE, target.execute(opcode, payload if payload is not None else b""))
     except OperationError as exc:
         return error(exc.code, exc.reason)
     except HookError as exc:
-        return Answer(Opcode.ERROR, bytes((exc.code & 0xFF,)), str(exc))
+        return Answer(Opcode.ERROR, bytes((exc.code & 0xFF,)), exc.code & 0xFF, str(exc))
     except Exception as exc:  # a key backend or hook bug must cost one request, not the connection
         return error(ErrorCode.INTERNAL, f"internal error: {type(exc).__name__}")
+
+
+def resolve(request: RequestFields, store: KeyStore, hooks: Hooks) -> Answer:
+    """Route and perform inline: for tests and simple callers."""
+    target = route(request, store, hooks)
+    if isinstance(target, Answer):
+        return target
+    return perform(target, request.opcode or 0, request.payload)

@@ -13,24 +13,25 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Generic, TypeVar
+from typing import Any
 
-from keyless.server.dispatch import Answer, Job, run_job
+from keyless.keys.store import KeyHandle
+from keyless.server.dispatch import Answer, HookJob, perform
 
-T = TypeVar("T")
-
+# One job: an opaque context handed back with the result, what to run, the opcode and the payload.
+PoolItem = tuple[Any, KeyHandle | HookJob, int, bytes | None]
 # One finished job: its context, the answer, and seconds spent running it.
-Done = tuple[T, Answer, float]
+Done = tuple[Any, Answer, float]
 
 
-class CryptoPool(Generic[T]):
-    """``submit(items)`` runs each ``(context, job)`` on a worker thread; ``on_done(results)`` is called
-    on the event loop with a list of ``(context, answer, exec_seconds)``."""
+class CryptoPool:
+    """``submit(items)`` runs each item on a worker thread; ``on_done(results)`` is called on the
+    event loop with a list of ``(context, answer, exec_seconds)``."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, threads: int, on_done: Callable[[list[Done[T]]], None]) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, threads: int, on_done: Callable[[list[Done]], None]) -> None:
         self._loop = loop
         self._on_done = on_done
-        self._queue: queue.SimpleQueue[list[tuple[T, Job]] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[list[PoolItem] | None] = queue.SimpleQueue()
         self._threads = [
             threading.Thread(target=self._work, name=f"keyless-rsa-{i}", daemon=True) for i in range(max(1, threads))
         ]
@@ -41,7 +42,7 @@ class CryptoPool(Generic[T]):
     def size(self) -> int:
         return len(self._threads)
 
-    def submit(self, items: Sequence[tuple[T, Job]]) -> None:
+    def submit(self, items: Sequence[PoolItem]) -> None:
         """Queue ``items`` split into one batch per thread (at most 16 jobs per batch, so one
         batch does not keep a slow job's neighbours waiting long)."""
         count = len(items)
@@ -58,10 +59,10 @@ class CryptoPool(Generic[T]):
             batch = get()
             if batch is None:
                 return
-            results: list[Done[T]] = []
-            for context, job in batch:
+            results: list[Done] = []
+            for context, target, opcode, payload in batch:
                 started = perf()
-                answer = run_job(job)
+                answer = perform(target, opcode, payload)
                 results.append((context, answer, perf() - started))
             try:
                 self._loop.call_soon_threadsafe(self._on_done, results)

@@ -22,12 +22,12 @@ from typing import Any, cast
 from keyless.keys.hooks import Hooks
 from keyless.keys.loader import LoadReport, load_keys
 from keyless.keys.store import KeyStore
-from keyless.protocol import Message
 from keyless.server.config import KeyServerConfig
-from keyless.server.connection import FrameRejected, RequestReceived, ServerConnection
-from keyless.server.dispatch import Answer, Job, route, run_job
+from keyless.server.connection import FrameRejected, ServerConnection
+from keyless.server.dispatch import Answer, HookJob, perform, route
 from keyless.server.metrics import KeyServerMetrics, error_name, opcode_name
-from keyless.server.pool import CryptoPool, Done
+from keyless.server.pool import CryptoPool, Done, PoolItem
+from keyless.server.wire import Request
 
 log = logging.getLogger("keyless.keyserver")
 
@@ -200,22 +200,25 @@ class EdgeConnection(asyncio.Protocol):
         server = self.server
         store = server.store
         hooks = server.hooks
-        offloaded: list[tuple[tuple[EdgeConnection, Message, float], Job]] = []
+        count_request = server.metrics.count_request
+        next_event = conn.next_event
+        perf = time.perf_counter
+        received_at = perf()  # everything in this batch arrived together
+        offloaded: list[PoolItem] = []
         while True:
-            event = conn.next_event()
-            if type(event) is RequestReceived:
-                message = event.message
-                server.metrics.requests.inc(opcode_name(message.opcode))
-                outcome = route(message, store, hooks)
-                if type(outcome) is Answer:
-                    self.complete(message, event.received_at, outcome, 0.0, False)
-                elif type(outcome) is Job:
-                    if outcome.offload:
-                        offloaded.append(((self, message, event.received_at), outcome))
-                    else:
-                        started = time.perf_counter()
-                        answer = run_job(outcome)
-                        self.complete(message, event.received_at, answer, time.perf_counter() - started, True)
+            event = next_event()
+            if type(event) is Request:
+                opcode = event.opcode
+                count_request(opcode)
+                target = route(event, store, hooks)
+                if isinstance(target, Answer):
+                    self.complete(event, received_at, target, 0.0, False)
+                elif isinstance(target, HookJob) or target.offload:
+                    offloaded.append(((self, event, received_at), target, opcode or 0, event.payload))
+                else:
+                    started = perf()
+                    answer = perform(target, opcode or 0, event.payload)
+                    self.complete(event, received_at, answer, perf() - started, True)
                 continue
             if type(event) is FrameRejected:
                 server.metrics.failed_connection.inc()
@@ -227,19 +230,21 @@ class EdgeConnection(asyncio.Protocol):
         self.flush()
         self._update_reading()
 
-    def complete(self, message: Message, received_at: float, answer: Answer, exec_seconds: float, key_op: bool) -> None:
-        """Queue the reply to ``message`` and account for it."""
-        self.conn.send_reply(message.id, answer.opcode, answer.payload)
+    def complete(self, request: Request, received_at: float, answer: Answer, exec_seconds: float,
+                 key_op: bool) -> None:
+        """Queue the reply to ``request`` and account for it."""
+        self.conn.send_reply(request.id, answer.opcode, answer.payload)
         error = answer.error
         total = time.perf_counter() - received_at
         metrics = self.server.metrics
-        metrics.observe_request(message.opcode, error, exec_seconds, total)
-        if key_op and error is None:
-            metrics.observe_key_operation(total)
-        if error is not None:
-            self._log_failure(message, error, answer.reason)
+        metrics.observe_request(request.opcode, error, exec_seconds, total)
+        if error is None:
+            if key_op:
+                metrics.observe_key_operation(total)
+        else:
+            self._log_failure(request, error, answer.reason)
 
-    def _log_failure(self, message: Message, error: int, reason: str) -> None:
+    def _log_failure(self, message: Request, error: int, reason: str) -> None:
         request_id = ""
         if message.request_context:
             try:
@@ -329,7 +334,7 @@ class KeyServer:
         self.listening = False
         self.loop = asyncio.get_running_loop()
         threads = config.rsa_threads or (os.cpu_count() or 1)
-        self.pool: CryptoPool[tuple[EdgeConnection, Message, float]] = CryptoPool(self.loop, threads, self._pool_done)
+        self.pool: CryptoPool = CryptoPool(self.loop, threads, self._pool_done)
         self._server: asyncio.base_events.Server | None = None
         self._sweeper: asyncio.TimerHandle | None = None
         self._reloading: asyncio.Task[LoadReport | None] | None = None
@@ -363,11 +368,11 @@ class KeyServer:
                 edge.close()
         self._schedule_sweep()
 
-    def _pool_done(self, results: list[Done[tuple[EdgeConnection, Message, float]]]) -> None:
+    def _pool_done(self, results: list[Done]) -> None:
         touched: dict[int, EdgeConnection] = {}
-        for (edge, message, received_at), answer, exec_seconds in results:
-            edge.complete(message, received_at, answer, exec_seconds, True)
-            touched[id(edge)] = edge
+        for (edge, request, received_at), answer, exec_seconds in results:
+            edge.complete(request, received_at, answer, exec_seconds, True)  # type: ignore[attr-defined]
+            touched[id(edge)] = edge  # type: ignore[assignment]
         for edge in touched.values():
             edge.after_completions()
 
