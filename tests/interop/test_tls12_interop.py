@@ -305,3 +305,13 @@ def test_tls12_disabled() -> None:
         out = s_client(server.port, "-brief")
         assert not server.wait_for(1, timeout=0.3)
     assert "protocol version" in out.lower() or "alert" in out.lower(), out
+
+
+def test_openssl_renegotiation_is_refused_and_extensions_are_reported() -> None:
+    with AdapterServer(server_config("ecdsa-p256")) as server:
+        out = s_client(server.port, "-state", stdin=b"R\n")
+        done = server.wait_for(2, timeout=1)
+    assert "Secure Renegotiation IS supported" in out, out  # RFC 5746 indication sent
+    assert "Extended master secret: yes" in out, out  # RFC 7627
+    assert "RENEGOTIATING" in out and "SSL3 alert read:warning:no renegotiation" in out, out
+    assert len(done) == 1  # no second handshake happened
