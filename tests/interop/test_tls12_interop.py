@@ -315,3 +315,14 @@ def test_openssl_renegotiation_is_refused_and_extensions_are_reported() -> None:
     assert "Extended master secret: yes" in out, out  # RFC 7627
     assert "RENEGOTIATING" in out and "SSL3 alert read:warning:no renegotiation" in out, out
     assert len(done) == 1  # no second handshake happened
+
+
+def test_openssl_sees_the_ocsp_staple_in_certificate_status() -> None:
+    from tests.tls.test_tls13_client_auth import stapled_config
+
+    config, _ = stapled_config()
+    with AdapterServer(config) as server:
+        stapled = s_client(server.port, "-status", stdin=b"")
+        plain = s_client(server.port, stdin=b"")
+    assert "OCSP Response Status: successful" in stapled and "Cert Status: good" in stapled, stapled
+    assert "OCSP Response Status" not in plain  # only sent when asked for (RFC 6066 §8)
