@@ -326,3 +326,24 @@ def test_openssl_sees_the_ocsp_staple_in_certificate_status() -> None:
         plain = s_client(server.port, stdin=b"")
     assert "OCSP Response Status: successful" in stapled and "Cert Status: good" in stapled, stapled
     assert "OCSP Response Status" not in plain  # only sent when asked for (RFC 6066 §8)
+
+
+def test_tlslite_resumes_by_session_id() -> None:
+    from tlslite import HandshakeSettings, TLSConnection
+
+    config = server_config("ecdsa-p256", session_cache=MemorySessionCache())
+    settings = HandshakeSettings()
+    settings.minVersion = settings.maxVersion = (3, 3)
+    with AdapterServer(config) as server:
+        session = None
+        for _ in range(2):
+            tls = TLSConnection(socket.create_connection(("127.0.0.1", server.port), timeout=10))
+            try:
+                tls.handshakeClientCert(settings=settings, serverName=HOSTNAME, session=session)
+                tls.write(b"again\n")
+                assert tls.read(max=100) == b"again\n"
+                session = tls.session
+            finally:
+                tls.close()
+        done = server.wait_for(2)
+    assert [d.resumed for d in done] == [False, True] and [d.key_operations for d in done] == [1, 0]
