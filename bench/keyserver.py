@@ -135,6 +135,12 @@ def paced_latency(pki_dir: Path, port: int, message: Message, connections: int, 
     template = bytearray(encode_message(message))
 
     def run(index: int) -> None:
+        try:
+            paced(index)
+        except OSError:  # ssl.SSLError included: the run is over
+            return
+
+    def paced(index: int) -> None:
         sock = connect(pki_dir, port)
         sent_at: dict[int, float] = {}
         done = threading.Event()

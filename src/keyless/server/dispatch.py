@@ -107,12 +107,17 @@ def perform(target: KeyHandle | HookJob, opcode: int, payload: bytes | None) -> 
         if isinstance(target, HookJob):
             return Answer(Opcode.RESPONSE, target.run())
         return Answer(Opcode.RESPONSE, target.execute(opcode, payload if payload is not None else b""))
-    except OperationError as exc:
-        return error(exc.code, exc.reason)
-    except HookError as exc:
-        return Answer(Opcode.ERROR, bytes((exc.code & 0xFF,)), exc.code & 0xFF, str(exc))
     except Exception as exc:  # a key backend or hook bug must cost one request, not the connection
-        return error(ErrorCode.INTERNAL, f"internal error: {type(exc).__name__}")
+        return failure(exc)
+
+
+def failure(exc: Exception) -> Answer:
+    """The error answer for an exception raised by a key operation or hook."""
+    if isinstance(exc, OperationError):
+        return error(exc.code, exc.reason)
+    if isinstance(exc, HookError):
+        return Answer(Opcode.ERROR, bytes((exc.code & 0xFF,)), exc.code & 0xFF, str(exc))
+    return error(ErrorCode.INTERNAL, f"internal error: {type(exc).__name__}")
 
 
 def resolve(request: RequestFields, store: KeyStore, hooks: Hooks) -> Answer:
