@@ -314,3 +314,20 @@ def test_ecdsa_certificate_curve_must_be_offered() -> None:
     c = client(groups=(0x0018, 0x0017))
     assert hello_only(c) is None
     assert c.ske_params[1:3] == b"\x00\x17"  # our preference among the client's groups: P-256 before P-384
+
+
+@pytest.mark.parametrize(
+    ("kind", "suite", "offered", "chosen"),
+    [
+        ("rsa-2048", 0xC02F, (0x0401,), "RSA_PKCS1_SHA256"),
+        ("rsa-2048", 0xC02F, (0x0601, 0x0501), "RSA_PKCS1_SHA512"),
+        ("rsa-2048", 0xC02F, (0x0401, 0x0805), "RSA_PSS_RSAE_SHA384"),
+        ("ecdsa-p256", 0xC02B, (0x0503,), "ECDSA_SECP384R1_SHA384"),  # TLS 1.2: any hash with any curve
+        ("ecdsa-p256", 0xC02B, (0x0503, 0x0403), "ECDSA_SECP256R1_SHA256"),  # but the curve's own hash first
+    ],
+)
+def test_server_key_exchange_scheme_follows_the_client(kind: str, suite: int, offered: tuple[int, ...],
+                                                       chosen: str) -> None:
+    c = client(server_config(kind), suites=(suite,), sigalgs=offered)
+    c.full_handshake()
+    assert [op.scheme.name for op in c.key_operations if op.scheme is not None] == [chosen]
