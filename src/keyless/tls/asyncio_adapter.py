@@ -110,6 +110,9 @@ class _TLSServerProtocol(asyncio.Protocol):
         # Write-side flow control
         self._writing_paused = False
         self._drain_waiters: list[asyncio.Future[None]] = []
+        self._out: list[bytes] = []  # protected bytes waiting for the end of this loop pass (see _flush)
+        self._out_size = 0
+        self._write_handle: asyncio.Handle | None = None
         self._closed: asyncio.Future[None] = self._loop.create_future()
         self._peer_closed_cleanly = False
 
@@ -132,6 +135,10 @@ class _TLSServerProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
+        self._out.clear()
+        if self._write_handle is not None:
+            self._write_handle.cancel()
+            self._write_handle = None
         self._cancel_timer()
         if self._key_task is not None:
             self._key_task.cancel()
@@ -177,7 +184,7 @@ class _TLSServerProtocol(asyncio.Protocol):
             elif isinstance(event, AlertReceived):
                 self._peer_closed_cleanly = event.description == AlertDescription.close_notify
             elif isinstance(event, ConnectionClosed):
-                self._flush()
+                self._flush(now=True)
                 self._set_eof()
                 # After the peer's close_notify the handler may still answer (RFC 8446 §6.1: closing is per
                 # direction); it closes when done. Any other end closes the socket now.
@@ -187,9 +194,31 @@ class _TLSServerProtocol(asyncio.Protocol):
                 return
         self._flush()
 
-    def _flush(self) -> None:
+    def _flush(self, *, now: bool = False) -> None:
+        """Hand the engine's output to the transport. Small output waits until the end of this loop pass
+        (``call_soon``), so e.g. a short response and the close_notify after it leave in one send()."""
         data = self._conn.data_to_send()
-        if data and self._transport is not None:
+        if data:
+            self._out.append(data)
+            self._out_size += len(data)
+        if not self._out:
+            return
+        if now or self._out_size >= WRITE_SLICE:
+            self._write_out()
+        elif self._write_handle is None:
+            self._write_handle = self._loop.call_soon(self._write_out)
+
+    def _write_out(self) -> None:
+        if self._write_handle is not None:
+            self._write_handle.cancel()
+            self._write_handle = None
+        out = self._out
+        if not out:
+            return
+        data = out[0] if len(out) == 1 else b"".join(out)
+        out.clear()
+        self._out_size = 0
+        if self._transport is not None:
             self._transport.write(data)
 
     def _start_key_operation(self, request: KeyOperationRequired) -> bool:
@@ -368,7 +397,7 @@ class _TLSServerProtocol(asyncio.Protocol):
         transport = self._transport
         if transport is not None:
             self._conn.close()
-            self._flush()
+            self._flush(now=True)
             transport.close()
         await asyncio.shield(self._closed)
 
