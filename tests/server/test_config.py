@@ -92,3 +92,11 @@ def test_default_search_path(tmp_path: Path) -> None:
     if Path("/etc/keyless/gokeyless.yaml").exists():
         pytest.skip("a system-wide /etc/keyless/gokeyless.yaml exists")
     assert result.returncode == 2 and "./gokeyless.yaml" in result.stderr
+
+
+def test_the_example_config_is_valid(pki: DemoPKI) -> None:
+    example = Path(__file__).resolve().parents[2] / "examples" / "keyserver.yaml"
+    env = {"KEYLESS_AUTH_CERT": str(pki.keyserver_cert), "KEYLESS_AUTH_KEY": str(pki.keyserver_key),
+           "KEYLESS_CLOUDFLARE_CA_CERT": str(pki.ca), "KEYLESS_PRIVATE_KEY_DIRS": str(pki.keys_dir)}
+    config = load_config(example, environ=env)
+    assert (config.port, config.metrics_port, config.auth_cert) == (2407, 2406, pki.keyserver_cert)
