@@ -40,6 +40,7 @@ class AdapterServer:
         """``make_config`` builds the config on the server's loop (a remote key must live there)."""
         self.config = config
         self.make_config = make_config
+        self.cleanups: list[Callable[[], Awaitable[None]]] = []  # run on the server's loop at exit
         self.http = http
         self.completed: list[HandshakeComplete] = []
         self.port = 0
@@ -91,6 +92,8 @@ class AdapterServer:
         self._ready.set()
         async with server:
             await self._stop.wait()
+        for cleanup in self.cleanups:
+            await cleanup()
 
     def _run(self) -> None:
         try:

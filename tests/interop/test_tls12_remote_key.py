@@ -48,10 +48,13 @@ def test_remote_key_one_operation_per_full_handshake(
     with start_keyserver(pki, tmp_path) as keyserver:
         chain = tuple(x509.load_pem_x509_certificates(pki.site_cert(site).read_bytes()))
 
+        cleanups: list[Any] = []
+
         async def make_config() -> ServerConfig:
             # Built on the server's event loop: the client's connections live there.
             ssl_context = client_library.make_ssl_context(pki.edge_cert, pki.edge_key, pki.ca)
             keyless_client = client_library.KeylessClient([f"127.0.0.1:{keyserver.port}"], ssl_context)
+            cleanups.append(keyless_client.close)
             key = keyless_client.remote_key(chain[0])
             return ServerConfig(
                 certificate_callback=static_certificate(CertifiedKey(chain=chain, key=key)),
@@ -60,7 +63,9 @@ def test_remote_key_one_operation_per_full_handshake(
             )
 
         before = keyserver.sign_count()
-        with AdapterServer(None, make_config=make_config) as server:
+        adapter = AdapterServer(None, make_config=make_config)
+        adapter.cleanups = cleanups
+        with adapter as server:
             command = [openssl, "s_client", "-connect", f"127.0.0.1:{server.port}", "-servername", pki.hostname,
                        "-CAfile", str(pki.ca), "-verify_return_error", "-tls1_2", "-cipher", cipher, "-reconnect"]
             proc = subprocess.run(command, input=b"", capture_output=True, timeout=60)
