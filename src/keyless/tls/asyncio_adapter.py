@@ -279,7 +279,7 @@ class _TLSServerProtocol(asyncio.Protocol):
         except Exception:
             log.exception("TLS connection handler failed")
         finally:
-            await self.close()
+            self.start_close()  # no need to wait for the socket to go
 
     def _handshake_timed_out(self) -> None:
         self._timer = None
@@ -393,13 +393,18 @@ class _TLSServerProtocol(asyncio.Protocol):
             self._drain_waiters.append(waiter)
             await waiter
 
-    async def close(self) -> None:
+    def start_close(self) -> None:
+        """Queue close_notify, flush and close the socket (it goes once the transport's buffer is sent)."""
         transport = self._transport
-        if transport is not None:
+        if transport is not None and not transport.is_closing():
             self._conn.close()
             self._flush(now=True)
             transport.close()
-        await asyncio.shield(self._closed)
+
+    async def close(self) -> None:
+        self.start_close()
+        if not self._closed.done():
+            await asyncio.shield(self._closed)
 
 
 async def start_tls_server(handler: Handler, host: str | None, port: int, config: ServerConfig, *,
