@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
+from collections.abc import Callable
 from typing import Any
 
 from keyless.tls.codec import handshake_message
@@ -18,8 +19,17 @@ from keyless.tls.suites import CipherSuite13
 _MESSAGE_HASH = 254
 
 
+_hmac_digest: Callable[[bytes, bytes, str], bytes] = hmac.digest
+try:  # OpenSSL's one-shot HMAC without the ``hmac.digest`` wrapper frame (called ~20 times a handshake)
+    from _hashlib import hmac_digest as _openssl_hmac_digest
+
+    _hmac_digest = _openssl_hmac_digest
+except ImportError:  # pragma: no cover - CPython without OpenSSL hashes
+    pass
+
+
 def hkdf_extract(hash_name: str, salt: bytes, ikm: bytes) -> bytes:
-    return hmac.digest(salt, ikm, hash_name)
+    return _hmac_digest(salt, ikm, hash_name)
 
 
 _DIGEST_SIZES = {"sha256": 32, "sha384": 48, "sha512": 64}
@@ -29,7 +39,7 @@ def hkdf_expand_label(hash_name: str, secret: bytes, label: bytes, context: byte
     full_label = b"tls13 " + label
     info = length.to_bytes(2, "big") + bytes((len(full_label),)) + full_label + bytes((len(context),)) + context
     if length <= _DIGEST_SIZES.get(hash_name, 0):  # the usual case: one HMAC block
-        return hmac.digest(secret, info + b"\x01", hash_name)[:length]
+        return _hmac_digest(secret, info + b"\x01", hash_name)[:length]
     out = b""
     block = b""
     counter = 1
@@ -162,7 +172,7 @@ def finished_verify_data(hash_name: str, base_key: bytes, transcript_hash: bytes
     """§4.4.4: HMAC(finished_key, Transcript-Hash)."""
     length = len(transcript_hash)
     finished_key = hkdf_expand_label(hash_name, base_key, b"finished", b"", length)
-    return hmac.digest(finished_key, transcript_hash, hash_name)
+    return _hmac_digest(finished_key, transcript_hash, hash_name)
 
 
 def next_traffic_secret(hash_name: str, secret: bytes) -> bytes:
