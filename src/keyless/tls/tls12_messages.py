@@ -6,13 +6,13 @@ The ClientHello parser and the Finished framing are shared with TLS 1.3 (``messa
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from keyless.tls import extensions as ext
 from keyless.tls.alerts import AlertDescription, TLSAlert
 from keyless.tls.codec import Reader, Writer, handshake_message
-from keyless.tls.extensions import ExtensionType
 from keyless.tls.messages import HandshakeType
 
 TLS12_VERSION = 0x0303
@@ -37,41 +37,56 @@ class ServerHelloExtensions:
     status_request: bool = False
 
 
+# Fixed encodings of the extensions a ServerHello may carry: type (2) + length (2) + body.
+_RENEGOTIATION_INFO = b"\xff\x01\x00\x01\x00"  # RFC 5746 §3.6: empty renegotiated_connection
+_EXTENDED_MASTER_SECRET = b"\x00\x17\x00\x00"
+_EC_POINT_FORMATS = b"\x00\x0b\x00\x02\x01\x00"  # uncompressed only
+_SESSION_TICKET = b"\x00\x23\x00\x00"
+_SERVER_NAME = b"\x00\x00\x00\x00"
+_STATUS_REQUEST = b"\x00\x05\x00\x00"
+
+
 def server_hello(random: bytes, session_id: bytes, cipher_suite: int, extensions: ServerHelloExtensions) -> bytes:
-    w = Writer()
-    w.u16(TLS12_VERSION)
-    w.raw(random)
-    w.opaque8(session_id)
-    w.u16(cipher_suite)
-    w.u8(0)  # compression: null
-    with w.block(2):
-        if extensions.renegotiation_info:
-            # RFC 5746 §3.6: an initial handshake answers with an empty renegotiated_connection.
-            ext.encode_extension(w, ExtensionType.renegotiation_info, b"\x00")
-        if extensions.extended_master_secret:
-            ext.encode_extension(w, ExtensionType.extended_master_secret, b"")
-        if extensions.ec_point_formats:
-            ext.encode_extension(w, ExtensionType.ec_point_formats, bytes((1, UNCOMPRESSED)))
-        if extensions.session_ticket:
-            ext.encode_extension(w, ExtensionType.session_ticket, b"")
-        if extensions.alpn is not None:
-            ext.encode_extension(
-                w, ExtensionType.application_layer_protocol_negotiation, ext.alpn_body(extensions.alpn)
-            )
-        if extensions.server_name:
-            ext.encode_extension(w, ExtensionType.server_name, b"")
-        if extensions.status_request:
-            ext.encode_extension(w, ExtensionType.status_request, b"")
-    return handshake_message(HandshakeType.server_hello, w.getvalue())
+    """Assembled from fixed pieces (this runs once per handshake, so it avoids the generic Writer)."""
+    parts: list[bytes] = []
+    if extensions.renegotiation_info:
+        parts.append(_RENEGOTIATION_INFO)
+    if extensions.extended_master_secret:
+        parts.append(_EXTENDED_MASTER_SECRET)
+    if extensions.ec_point_formats:
+        parts.append(_EC_POINT_FORMATS)
+    if extensions.session_ticket:
+        parts.append(_SESSION_TICKET)
+    if extensions.alpn is not None:
+        body = ext.alpn_body(extensions.alpn)
+        parts.append(b"\x00\x10" + len(body).to_bytes(2, "big") + body)
+    if extensions.server_name:
+        parts.append(_SERVER_NAME)
+    if extensions.status_request:
+        parts.append(_STATUS_REQUEST)
+    block = b"".join(parts)
+    body = b"".join(
+        (
+            b"\x03\x03",
+            random,
+            bytes((len(session_id),)),
+            session_id,
+            cipher_suite.to_bytes(2, "big"),
+            b"\x00",  # compression: null
+            len(block).to_bytes(2, "big"),
+            block,
+        )
+    )
+    return handshake_message(HandshakeType.server_hello, body)
 
 
-def certificate(chain_der: Sequence[bytes]) -> bytes:
-    """RFC 5246 §7.4.2: certificate_list<0..2^24-1> of ASN.1Cert<1..2^24-1> (no 1.3 context or extensions)."""
-    w = Writer()
-    with w.block(3):
-        for der in chain_der:
-            w.opaque24(der)
-    return handshake_message(HandshakeType.certificate, w.getvalue())
+@functools.lru_cache(maxsize=1024)
+def certificate(chain_der: tuple[bytes, ...]) -> bytes:
+    """RFC 5246 §7.4.2: certificate_list<0..2^24-1> of ASN.1Cert<1..2^24-1> (no 1.3 context or extensions).
+
+    Cached per chain (a site's chain is the same tuple object for every handshake)."""
+    entries = b"".join(len(der).to_bytes(3, "big") + der for der in chain_der)
+    return handshake_message(HandshakeType.certificate, len(entries).to_bytes(3, "big") + entries)
 
 
 def certificate_status(ocsp_response: bytes) -> bytes:
