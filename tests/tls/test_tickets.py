@@ -198,3 +198,10 @@ def test_oversized_session_is_refused_not_truncated() -> None:
     assert ring.open(ring.seal(fits)) == fits
     with pytest.raises(TicketTooLarge):
         ring.seal(state(client_certificates=(b"c" * 40000, b"d" * 40000)))
+
+
+def test_key_name_clash_keeps_the_sealing_key() -> None:
+    newest = TicketKey.generate()
+    clash = TicketKey(newest.name, os.urandom(32))
+    ring = TicketKeyRing([newest, clash], now=Clock())
+    assert ring.open(ring.seal(state())) == state()

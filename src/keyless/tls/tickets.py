@@ -336,7 +336,10 @@ class TicketKeyRing:
     def _install(self, keys: list[TicketKey]) -> None:
         if not keys:
             return
-        openers = {key.name: AESGCM(key.key) for key in keys}
+        openers: dict[bytes, AESGCM] = {}
+        for key in keys:
+            if key.name not in openers:  # on a (pathological) name clash the newer key wins, as it seals
+                openers[key.name] = AESGCM(key.key)
         self._openers = openers
         self._sealing = (keys[0], openers[keys[0].name])
 
