@@ -168,6 +168,8 @@ def test_malformed_and_truncated_frames_close_only_their_connection(server_pki: 
     good = Peer(connect(server_pki, keyserver.port))
     bad = Peer(connect(server_pki, keyserver.port))
     truncated = Peer(connect(server_pki, keyserver.port))
+    polite = Peer(connect(server_pki, keyserver.port))  # truncates, then sends close_notify
+    failed_before = keyserver.metric_value("keyless_failed_connection")
     try:
         assert good.request(Message(1, Opcode.PING, b"a")).payload == b"a"
         bad.send_raw(bytes.fromhex("01000008 0000002a 110001f1 110001f1".replace(" ", "")))  # opcode twice
@@ -176,14 +178,18 @@ def test_malformed_and_truncated_frames_close_only_their_connection(server_pki: 
         assert bad.closed_by_peer()
         truncated.send_raw(encode_message(Message(7, Opcode.PING, b"x"))[:500])
         truncated.close()
+        polite.send_raw(encode_message(Message(8, Opcode.PING, b"x"))[:7])
+        polite.sock.unwrap()
         assert good.request(Message(2, Opcode.PING, b"b")).payload == b"b"
         deadline = time.monotonic() + 5
-        while "truncated frame" not in keyserver.log() and time.monotonic() < deadline:
+        while keyserver.log().count("truncated frame") < 2 and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert "truncated frame" in keyserver.log()
+        assert keyserver.log().count("truncated frame") == 2
         assert "malformed frame" in keyserver.log()
+        assert keyserver.metric_value("keyless_failed_connection") == failed_before + 3
+        assert good.request(Message(3, Opcode.PING, b"c")).payload == b"c"
     finally:
-        for p in (good, bad, truncated):
+        for p in (good, bad, truncated, polite):
             p.close()
 
 
@@ -219,6 +225,7 @@ def test_metrics_names_and_health_with_curl(server_pki: DemoPKI, keyserver: KeyS
 def test_logs_name_the_failure_but_never_key_material(server_pki: DemoPKI, keyserver: KeyServerProcess,
                                                       peer: Peer) -> None:
     digest = hashlib.sha256(b"x").digest()
+    peer.request(Message(76, Opcode.ECDSA_SIGN_SHA256, digest, ski=bytes(20), sni=b"evil\nFORGED LINE"))
     peer.request(Message(77, Opcode.ECDSA_SIGN_SHA256, digest, ski=bytes(range(20)), sni=b"shop.example",
                          request_context=b'{"request_id": "req-123"}'))
     deadline = time.monotonic() + 5
@@ -229,6 +236,8 @@ def test_logs_name_the_failure_but_never_key_material(server_pki: DemoPKI, keyse
                  "commonName=keyless edge"):
         assert part in line
     log = keyserver.log()
+    assert not any(line.startswith("FORGED LINE") for line in log.splitlines())
+    assert "evil\\nFORGED LINE" in log
     for name in KEY_NAMES:
         pem = server_pki.site_key(name).read_text()
         body = "".join(pem.splitlines()[1:-1])

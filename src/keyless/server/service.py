@@ -58,7 +58,7 @@ def _subject(cert: dict[str, Any] | None) -> str:
     for rdn in cert.get("subject", ()):
         for name, value in rdn:
             parts.append(f"{name}={value}")
-    return ",".join(parts) or "-"
+    return _printable(",".join(parts).encode("utf-8")) or "-"
 
 
 class EdgeConnection(asyncio.Protocol):
@@ -121,14 +121,18 @@ class EdgeConnection(asyncio.Protocol):
         if not self.closed:
             self.closed = True
             if self.handshaken:
-                truncated = self.conn.buffered
-                if truncated:
-                    self.server.metrics.failed_connection.inc()
-                    log.warning("connection closed peer=%s subject=%s with a truncated frame (%d bytes) requests=%d",
-                                self.peer, self.subject, truncated, self.conn.requests_seen)
-                else:
-                    log.info("connection closed peer=%s subject=%s requests=%d%s", self.peer, self.subject,
-                             self.conn.requests_seen, f" error={exc}" if exc else "")
+                self._log_closed(f" error={exc}" if exc else "")
+
+    def _log_closed(self, detail: str = "") -> None:
+        """The one "closed" line of a connection; a partial frame left behind is a failure."""
+        truncated = self.conn.buffered if not self.conn.rejected else 0
+        if truncated:
+            self.server.metrics.failed_connection.inc()
+            log.warning("connection closed peer=%s subject=%s with a truncated frame (%d bytes) requests=%d%s",
+                        self.peer, self.subject, truncated, self.conn.requests_seen, detail)
+        else:
+            log.info("connection closed peer=%s subject=%s requests=%d%s", self.peer, self.subject,
+                     self.conn.requests_seen, detail)
 
     # -- TLS --------------------------------------------------------------------------------------
 
@@ -180,7 +184,8 @@ class EdgeConnection(asyncio.Protocol):
                 self._flush_tls()
                 self._fail(f"TLS error peer={self.peer} subject={self.subject}: {_ssl_reason(exc)}")
                 return
-            if not chunk:
+            if not chunk:  # close_notify received (Python returns b"" for a clean TLS shutdown)
+                self._peer_eof = True
                 break
             chunks.append(chunk)
         if chunks:
@@ -268,7 +273,7 @@ class EdgeConnection(asyncio.Protocol):
                     request_id = f" request_id={context['request_id'][:64]!r}"
             except ValueError:
                 pass
-        sni = message.sni.decode("ascii", "replace")[:253] if message.sni else "-"
+        sni = _printable(message.sni[:253]) if message.sni else "-"
         log.warning("request failed peer=%s subject=%s id=%d opcode=%s ski=%s sni=%s error=%s%s: %s",
                     self.peer, self.subject, message.id, opcode_name(message.opcode),
                     message.ski.hex() if message.ski else "-", sni, error_name(error), request_id, reason)
@@ -323,8 +328,14 @@ class EdgeConnection(asyncio.Protocol):
                 pass
             self._flush_tls()
         self.closed = True
-        log.info("connection closed peer=%s subject=%s requests=%d", self.peer, self.subject, self.conn.requests_seen)
+        if self.handshaken:
+            self._log_closed()
         self.transport.close()
+
+
+def _printable(data: bytes) -> str:
+    """Peer-supplied bytes for a log line: control characters and non-ASCII escaped (no log injection)."""
+    return data.decode("ascii", "backslashreplace").encode("unicode_escape").decode("ascii")
 
 
 def _ssl_reason(exc: BaseException) -> str:
