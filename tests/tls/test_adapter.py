@@ -92,8 +92,14 @@ async def round_trip(server: Server, payload: bytes, **kw: Any) -> tuple[bytes, 
 
 
 def test_echo_with_local_key() -> None:
+    seen: list[tuple[Any, Any]] = []
+
+    async def echo_noting_addresses(stream: TLSStream) -> None:
+        seen.append((stream.peername, stream.sockname))
+        await echo(stream)
+
     async def main() -> None:
-        async with Server(server_config()) as server:
+        async with Server(server_config(), echo_noting_addresses) as server:
             got, writer = await round_trip(server, b"hello keyless")
             assert got == b"hello keyless"
             assert writer.get_extra_info("ssl_object").version() == "TLSv1.3"
@@ -102,6 +108,7 @@ def test_echo_with_local_key() -> None:
         assert len(server.of(KeyOperationRequired)) == 1
         (done,) = server.of(HandshakeComplete)
         assert done.version == 0x0304 and done.sni == HOSTNAME and not done.resumed
+        assert seen and seen[0][0][0] == "127.0.0.1" and seen[0][1] == ("127.0.0.1", server.port)
 
     asyncio.run(main())
 

@@ -57,6 +57,11 @@ class TLSStream:
         self.info = info
         self.peername = peername
 
+    @property
+    def sockname(self) -> Any:
+        """Our address on this connection (e.g. for a PROXY protocol header)."""
+        return self._protocol.sockname
+
     def __repr__(self) -> str:
         return f"<TLSStream {self.peername} {self.info.cipher_suite}>"
 
@@ -336,6 +341,11 @@ class _TLSServerProtocol(asyncio.Protocol):
     @property
     def at_eof(self) -> bool:
         return self._eof and not self._chunks
+
+    @property
+    def sockname(self) -> Any:
+        transport = self._transport
+        return transport.get_extra_info("sockname") if transport is not None else None
 
     async def read(self, max_bytes: int) -> bytes:
         if max_bytes <= 0:
