@@ -332,3 +332,16 @@ def test_server_key_exchange_scheme_follows_the_client(kind: str, suite: int, of
     c = client(server_config(kind), suites=(suite,), sigalgs=offered)
     c.full_handshake()
     assert [op.scheme.name for op in c.key_operations if op.scheme is not None] == [chosen]
+
+
+def test_ticket_for_another_server_name_is_not_resumed() -> None:
+    config = server_config("ecdsa-p256", ticket_keys=TicketKeyRing([TicketKey.generate()]))
+    first = _first_session(config, ems=True, ticket=True)
+    assert first.new_ticket
+    same = client(config, ticket=first.new_ticket, session_id=b"\x01" * 32)
+    same.master = first.master
+    same.send_handshake(same.client_hello())
+    assert same.pump().types() == [2, 20]  # control: the same name resumes
+    other = client(config, ticket=first.new_ticket, session_id=b"\x01" * 32, sni="other.keyless.test")
+    other.send_handshake(other.client_hello())
+    assert other.pump().types() == [2, 11, 12, 14] and other.server_session_id != b"\x01" * 32
