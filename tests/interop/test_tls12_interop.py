@@ -350,3 +350,17 @@ def test_tlslite_resumes_by_session_id() -> None:
                 tls.close()
         done = server.wait_for(2)
     assert [d.resumed for d in done] == [False, True] and [d.key_operations for d in done] == [1, 0]
+
+
+@pytest.mark.parametrize(
+    ("kind", "cipher", "signature_type"),
+    [("ecdsa-p384", "ECDHE-ECDSA-AES256-GCM-SHA384", "ECDSA"), ("ed25519", "ECDHE-ECDSA-AES128-GCM-SHA256", "ed25519"),
+     ("rsa-pss", "ECDHE-RSA-AES128-GCM-SHA256", "RSA-PSS")],
+)
+def test_openssl_other_certificate_types(kind: str, cipher: str, signature_type: str) -> None:
+    with AdapterServer(server_config(kind)) as server:
+        out = s_client(server.port, "-cipher", cipher, "-brief", "-ign_eof")
+        done = server.wait_for(1)
+    assert "Protocol version: TLSv1.2" in out and f"Signature type: {signature_type}" in out, out
+    assert "Verification: OK" in out and "hello" in out, out
+    assert done and done[0].key_operations == 1
