@@ -1,10 +1,13 @@
 """Server CPU per full handshake and bulk throughput per core: our engine against Python's ``ssl``, in one run.
 
-    .venv/bin/python bench/tls.py [--handshakes 2000] [--bulk-mb 256] [--rows ours-local,python-ssl,...]
+    .venv/bin/python bench/tls.py [--handshakes 1000] [--rounds 5] [--bulk-mb 256] [--rows ours-local,...]
+                                  [--uvloop] [--json]
 
 Each row starts a separate server process (one asyncio loop, one core) and drives it from client threads in
-this process (Python ``ssl``, i.e. OpenSSL, blocking sockets). The server process reports its own CPU time
-(``time.process_time``: user + system, all threads) before and after, so client work never counts.
+this process (Python ``ssl``, i.e. OpenSSL, blocking sockets, TCP_NODELAY). The server process reports its
+own CPU time (``time.process_time``: user + system, all threads) before and after, so client work never
+counts. Rounds interleave the rows and the median is reported, so background load on a shared machine
+hits every row alike; ratios are against Python ``ssl`` measured in the same run.
 
 Rows (TLS 1.3 rows: x25519, ECDSA P-256 certificate, no session tickets on either side):
   ours-local      our engine, key in process (``LocalKey``)
