@@ -364,3 +364,35 @@ def test_openssl_other_certificate_types(kind: str, cipher: str, signature_type:
     assert "Protocol version: TLSv1.2" in out and f"Signature type: {signature_type}" in out, out
     assert "Verification: OK" in out and "hello" in out, out
     assert done and done[0].key_operations == 1
+
+
+def test_concurrent_clients_mixed_key_exchanges_and_resumption() -> None:
+    """Python ssl clients from 8 threads against one server: ECDHE and RSA key exchange (the RSA decryption
+    runs in the adapter's thread pool), with and without resumption; every handshake must succeed."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.tls.tls12_helpers import client_context12
+
+    config = server_config("rsa-2048", enable_rsa_key_exchange=True, ticket_keys=ring())
+    contexts = [client_context12(c) for c in ("ECDHE-RSA-AES128-GCM-SHA256", "AES256-GCM-SHA384")]
+    with AdapterServer(config) as server:
+
+        def one(i: int) -> tuple[bool, str]:
+            ctx = contexts[i % 2]
+            session = None
+            for _ in range(2):
+                raw = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+                with ctx.wrap_socket(raw, server_hostname=HOSTNAME, session=session) as tls:
+                    tls.sendall(b"%d\n" % i)
+                    assert tls.recv(100) == b"%d\n" % i
+                    reused = tls.session_reused
+                    session = tls.session
+                    cipher = tls.cipher()[0]
+            return reused, cipher
+
+        with ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(one, range(40)))
+        done = server.wait_for(80)
+    assert all(reused for reused, _ in results)
+    assert {cipher for _, cipher in results} == {"ECDHE-RSA-AES128-GCM-SHA256", "AES256-GCM-SHA384"}
+    assert len(done) == 80 and sum(d.key_operations for d in done) == 40
