@@ -7,6 +7,7 @@ RFC 7905).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -99,13 +100,15 @@ def configured_suites(codes: Sequence[int]) -> tuple[CipherSuite12, ...]:
     return tuple(TLS12_SUITES_BY_CODE[c] for c in codes if c in TLS12_SUITES_BY_CODE)
 
 
+@functools.lru_cache(maxsize=512)
 def choose_signature_scheme(
-    key_type: str, key_schemes: Sequence[int], offered: Sequence[int] | None, *, allow_sha1: bool
+    key_type: str, key_schemes: tuple[int, ...], offered: tuple[int, ...] | None, *, allow_sha1: bool
 ) -> int | None:
     """The ServerKeyExchange signature scheme: the key's preference among what the client offered.
 
     SHA-1 only when the client offers nothing better and ``allow_sha1``; an ECDSA key prefers the hash
-    that matches its curve (what TLS 1.3 would require, and what every client accepts).
+    that matches its curve (what TLS 1.3 would require, and what every client accepts). Cached: clients of
+    one kind send the same list, so most handshakes are a dictionary lookup.
     """
     client = set(offered if offered else DEFAULT_CLIENT_SCHEMES)
     preferred = list(key_schemes)
