@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from keyless.client.connection import KeylessConnection
 from keyless.client.core import Request
-from keyless.client.errors import ConnectFailed, KeylessClientError
+from keyless.client.errors import ConnectFailed, KeylessClientError, OperationTimeout
 from keyless.protocol import Opcode
 
 # Weight of the newest latency sample in the moving average: about the last 10 operations count.
@@ -138,31 +138,24 @@ class Endpoint:
             self._open.remove(connection)
 
     async def _first_connected(self, deadline: float) -> KeylessConnection:
+        """Wait for the connects in progress (all of them: a cold pool comes up whole, so a burst is
+        spread over every connection), then hand out the least loaded one."""
         loop = asyncio.get_running_loop()
         pending = set(self._connecting)
         error: BaseException | None = None
-        while pending:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                break
-            done, pending = await asyncio.wait(pending, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
-            if not done:
-                break
+        if pending:
+            done, pending = await asyncio.wait(pending, timeout=max(0.0, deadline - loop.time()))
             for task in done:
-                if task.cancelled():
-                    continue
-                exc = task.exception()
-                if exc is None:
-                    connection = task.result()
-                    if connection.is_open:
-                        return connection
-                else:
-                    error = exc
-        if self._open:
-            return min(self._open, key=lambda c: c.in_flight)
+                if not task.cancelled() and task.exception() is not None:
+                    error = task.exception()
+        usable = [c for c in self._open if c.is_open]
+        if usable:
+            return min(usable, key=lambda c: c.in_flight)
+        if pending:
+            raise OperationTimeout(f"no connection to key server {self.label} within the deadline")
         if isinstance(error, KeylessClientError):
             raise ConnectFailed(str(error))
-        raise ConnectFailed(f"key server {self.label}: no connection within the deadline")
+        raise ConnectFailed(f"key server {self.label}: no connection could be opened")
 
     async def probe(self, timeout: float) -> float:
         """Ping the key server over a pooled connection; returns the round trip in seconds.

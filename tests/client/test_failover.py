@@ -1,0 +1,199 @@
+"""Load, pipelining and failover against real key-server processes: 10,000 ops over 2 connections,
+SIGKILL of one of two servers under load, SIGSTOP (timeouts and load moving), restart and probe-in."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from keyless.client import KeylessClient, OperationTimeout, RemoteKey, make_ssl_context
+from keyless.keys.schemes import SignatureScheme
+from keyless.pki import DemoPKI
+from tests.support.keyserver import KeyServerProcess, start_keyserver
+
+SCHEME = SignatureScheme.ECDSA_SECP256R1_SHA256
+
+
+def p256(pki: DemoPKI) -> x509.Certificate:
+    return x509.load_pem_x509_certificate(pki.site_cert("ecdsa-p256").read_bytes())
+
+
+def make_client(pki: DemoPKI, ports: list[int], **options: object) -> KeylessClient:
+    context = make_ssl_context(pki.edge_cert, pki.edge_key, pki.ca)
+    return KeylessClient([f"127.0.0.1:{p}" for p in ports], context, server_name="localhost",
+                         **options)  # type: ignore[arg-type]
+
+
+def check(public: ec.EllipticCurvePublicKey, message: bytes, signature: bytes) -> None:
+    public.verify(signature, message, ec.ECDSA(hashes.SHA256()))
+
+
+def test_10000_concurrent_operations_over_two_connections(client_pki: DemoPKI, keyserver: KeyServerProcess) -> None:
+    cert = p256(client_pki)
+    public = cert.public_key()
+    assert isinstance(public, ec.EllipticCurvePublicKey)
+    messages = [b"message %d" % i for i in range(10_000)]
+
+    async def main() -> tuple[list[bytes], list[int]]:
+        async with make_client(client_pki, [keyserver.port], connections_per_server=2, health_interval=0) as client:
+            key = client.remote_key(cert)
+            signatures = await asyncio.gather(*(key.sign(SCHEME, m) for m in messages))
+            (endpoint,) = client.endpoints
+            sent = [c.requests_sent for c in endpoint._open]
+            return signatures, sent
+
+    before = keyserver.sign_count()
+    signatures, sent = asyncio.run(main())
+    assert keyserver.sign_count() - before == 10_000
+    assert len(sent) == 2 and sum(sent) == 10_000 and min(sent) > 1000  # both connections carried load
+    for message, signature in zip(messages, signatures, strict=True):
+        check(public, message, signature)  # each answer matched its own request
+
+
+class Load:
+    """Closed-loop load: ``workers`` tasks signing back to back; records every outcome."""
+
+    def __init__(self, key: RemoteKey, public: ec.EllipticCurvePublicKey, workers: int) -> None:
+        self.key = key
+        self.public = public
+        self.workers = workers
+        self.done = 0
+        self.failures: list[BaseException] = []
+        self.running = True
+
+    async def worker(self, index: int) -> None:
+        n = 0
+        while self.running:
+            message = b"w%d-%d" % (index, n)
+            n += 1
+            try:
+                signature = await self.key.sign(SCHEME, message)
+            except Exception as exc:
+                self.failures.append(exc)
+                continue
+            check(self.public, message, signature)
+            self.done += 1
+
+    async def run_until(self, event: asyncio.Event) -> None:
+        tasks = [asyncio.create_task(self.worker(i)) for i in range(self.workers)]
+        await event.wait()
+        self.running = False
+        await asyncio.gather(*tasks)
+
+
+def test_sigkill_under_load_loses_nothing_and_the_server_comes_back(client_pki: DemoPKI, tmp_path: Path) -> None:
+    cert = p256(client_pki)
+    public = cert.public_key()
+    assert isinstance(public, ec.EllipticCurvePublicKey)
+    a = start_keyserver(client_pki, tmp_path)
+    b = start_keyserver(client_pki, tmp_path)
+    restarted: KeyServerProcess | None = None
+    try:
+        async def main() -> tuple[Load, int]:
+            nonlocal restarted
+            async with make_client(client_pki, [a.port, b.port], health_interval=0.2, timeout=5.0) as client:
+                load = Load(client.remote_key(cert), public, workers=40)
+                stop = asyncio.Event()
+                runner = asyncio.create_task(load.run_until(stop))
+                await asyncio.sleep(0.7)
+                a_endpoint = next(e for e in client.endpoints if e.port == a.port)
+                assert a_endpoint.completed > 50  # A carried load before the kill
+                done_before_kill = load.done
+                a.proc.send_signal(signal.SIGKILL)
+                a.proc.wait(5)
+                await asyncio.sleep(0.8)
+                assert load.done > done_before_kill + 100  # load continued on B
+                assert not a_endpoint.healthy
+                restarted = await asyncio.to_thread(start_keyserver, client_pki, tmp_path, port=a.port)
+                deadline = time.monotonic() + 5
+                while not a_endpoint.healthy and time.monotonic() < deadline:
+                    await asyncio.sleep(0.05)
+                assert a_endpoint.healthy, "the restarted server was not probed back in"
+                await asyncio.sleep(1.0)
+                stop.set()
+                await runner
+                return load, a_endpoint.completed
+
+        load, _ = asyncio.run(main())
+        assert load.failures == []
+        assert load.done > 1000
+        assert restarted is not None
+        assert restarted.sign_count() > 50  # new load reached the restarted server
+    finally:
+        a.kill()
+        b.stop()
+        if restarted is not None:
+            restarted.stop()
+
+
+def test_sigstop_times_out_within_the_deadline_and_load_moves(client_pki: DemoPKI, tmp_path: Path) -> None:
+    cert = p256(client_pki)
+    public = cert.public_key()
+    assert isinstance(public, ec.EllipticCurvePublicKey)
+    a = start_keyserver(client_pki, tmp_path)
+    b = start_keyserver(client_pki, tmp_path)
+    try:
+        async def main() -> None:
+            loop = asyncio.get_running_loop()
+            async with make_client(client_pki, [a.port, b.port], health_interval=0.2, health_timeout=0.3,
+                                   timeout=0.5) as client:
+                key = client.remote_key(cert)
+                await asyncio.gather(*(key.sign(SCHEME, b"warm %d" % i) for i in range(200)))
+                a_endpoint, b_endpoint = sorted(client.endpoints, key=lambda e: e.port != a.port)
+                assert a_endpoint.completed > 0 and b_endpoint.completed > 0
+                os.kill(a.proc.pid, signal.SIGSTOP)
+                try:
+                    # A burst while A is frozen: each call ends (answer or timeout) within its deadline.
+                    start = loop.time()
+                    deadline = start + 1.5
+
+                    async def one(i: int) -> float:
+                        message = b"burst %d" % i
+                        signature = await key.sign(SCHEME, message, deadline=deadline)
+                        check(public, message, signature)
+                        return loop.time() - start
+
+                    outcomes = await asyncio.gather(*(one(i) for i in range(200)), return_exceptions=True)
+                    elapsed = loop.time() - start
+                    assert elapsed < 1.5 + 0.3
+                    for outcome in outcomes:
+                        assert isinstance(outcome, float | OperationTimeout), outcome
+                    # The ones that hit A timed out at 0.5 s and were retried on B within the deadline.
+                    assert all(isinstance(o, float) for o in outcomes)
+                    assert not a_endpoint.healthy
+                    # New load goes to B only.
+                    a_before, b_before = a_endpoint.completed, b_endpoint.completed
+                    await asyncio.gather(*(key.sign(SCHEME, b"after %d" % i) for i in range(300)))
+                    assert a_endpoint.completed == a_before
+                    assert b_endpoint.completed >= b_before + 300
+                    # With a single frozen server, a call fails with OperationTimeout at its deadline.
+                    async with make_client(client_pki, [a.port], health_interval=0, timeout=0.4) as lone:
+                        lone_key = lone.remote_key(cert)
+                        t0 = loop.time()
+                        with pytest.raises(OperationTimeout):
+                            await lone_key.sign(SCHEME, b"frozen")
+                        assert 0.35 < loop.time() - t0 < 0.9
+                finally:
+                    os.kill(a.proc.pid, signal.SIGCONT)
+                # Thawed: the health check brings A back and it takes load again.
+                for _ in range(60):
+                    if a_endpoint.healthy:
+                        break
+                    await asyncio.sleep(0.05)
+                assert a_endpoint.healthy
+                a_before = a_endpoint.completed
+                await asyncio.gather(*(key.sign(SCHEME, b"thawed %d" % i) for i in range(300)))
+                assert a_endpoint.completed > a_before
+
+        asyncio.run(main())
+    finally:
+        a.stop()
+        b.stop()
