@@ -310,6 +310,7 @@ class Demo:
     # --- output ---------------------------------------------------------------------------------
 
     def print_table(self, results: list[CheckResult]) -> None:
+        self.say("key-server ops = change of the key server's keyless_sign_requests_total during that handshake\n")
         self.say("handshake through the edge        client            key-server ops  expected  result")
         self.say("-" * 98)
         for r in results:
@@ -372,14 +373,14 @@ def run_demo(*, check: bool, directory: Path | None, keep: bool, out: TextIO = s
 
 def _wait_for_interrupt() -> None:
     stop = threading.Event()
-    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    # Our own handlers: a shell may start us with SIGINT ignored (a background job), and SIGTERM too must stop.
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         while not stop.wait(0.5):
             pass
-    except KeyboardInterrupt:
-        pass
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 __all__ = ["run_demo"]

@@ -1,0 +1,40 @@
+"""``keyless demo --check`` (what ``make demo`` shows) passes, prints the table, and is quick."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+
+from tests.conftest import require_tool
+
+ROWS = {
+    "TLS 1.3 full handshake (ECDSA)": 1,
+    "TLS 1.3 resumed (ticket)": 0,
+    "TLS 1.2 ECDHE-ECDSA": 1,
+    "TLS 1.2 RSA key exchange": 1,
+    "TLS 1.2 resumed": 0,
+    "TLS 1.3 full (sess_out)": 1,
+    "TLS 1.3 resumed (sess_in)": 0,
+}
+
+
+def test_demo_check_passes_within_a_minute() -> None:
+    require_tool("openssl")
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "keyless", "demo", "--check"], capture_output=True, text=True, timeout=120
+    )
+    elapsed = time.monotonic() - started
+    assert result.returncode == 0, result.stdout + result.stderr
+    for label, operations in ROWS.items():
+        pattern = rf"^{re.escape(label)}\s+(python ssl|openssl s_client)\s+(\d+)\s+(\d+)\s+OK\b"
+        match = re.search(pattern, result.stdout, re.MULTILINE)
+        assert match is not None, f"no OK row for {label!r}:\n{result.stdout}"
+        assert (int(match.group(2)), int(match.group(3))) == (operations, operations)
+    assert "RSA key exchange" in result.stdout and "1 decrypt" in result.stdout
+    # The key server's own counter: three signatures and one decryption by the time the table prints.
+    assert re.search(r"^  keyless_sign_requests_total 4$", result.stdout, re.MULTILINE), result.stdout
+    assert "all checks passed" in result.stdout
+    assert elapsed < 60
