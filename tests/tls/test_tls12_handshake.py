@@ -220,3 +220,16 @@ def test_client_certificate_authentication() -> None:
         anonymous.handshake()
     closed = [e for e in anonymous.events if isinstance(e, ConnectionClosed)]
     assert closed[0].alert_sent == AlertDescription.handshake_failure
+
+
+def test_configured_suite_order_and_unknown_codes() -> None:
+    # A list (not a tuple) works too; a CBC code (0xC009 ECDHE-ECDSA-AES128-SHA) is ignored, never enabled.
+    config = server_config("ecdsa-p256", tls12_cipher_suites=[0xC009, 0xCCA9, 0xC02B])
+    ex = exchange12(config, client_context12("ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-CHACHA20-POLY1305"))
+    ex.handshake()
+    assert ex.complete.cipher_suite == "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256"
+    cbc_only = exchange12(config, client_context12("ECDHE-ECDSA-AES128-SHA"))
+    with pytest.raises((AssertionError, ssl.SSLError)):
+        cbc_only.handshake()
+    closed = [e for e in cbc_only.events if isinstance(e, ConnectionClosed)]
+    assert closed and closed[0].alert_sent == AlertDescription.handshake_failure

@@ -240,7 +240,7 @@ class ServerHandshake12:
             self.send_server_hello_done()
 
     def enabled_suites(self) -> tuple[CipherSuite12, ...]:
-        return _enabled_suites(self.config.tls12_cipher_suites, self.config.enable_rsa_key_exchange)
+        return _enabled_suites(tuple(self.config.tls12_cipher_suites), self.config.enable_rsa_key_exchange)
 
     def pick_certificate_and_suite(self, hello: ClientHello) -> None:
         """Go's GetCertificate, then the first suite in our order the client offers and the key can serve."""
