@@ -162,3 +162,31 @@ def test_error_answer_with_bad_payload_has_code_zero() -> None:
     conn.receive_data(encode_message(Message(id=message_id, opcode=Opcode.ERROR, payload=b"\x01\x02")))
     event = conn.next_event()
     assert isinstance(event, Answer) and event.error_code == 0
+
+
+def test_fast_request_encoder_matches_the_codec() -> None:
+    requests = [
+        Request(Opcode.PING),
+        Request(Opcode.ECDSA_SIGN_SHA256, DIGEST, SKI, sni=b"example.com", server_ip=bytes(16), cert_id=b"x",
+                client_ip=b"\x7f\x00\x00\x01", request_context=b'{"request_id":"r"}'),
+        Request(Opcode.RSA_DECRYPT, bytes(range(256)) * 4, SKI),  # no padding needed
+        Request(Opcode.RSA_DECRYPT, bytes(1009 - 3 - 4), None),  # exactly 1024 without padding data
+    ]
+    for request in requests:
+        assert request.encode(42) == encode_message(request.to_message(42))
+
+
+def test_answer_with_extra_items_goes_through_the_full_decoder() -> None:
+    conn = ClientConnection()
+    message_id = conn.send(Request(Opcode.PING, b"x"))
+    # Unknown tag 0x30 before the payload: still a valid answer.
+    conn.receive_data(encode_message(Message(id=message_id, opcode=Opcode.PONG, payload=b"x", unknown=((0x30, b"?"),))))
+    event = conn.next_event()
+    assert isinstance(event, Answer) and event.payload == b"x"
+    conn2 = ClientConnection()
+    message_id = conn2.send(Request(Opcode.PING))
+    frame = encode_message(Message(id=message_id, opcode=Opcode.PONG))
+    doubled = frame[:8] + b"\x11\x00\x01\xf2" + frame[8:-4]  # opcode twice
+    conn2.receive_data(doubled[:2] + (len(doubled) - 8).to_bytes(2, "big") + doubled[4:])
+    with pytest.raises(ResponseError, match="twice"):
+        conn2.next_event()

@@ -14,17 +14,24 @@ answer is recognised and dropped, not mistaken for a protocol violation.
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass, field
 from typing import NoReturn
 
 from keyless.client.errors import ResponseError
-from keyless.protocol import NEED_DATA, Message, MessageDecoder, Opcode, ProtocolError, encode_message
+from keyless.protocol import NEED_DATA, PADDED_SIZE, Message, MessageDecoder, Opcode, ProtocolError, Tag
+from keyless.protocol.constants import HEADER_SIZE, ITEM_HEADER_SIZE, MAX_BODY_SIZE, VERSION_MAJOR, VERSION_MINOR
 from keyless.protocol.framing import _NeedData
+from keyless.protocol.message import decode_message
 
 MAX_MESSAGE_ID = 0xFFFFFFFF
 # Abandoned IDs whose answers never came: past this many the key server is not answering on this
 # connection at all, and keeping the connection open only grows the table.
 MAX_ABANDONED = 4096
+
+_HEADER = struct.Struct(">BBHI")
+_ITEM = struct.Struct(">BH")
+_ZEROS = bytes(PADDED_SIZE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +47,32 @@ class Request:
     cert_id: bytes | None = None
     client_ip: bytes | None = None
     request_context: bytes | None = None
+
+    def encode(self, message_id: int) -> bytes:
+        """The padded frame: the same bytes as ``encode_message(self.to_message(message_id))``, built
+        without the general encoder's per-field loop (this runs once per key operation)."""
+        item = _ITEM.pack
+        parts = [item(Tag.OPCODE, 1), bytes((self.opcode,))]
+        for tag, value in (
+            (Tag.PAYLOAD, self.payload),
+            (Tag.SKI, self.ski),
+            (Tag.SNI, self.sni),
+            (Tag.CLIENT_IP, self.client_ip),
+            (Tag.SERVER_IP, self.server_ip),
+            (Tag.CERT_ID, self.cert_id),
+            (Tag.REQUEST_CONTEXT, self.request_context),
+        ):
+            if value is not None:
+                parts.append(item(tag, len(value)))
+                parts.append(value)
+        body = b"".join(parts)
+        size = len(body)
+        if HEADER_SIZE + size < PADDED_SIZE:
+            pad = max(0, PADDED_SIZE - (HEADER_SIZE + size + ITEM_HEADER_SIZE))
+            body += item(Tag.PADDING, pad) + _ZEROS[:pad]
+        if len(body) > MAX_BODY_SIZE:
+            raise ValueError(f"keyless request body of {len(body)} bytes exceeds {MAX_BODY_SIZE}")
+        return _HEADER.pack(VERSION_MAJOR, VERSION_MINOR, len(body), message_id) + body
 
     def to_message(self, message_id: int) -> Message:
         return Message(
@@ -94,7 +127,7 @@ class ClientConnection:
         if self._error is not None:
             raise self._error
         message_id = self._allocate_id()
-        self._outgoing.append(encode_message(request.to_message(message_id)))
+        self._outgoing.append(request.encode(message_id))
         self._in_flight[message_id] = request.opcode
         return message_id
 
@@ -137,27 +170,24 @@ class ClientConnection:
         if self._error is not None:
             raise self._error
         while True:
+            frame = self._decoder.next_frame()
+            if isinstance(frame, _NeedData):
+                return NEED_DATA
             try:
-                message = self._decoder.next_message()
+                message_id, opcode, payload = _parse_answer(frame)
             except ProtocolError as exc:
                 self._fail(f"malformed frame from the key server: {exc.reason}")
-            if isinstance(message, _NeedData):
-                return NEED_DATA
-            opcode = self._in_flight.pop(message.id, None)
-            if opcode is None:
-                if message.id in self._abandoned:
-                    self._abandoned.discard(message.id)
+            sent_opcode = self._in_flight.pop(message_id, None)
+            if sent_opcode is None:
+                if message_id in self._abandoned:
+                    self._abandoned.discard(message_id)
                     continue  # a late answer to a request we gave up on
-                self._fail(f"answer with message ID {message.id}, which no request in flight carries")
-            return self._answer(message, opcode)
-
-    def _answer(self, message: Message, sent_opcode: int) -> Answer:
-        expected = Opcode.PONG if sent_opcode == Opcode.PING else Opcode.RESPONSE
-        if message.opcode not in (expected, Opcode.ERROR):
-            got = "none" if message.opcode is None else f"0x{message.opcode:02x}"
-            self._fail(f"answer to opcode 0x{sent_opcode:02x} carries opcode {got}")
-        payload = message.payload if message.payload is not None else b""
-        return Answer(message.id, message.opcode, payload)
+                self._fail(f"answer with message ID {message_id}, which no request in flight carries")
+            expected = Opcode.PONG if sent_opcode == Opcode.PING else Opcode.RESPONSE
+            if opcode != expected and opcode != Opcode.ERROR:
+                got = "none" if opcode is None else f"0x{opcode:02x}"
+                self._fail(f"answer to opcode 0x{sent_opcode:02x} carries opcode {got}")
+            return Answer(message_id, opcode, payload if payload is not None else b"")
 
     # -- internals --------------------------------------------------------------------------------
 
@@ -172,6 +202,35 @@ class ClientConnection:
     def _fail(self, reason: str) -> NoReturn:
         self._error = ResponseError(reason)
         raise self._error
+
+
+def _parse_answer(frame: bytes) -> tuple[int, int | None, bytes | None]:
+    """(message ID, opcode, payload) of an answer frame.
+
+    Answers carry only opcode, payload and padding, so those are read directly; a frame with any other
+    item goes through the full decoder, which applies every rule of the spec (and raises
+    ``ProtocolError`` on a malformed frame)."""
+    message_id: int = _HEADER.unpack_from(frame)[3]
+    opcode: int | None = None
+    payload: bytes | None = None
+    offset = HEADER_SIZE
+    end = len(frame)
+    while end - offset >= ITEM_HEADER_SIZE:
+        tag, size = _ITEM.unpack_from(frame, offset)
+        offset += ITEM_HEADER_SIZE
+        if offset + size > end:
+            break  # malformed: let the full decoder say how
+        if tag == Tag.OPCODE and opcode is None and size == 1:
+            opcode = frame[offset]
+        elif tag == Tag.PAYLOAD and payload is None:
+            payload = frame[offset : offset + size]
+        elif tag != Tag.PADDING:
+            break
+        offset += size
+    else:
+        return message_id, opcode, payload
+    message = decode_message(frame)
+    return message.id, message.opcode, message.payload
 
 
 __all__ = ["NEED_DATA", "Answer", "ClientConnection", "Event", "Request"]

@@ -9,6 +9,7 @@ not used); the request carries the digest, or the whole message for Ed25519.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import json
 import os
@@ -90,7 +91,7 @@ class OperationContext:
 class RemoteKey:
     """A private key on key servers. Implements ``keyless.keys.base.AsyncPrivateKey``."""
 
-    __slots__ = ("_client", "_context_items", "_modulus_length", "_public", "_ski", "context", "timeout")
+    __slots__ = ("_client", "_context_items", "_modulus_length", "_opcodes", "_public", "_ski", "context", "timeout")
 
     def __init__(
         self,
@@ -110,6 +111,7 @@ class RemoteKey:
         self.context = context or OperationContext()
         self.timeout = timeout
         self._context_items = _context_items(self.context, client)
+        self._opcodes: dict[SignatureScheme, Opcode] = {}
 
     def __repr__(self) -> str:
         return f"<RemoteKey {type(self._public).__name__} ski={self._ski.hex()}>"
@@ -130,8 +132,10 @@ class RemoteKey:
 
     async def sign(self, scheme: SignatureScheme, message: bytes, *, deadline: float | None = None) -> bytes:
         """Sign ``message`` with ``scheme`` on a key server (``message`` is hashed here)."""
-        opcode = opcode_for(scheme, self._public)
-        return await self._call(opcode, digest_for(scheme, message), deadline)
+        opcode = self._opcodes.get(scheme)
+        if opcode is None:
+            opcode = self._opcodes[scheme] = opcode_for(scheme, self._public)
+        return await self._call(opcode, _digest(scheme, message), deadline)
 
     async def sign_digest(self, opcode: Opcode, digest: bytes, *, deadline: float | None = None) -> bytes:
         """Send an already-computed digest with an explicit opcode (for tools; TLS uses ``sign``)."""
@@ -171,6 +175,22 @@ class RemoteKey:
             request_context=request_context,
         )
         return await self._client.call(request, timeout=self.timeout, deadline=deadline)
+
+
+# hashlib for the common hashes: the same digests as ``digest_for``, at a fraction of the per-call cost.
+_HASHLIB: dict[SignatureScheme, str] = {
+    scheme: name
+    for scheme in SignatureScheme
+    if (algorithm := scheme_hash(scheme)) is not None and (name := algorithm.name) in ("sha1", "sha256", "sha384",
+                                                                                       "sha512")
+}
+
+
+def _digest(scheme: SignatureScheme, message: bytes) -> bytes:
+    name = _HASHLIB.get(scheme)
+    if name is not None:
+        return hashlib.new(name, message).digest()
+    return digest_for(scheme, message)
 
 
 def _context_items(
