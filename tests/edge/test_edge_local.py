@@ -216,3 +216,107 @@ def test_sighup_reload_and_sigterm_drain(pki: SitePKI, origin: OriginProcess, tm
         out, _ = slow.communicate(timeout=20)
         assert out == b"slow\n"
         assert edge.proc.wait(timeout=20) == 0
+
+
+def test_two_edges_sharing_a_ticket_key_file_resume_each_others_tickets(
+    pki: SitePKI, origin: OriginProcess, tmp_path: Path
+) -> None:
+    import os
+
+    key_file = tmp_path / "ticket.key"
+    key_file.write_bytes(os.urandom(80))  # what `openssl rand 80 > ticket.key` makes
+    config = edge_config(pki, origin.port, tickets={"key_files": [str(key_file)]})
+    with EdgeProcess(config, tmp_path, name="a") as a, EdgeProcess(config, tmp_path, name="b") as b:
+        session = tmp_path / "sess.pem"
+        assert "New, TLSv1.3" in s_client(a.port, pki, "-sess_out", str(session))
+        assert "Reused, TLSv1.3" in s_client(b.port, pki, "-sess_in", str(session))
+    other = edge_config(pki, origin.port)  # generated keys: another edge cannot open the ticket
+    with EdgeProcess(other, tmp_path, name="c") as c:
+        assert "New, TLSv1.3" in s_client(c.port, pki, "-sess_in", str(session))
+
+
+def test_tcp_mode_with_proxy_protocol_v2(pki: SitePKI, tmp_path: Path) -> None:
+    import struct
+
+    received = bytearray()
+    with socket.socket() as origin:
+        origin.bind(("127.0.0.1", 0))
+        origin.listen(1)
+        config = edge_config(
+            pki, 1, origin={"mode": "tcp", "address": f"127.0.0.1:{origin.getsockname()[1]}", "proxy_protocol": True}
+        )
+        with EdgeProcess(config, tmp_path, name="tcp") as edge:
+            ctx = ssl.create_default_context(cafile=str(pki.ca))
+            with (
+                socket.create_connection(("127.0.0.1", edge.port), timeout=10) as raw,
+                ctx.wrap_socket(raw, server_hostname="ecdsa.edge.test") as tls,
+            ):
+                client_port = tls.getsockname()[1]
+                tls.sendall(b"ping")
+                origin.settimeout(10)
+                conn, _ = origin.accept()
+                with conn:
+                    while len(received) < 28 + 4:
+                        received.extend(conn.recv(4096))
+                    conn.sendall(b"pong")
+                    assert tls.recv(4) == b"pong"
+    assert received[:12] == b"\r\n\r\n\x00\r\nQUIT\n"
+    assert received[12:14] == b"\x21\x11"
+    assert struct.unpack("!HH", bytes(received[24:28])) == (client_port, edge.port)
+    assert bytes(received[28:]) == b"ping"
+
+
+def test_max_connections_refuses_at_accept(pki: SitePKI, origin: OriginProcess, tmp_path: Path) -> None:
+    config = edge_config(pki, origin.port, limits={"max_connections": 2, "handshake_timeout": 5, "drain_timeout": 1})
+    with EdgeProcess(config, tmp_path, name="limited") as edge:
+        held = [socket.create_connection(("127.0.0.1", edge.port), timeout=10) for _ in range(2)]
+        time.sleep(0.3)
+        with socket.create_connection(("127.0.0.1", edge.port), timeout=10) as extra:
+            extra.settimeout(5)
+            try:
+                assert extra.recv(1) == b""  # closed without a byte
+            except ConnectionResetError:
+                pass
+        assert edge.metric("keyless_edge_connections_refused_total") == 1
+        assert edge.metric("keyless_edge_active_connections") == 2
+        for sock in held:
+            sock.close()
+
+
+def test_handshake_timeout_closes_silent_connections(pki: SitePKI, origin: OriginProcess, tmp_path: Path) -> None:
+    config = edge_config(pki, origin.port, limits={"handshake_timeout": 0.5, "drain_timeout": 1})
+    with (
+        EdgeProcess(config, tmp_path, name="hs-timeout") as edge,
+        socket.create_connection(("127.0.0.1", edge.port), timeout=10) as silent,
+    ):
+        started = time.monotonic()
+        try:
+            assert silent.recv(1) == b""
+        except ConnectionResetError:
+            pass
+        assert 0.3 < time.monotonic() - started < 5
+
+
+def test_check_config_command(pki: SitePKI, origin: OriginProcess, tmp_path: Path) -> None:
+    import sys
+
+    import yaml
+
+    good = tmp_path / "good.yaml"
+    good.write_text(yaml.safe_dump(edge_config(pki, origin.port)))
+    result = subprocess.run(
+        [sys.executable, "-m", "keyless", "edge", "--config", str(good), "--check-config"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0 and "configuration OK: 3 certificates" in result.stdout
+    broken = edge_config(pki, origin.port)
+    broken["certificates"][1]["key_file"] = str(pki.key("ecdsa"))  # the RSA chain with the ECDSA key
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(broken))
+    result = subprocess.run(
+        [sys.executable, "-m", "keyless", "edge", "--config", str(bad)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2
+    assert "certificates[1].key_file" in result.stderr and "does not belong" in result.stderr
