@@ -109,13 +109,14 @@ class Edge:
         """Listen on every configured listener (``ports`` overrides their ports, in order)."""
         for index, listener in enumerate(self.config.listeners):
             port = ports[index] if ports is not None else listener.port
-            local = (listener.address, port)
+            local = [(listener.address, port)]  # the bound port is known only after listen()
             bound = await self.listener.listen(
-                lambda stream, local=local: self.handle(stream, local),  # type: ignore[misc]
+                lambda stream, local=local: self.handle(stream, local[0]),  # type: ignore[misc]
                 listener.address,
                 port,
                 reuse_port=reuse_port,
             )
+            local[0] = (listener.address, bound)
             self.ports.append(bound)
         self._readiness_task = asyncio.create_task(self._readiness_loop())
         if self.ticket_ring is not None and not self.ticket_ring.auto_refresh:
