@@ -10,6 +10,7 @@ import subprocess
 import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -396,3 +397,36 @@ def test_concurrent_clients_mixed_key_exchanges_and_resumption() -> None:
     assert all(reused for reused, _ in results)
     assert {cipher for _, cipher in results} == {"ECDHE-RSA-AES128-GCM-SHA256", "AES256-GCM-SHA384"}
     assert len(done) == 80 and sum(d.key_operations for d in done) == 40
+
+
+def _rsa_client_identity(directory: Path) -> tuple[Path, Path]:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from tests.tls.tls13_helpers import _issue
+
+    private = rsa.generate_private_key(65537, 2048)
+    cert = _issue(private.public_key(), "rsa test client", client=True)
+    cert_path, key_path = directory / "rsa-client.pem", directory / "rsa-client.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                               serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+@pytest.mark.parametrize("client_sigalgs", ["RSA+SHA256", "RSA-PSS+SHA256"])
+def test_openssl_client_certificate_pkcs1_and_pss(tmp_path: Path, client_sigalgs: str) -> None:
+    cert, key = _rsa_client_identity(tmp_path)
+    with AdapterServer(server_config("ecdsa-p256", client_ca=(pki().ca_cert,))) as server:
+        out = s_client(server.port, "-cert", str(cert), "-key", str(key), "-client_sigalgs", client_sigalgs,
+                       "-brief", "-ign_eof")
+        done = server.wait_for(1)
+    assert "Protocol version: TLSv1.2" in out and "hello" in out, out
+    assert done and len(done[0].client_certificates) >= 1
+
+
+def test_openssl_without_client_certificate_is_refused(tmp_path: Path) -> None:
+    with AdapterServer(server_config("ecdsa-p256", client_ca=(pki().ca_cert,))) as server:
+        out = s_client(server.port, "-brief")
+        assert not server.wait_for(1, timeout=0.3)
+    assert "handshake failure" in out, out

@@ -31,19 +31,19 @@ from keyless.keys.schemes import SignatureScheme
 from keyless.tls import messages, tls12_prf
 from keyless.tls import tls12_messages as msg12
 from keyless.tls.alerts import AlertDescription, AlertLevel, TLSAlert
-from keyless.tls.client_auth import verify_client_certificate, verify_client_signature
+from keyless.tls.client_auth import verify_client_certificate
 from keyless.tls.config import CertifiedKey, ClientHelloInfo, ServerConfig
 from keyless.tls.events import HandshakeComplete
 from keyless.tls.messages import ClientHello, ContentType, HandshakeType
 from keyless.tls.suites import (
     GROUP_NAMES,
     TLS12,
-    TLS13_SIGNATURE_SCHEMES,
     NamedGroup,
     server_random_with_downgrade,
 )
 from keyless.tls.tickets import SessionState
 from keyless.tls.tls12_suites import (
+    CLIENT_SIGNATURE_SCHEMES,
     TLS12_SUITES_BY_CODE,
     TLS_EMPTY_RENEGOTIATION_INFO_SCSV,
     TLS_FALLBACK_SCSV,
@@ -53,6 +53,7 @@ from keyless.tls.tls12_suites import (
     choose_signature_scheme,
     configured_suites,
     generate_ephemeral,
+    verify_client_signature12,
 )
 
 if TYPE_CHECKING:
@@ -351,7 +352,7 @@ class ServerHandshake12:
             self.client_auth = True
             self.send_handshake(
                 msg12.certificate_request(
-                    sorted(TLS13_SIGNATURE_SCHEMES), tuple(ca.subject.public_bytes() for ca in self.config.client_ca)
+                    CLIENT_SIGNATURE_SCHEMES, tuple(ca.subject.public_bytes() for ca in self.config.client_ca)
                 )
             )
         self.send_handshake(msg12.server_hello_done())
@@ -438,10 +439,10 @@ class ServerHandshake12:
 
     def read_client_certificate_verify(self, body: bytes, raw: bytes) -> None:
         scheme, signature = msg12.parse_certificate_verify(body)
-        if scheme not in TLS13_SIGNATURE_SCHEMES or self._transcript_raw is None:
-            raise TLSAlert(AlertDescription.illegal_parameter, "signature scheme we did not ask for")
+        if self._transcript_raw is None:
+            raise TLSAlert(AlertDescription.internal_error, "no transcript for CertificateVerify")
         # RFC 5246 §7.4.8: the signature covers every handshake message so far.
-        verify_client_signature(self.client_certificates[0], scheme, signature, bytes(self._transcript_raw))
+        verify_client_signature12(self.client_certificates[0], scheme, signature, bytes(self._transcript_raw))
         self.transcript_update(raw)
         self._transcript_raw = None
         self.state = State.EXPECT_CHANGE_CIPHER_SPEC

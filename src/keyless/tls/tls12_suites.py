@@ -12,13 +12,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from cryptography.hazmat.primitives.asymmetric import ec, x25519
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, x25519
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from keyless.keys.schemes import SignatureScheme
 from keyless.tls.alerts import AlertDescription, TLSAlert
-from keyless.tls.suites import NamedGroup
+from keyless.tls.client_auth import verify_client_signature
+from keyless.tls.suites import TLS13_SIGNATURE_SCHEMES, NamedGroup
 
 KeyExchange = Literal["ECDHE_ECDSA", "ECDHE_RSA", "RSA"]
 
@@ -124,6 +128,35 @@ def choose_signature_scheme(
             if scheme in client:
                 return scheme
     return None
+
+
+# ---- client CertificateVerify (RFC 5246 §7.4.8) ---------------------------------------------------------
+
+_CLIENT_PKCS1_SCHEMES: dict[int, type[hashes.HashAlgorithm]] = {
+    SignatureScheme.RSA_PKCS1_SHA256: hashes.SHA256,
+    SignatureScheme.RSA_PKCS1_SHA384: hashes.SHA384,
+    SignatureScheme.RSA_PKCS1_SHA512: hashes.SHA512,
+}
+# What our CertificateRequest offers: the TLS 1.3 schemes plus PKCS#1 v1.5, which TLS 1.2 clients (smart
+# cards, older HSMs) may only be able to produce.
+CLIENT_SIGNATURE_SCHEMES: tuple[int, ...] = tuple(sorted(set(TLS13_SIGNATURE_SCHEMES) | set(_CLIENT_PKCS1_SCHEMES)))
+
+
+def verify_client_signature12(leaf_der: bytes, scheme: int, signature: bytes, signed: bytes) -> None:
+    """A client CertificateVerify over ``signed`` (all handshake messages so far); failure is decrypt_error."""
+    if scheme not in CLIENT_SIGNATURE_SCHEMES:
+        raise TLSAlert(AlertDescription.illegal_parameter, "signature scheme we did not ask for")
+    algorithm = _CLIENT_PKCS1_SCHEMES.get(scheme)
+    if algorithm is None:
+        verify_client_signature(leaf_der, scheme, signature, signed)
+        return
+    try:
+        public = x509.load_der_x509_certificate(leaf_der).public_key()
+        if not isinstance(public, rsa.RSAPublicKey):
+            raise TLSAlert(AlertDescription.illegal_parameter, "signature scheme does not match the certificate")
+        public.verify(signature, signed, padding.PKCS1v15(), algorithm())
+    except (InvalidSignature, ValueError) as exc:
+        raise TLSAlert(AlertDescription.decrypt_error, "client CertificateVerify does not verify") from exc
 
 
 # ---- ephemeral ECDH, split at the key operation (RFC 8422 §5.4, §5.7) ------------------------------
