@@ -74,3 +74,20 @@ def test_malformed_frame_answers_0x07_with_its_id_and_stops(frame: bytes) -> Non
     assert isinstance(reply, Message) and reply.id == 9 and reply.error_code == ErrorCode.FORMAT
     assert conn.next_event() is not None and conn.finished
     assert not isinstance(conn.next_event(), Request)  # the ping after it is never served
+
+
+@given(st.binary(max_size=3000), st.integers(1, 64))
+def test_random_bytes_only_ever_yield_requests_rejections_or_need_data(data: bytes, chunk: int) -> None:
+    """The h11 invariant: any input is parsed or rejected with the connection's own event; nothing
+    else escapes, whether it arrives whole or in pieces."""
+    conn = ServerConnection(max_in_flight=10_000)
+    for start in range(0, len(data), chunk):
+        conn.receive_data(data[start : start + chunk])
+        for _ in range(len(data) + 1):
+            event = conn.next_event()
+            if isinstance(event, Request):
+                conn.send_reply(event.id, Opcode.PONG, None)
+                continue
+            assert isinstance(event, FrameRejected) or event is not PAUSED
+            break
+    conn.data_to_send()
