@@ -83,7 +83,7 @@ class KeylessConnection(asyncio.Protocol):
                 if not future.done():
                     future.set_result(answer)
         except ResponseError as exc:
-            self._shut(f"protocol violation by the key server: {exc}")
+            self._shut(f"protocol violation by the key server: {exc}", error=ResponseError)
 
     def connection_lost(self, exc: Exception | None) -> None:
         reason = "connection closed by the key server" if exc is None else f"connection lost: {_reason(exc)}"
@@ -143,11 +143,12 @@ class KeylessConnection(asyncio.Protocol):
         try:
             self._core.abandon(message_id)
         except ResponseError as exc:
-            self._shut(str(exc))
+            self._shut(str(exc), error=ResponseError)
         if not future.done():
             future.set_exception(OperationTimeout(f"no answer from key server {self.label} in time"))
 
-    def _shut(self, reason: str, already_closed: bool = False) -> None:
+    def _shut(self, reason: str, already_closed: bool = False,
+              error: type[ConnectionLost | ResponseError] = ConnectionLost) -> None:
         if self._closed:
             return
         self._closed = True
@@ -158,7 +159,7 @@ class KeylessConnection(asyncio.Protocol):
         for future, timer in waiters.values():
             timer.cancel()
             if not future.done():
-                future.set_exception(ConnectionLost(f"{self.label}: {reason}"))
+                future.set_exception(error(f"{self.label}: {reason}"))
         callbacks, self._on_close = self._on_close, []
         for callback in callbacks:
             callback(self)
