@@ -16,10 +16,12 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from keyless.pki import create_demo_pki
 from tests.conftest import require_tool
-from tests.edge.certs import KINDS, make_pki
+from tests.edge.certs import make_pki
 from tests.edge.edgeproc import EdgeProcess
 from tests.edge.support import OriginProcess
+from tests.support.keyserver import start_keyserver
 
 
 def spki_pin(chain: Path) -> str:
@@ -51,23 +53,54 @@ def chromium_dump_dom(url: str, pins: list[str], host: str, profile: Path) -> su
     return subprocess.run(args, capture_output=True, text=True, timeout=90)
 
 
-@pytest.mark.parametrize("kind", ["ecdsa", "rsa"])
-def test_chromium_loads_page_through_edge(tmp_path: Path, kind: str) -> None:
+@pytest.mark.parametrize("key", ["ecdsa-p256", "rsa-2048"])
+def test_chromium_loads_page_through_keyless_edge(tmp_path: Path, key: str) -> None:
+    """The site's key is on a key server; Chromium's full handshake makes exactly one key operation."""
+    pki = create_demo_pki(tmp_path / "pki", "keyless.test")
+    with start_keyserver(pki, tmp_path) as keyserver, OriginProcess() as origin:
+        config = {
+            "listen": [{"address": "127.0.0.1", "port": 0}],
+            "metrics_addr": "127.0.0.1:0",
+            "key_server_tls": {"client_cert": str(pki.edge_cert), "client_key": str(pki.edge_key), "ca": str(pki.ca)},
+            "certificates": [
+                {
+                    "names": ["keyless.test"],
+                    "chain": str(pki.site_cert(key)),
+                    "key_servers": [f"127.0.0.1:{keyserver.port}"],
+                }
+            ],
+            "origin": {"mode": "http", "address": f"127.0.0.1:{origin.port}"},
+            "limits": {"drain_timeout": 2},
+        }
+        with EdgeProcess(config, tmp_path) as edge:
+            before = keyserver.sign_count()
+            result = chromium_dump_dom(
+                f"https://keyless.test:{edge.port}/",
+                [spki_pin(pki.site_cert(key))],
+                "keyless.test",
+                tmp_path / "profile",
+            )
+            assert '<h1 id="greeting">Hello through a keyless edge</h1>' in result.stdout, result.stderr[-2000:]
+            assert edge.metric("keyless_edge_handshakes_total", version="TLSv1.3") >= 1
+            assert keyserver.sign_count() > before
+
+
+def test_chromium_with_local_key_ed25519_site_falls_back_cleanly(tmp_path: Path) -> None:
+    """Chromium does not accept Ed25519 certificates: with an ECDSA site beside it on the same name,
+    SNI + signature-scheme selection serves the ECDSA one and the page loads."""
     pki = make_pki(tmp_path / "pki")
     with OriginProcess() as origin:
         config = {
             "listen": [{"address": "127.0.0.1", "port": 0}],
             "metrics_addr": "127.0.0.1:0",
             "certificates": [
-                {"names": [f"{k}.edge.test"], "chain": str(pki.chain(k)), "key_file": str(pki.key(k))} for k in KINDS
+                {"names": ["both.edge.test"], "chain": str(pki.chain(k)), "key_file": str(pki.key(k))}
+                for k in ("ed25519", "ecdsa")
             ],
             "origin": {"mode": "http", "address": f"127.0.0.1:{origin.port}"},
             "limits": {"drain_timeout": 2},
         }
         with EdgeProcess(config, tmp_path) as edge:
-            host = f"{kind}.edge.test"
-            result = chromium_dump_dom(
-                f"https://{host}:{edge.port}/", [spki_pin(pki.chain(kind))], host, tmp_path / "profile"
-            )
+            pins = [spki_pin(pki.chain("ecdsa"))]
+            result = chromium_dump_dom(f"https://both.edge.test:{edge.port}/", pins, "both.edge.test", tmp_path / "p")
             assert '<h1 id="greeting">Hello through a keyless edge</h1>' in result.stdout, result.stderr[-2000:]
-            assert edge.metric("keyless_edge_handshakes_total") >= 1
