@@ -106,6 +106,12 @@ def test_spec_worked_bytes(peer: Peer) -> None:
     while len(data) < 1024:
         data += peer.sock.recv(4096)
     assert data == hello.replace(b"\x11\x00\x01\xf1", b"\x11\x00\x01\xf2", 1)
+    # other version bytes are accepted, and answered as 1.0
+    peer.send_raw(b"\x02\x07" + ping0[2:])
+    data = b""
+    while len(data) < 1024:
+        data += peer.sock.recv(4096)
+    assert data == ping0.replace(b"\x11\x00\x01\xf1", b"\x11\x00\x01\xf2", 1)
 
 
 def test_slow_rsa4096_does_not_delay_a_fast_ecdsa_behind_it(server_pki: DemoPKI, peer: Peer) -> None:

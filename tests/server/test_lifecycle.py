@@ -79,3 +79,58 @@ def test_workers_share_one_port(server_pki: DemoPKI, tmp_path: Path) -> None:
         for p in peers:
             p.close()
         assert ks.stop() == 0
+
+
+def test_not_ready_without_keys_and_strict_reload_keeps_the_old_keys(server_pki: DemoPKI, tmp_path: Path) -> None:
+    import urllib.error
+    import urllib.request
+
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    with start_keyserver(server_pki, tmp_path, private_key_dirs=[str(keys)], strict=True) as ks:
+        assert ks.keys == 0
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{ks.metrics_port}/readyz", timeout=5)
+            raise AssertionError("/readyz answered 200 without keys")
+        except urllib.error.HTTPError as exc:
+            assert exc.code == 503 and b"keys_loaded" in exc.read()
+        key = ec.generate_private_key(ec.SECP256R1())
+        write_private_key(keys / "good.key", key)
+        ks.send_signal(signal.SIGHUP)
+        peer = Peer(connect(server_pki, ks.port))
+        message = Message(1, Opcode.ECDSA_SIGN_SHA256, DIGEST, ski=ski_of(key.public_key()))
+        assert _eventually(lambda: peer.request(message).opcode == Opcode.RESPONSE)
+        with urllib.request.urlopen(f"http://127.0.0.1:{ks.metrics_port}/readyz", timeout=5) as response:
+            assert response.status == 200
+        (keys / "broken.key").write_bytes(b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
+        ks.send_signal(signal.SIGHUP)
+        assert _eventually(lambda: "key reload failed, keeping the 1 keys" in ks.log())
+        assert peer.request(message).opcode == Opcode.RESPONSE  # the old key set still serves
+        peer.close()
+
+
+def test_workers_forward_sighup(server_pki: DemoPKI, tmp_path: Path) -> None:
+    keys = tmp_path / "keys"
+    shutil.copytree(server_pki.keys_dir, keys)
+    with start_keyserver(server_pki, tmp_path, private_key_dirs=[str(keys)], workers=2) as ks:
+        key = ec.generate_private_key(ec.SECP384R1())
+        write_private_key(keys / "new.key", key)
+        ks.send_signal(signal.SIGHUP)
+        assert _eventually(lambda: ks.log().count("reloaded keys") == 2)
+        digest = hashlib.sha384(b"w").digest()
+        for i in range(6):  # new connections land on either worker: every one must know the key
+            peer = Peer(connect(server_pki, ks.port))
+            reply = peer.request(Message(i, Opcode.ECDSA_SIGN_SHA384, digest, ski=ski_of(key.public_key())))
+            assert reply.opcode == Opcode.RESPONSE
+            peer.close()
+
+
+def _eventually(check: object, timeout: float = 10.0) -> bool:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():  # type: ignore[operator]
+            return True
+        time.sleep(0.05)
+    return False
