@@ -6,6 +6,8 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from keyless.tls.tickets import (
     KeyFileSource,
@@ -205,3 +207,27 @@ def test_key_name_clash_keeps_the_sealing_key() -> None:
     clash = TicketKey(newest.name, os.urandom(32))
     ring = TicketKeyRing([newest, clash], now=Clock())
     assert ring.open(ring.seal(state())) == state()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    version=st.integers(0, 0xFFFF), suite=st.integers(0, 0xFFFF), secret=st.binary(min_size=1, max_size=255),
+    created_at=st.floats(allow_nan=False, allow_infinity=False), age_add=st.integers(0, 2**32 - 1),
+    lifetime=st.integers(0, 604800), sni=st.none() | st.text("abcdefghijklmnopqrstuvwxyz.-0123456789", max_size=400),
+    alpn=st.none() | st.text(max_size=30).filter(lambda t: len(t.encode("latin-1", "ignore")) == len(t)),
+    ems=st.booleans(), chain=st.lists(st.binary(min_size=1, max_size=100), max_size=3),
+)
+def test_session_state_round_trip_property(version: int, suite: int, secret: bytes, created_at: float, age_add: int,
+                                           lifetime: int, sni: str | None, alpn: str | None, ems: bool,
+                                           chain: list[bytes]) -> None:
+    value = SessionState(version, suite, secret, created_at, age_add, lifetime, sni, alpn, ems, tuple(chain))
+    encoded = value.to_bytes()
+    assert SessionState.from_bytes(encoded) == value
+    with pytest.raises(ValueError):
+        SessionState.from_bytes(encoded[:-1])
+
+
+def test_long_host_name_fits() -> None:
+    ring = TicketKeyRing([TicketKey.generate()], now=Clock())
+    long_sni = ".".join(["a" * 60] * 8)  # 487 bytes: legal in SNI, longer than a DNS name
+    assert ring.open(ring.seal(state(sni=long_sni))) == state(sni=long_sni)

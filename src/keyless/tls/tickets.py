@@ -86,6 +86,8 @@ class SessionState:
             raise ValueError("age_add is 32-bit and lifetime at most 604800 s")
         if not math.isfinite(self.created_at):
             raise ValueError("created_at must be finite")
+        if (self.sni is not None and len(self.sni) > 0xFFFF) or (self.alpn is not None and len(self.alpn) > 0xFF):
+            raise ValueError("sni or alpn too long")
 
     def expired(self, now: float) -> bool:
         return now > self.created_at + self.lifetime
@@ -103,7 +105,7 @@ class SessionState:
         flags |= _FLAG_ALPN if self.alpn is not None else 0
         w.u8(flags)
         if self.sni is not None:
-            w.opaque8(self.sni.encode("ascii"))
+            w.opaque16(self.sni.encode("ascii"))  # RFC 6066 lets a host_name run to 2^16-1 bytes
         if self.alpn is not None:
             w.opaque8(self.alpn.encode("latin-1"))
         with w.block(3):
@@ -127,7 +129,7 @@ class SessionState:
             flags = r.u8()
             if flags & ~_KNOWN_FLAGS:
                 raise ValueError("unknown session state flags")
-            sni = r.opaque8().decode("ascii") if flags & _FLAG_SNI else None
+            sni = r.opaque16().decode("ascii") if flags & _FLAG_SNI else None
             alpn = r.opaque8().decode("latin-1") if flags & _FLAG_ALPN else None
             chain_reader = r.vec24()
             chain: list[bytes] = []
