@@ -136,8 +136,9 @@ def print_report(report: dict[str, Any]) -> None:
     histogram = report["histogram"]
     if histogram:
         print("histogram (latency upper bound: operations)")
-        peak = max(count for _, count in histogram)
-        for bound, count in histogram:
+        peak = max(bucket["count"] for bucket in histogram)
+        for bucket in histogram:
+            bound, count = bucket["le_ms"], bucket["count"]
             bar = "#" * max(1 if count else 0, round(40 * count / peak))
             print(f"  <= {bound:>9.3f} ms  {count:>9,}  {bar}")
     for server in report["servers"]:

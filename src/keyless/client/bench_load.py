@@ -92,7 +92,7 @@ class LoadResult:
             "skipped": self.skipped,
             "throughput_per_s": self.completed / self.elapsed if self.elapsed else 0.0,
             "latency_ms": latency,
-            "histogram": self.histogram(),
+            "histogram": [{"le_ms": bound, "count": count} for bound, count in self.histogram()],
             "servers": self.servers,
         }
 

@@ -96,6 +96,10 @@ class KeylessConnection(asyncio.Protocol):
         return not self._closed
 
     @property
+    def close_reason(self) -> str:
+        return self._close_reason
+
+    @property
     def in_flight(self) -> int:
         return len(self._waiters)
 

@@ -61,6 +61,7 @@ class Endpoint:
         self.failures = 0
         self.last_error = ""
         self._closed = False
+        self._last_close_reason = ""
 
     def __repr__(self) -> str:
         return f"<Endpoint {self.label} healthy={self.healthy}>"
@@ -134,6 +135,7 @@ class Endpoint:
         connection.on_close(self._forget)
 
     def _forget(self, connection: KeylessConnection) -> None:
+        self._last_close_reason = connection.close_reason
         if connection in self._open:
             self._open.remove(connection)
 
@@ -155,7 +157,8 @@ class Endpoint:
             raise OperationTimeout(f"no connection to key server {self.label} within the deadline")
         if isinstance(error, KeylessClientError):
             raise ConnectFailed(str(error))
-        raise ConnectFailed(f"key server {self.label}: no connection could be opened")
+        why = f" (closed right after opening: {self._last_close_reason})" if self._last_close_reason else ""
+        raise ConnectFailed(f"key server {self.label}: no connection could be opened{why}")
 
     async def probe(self, timeout: float) -> float:
         """Ping the key server over a pooled connection; returns the round trip in seconds.
