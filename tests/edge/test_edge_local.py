@@ -320,3 +320,32 @@ def test_check_config_command(pki: SitePKI, origin: OriginProcess, tmp_path: Pat
     )
     assert result.returncode == 2
     assert "certificates[1].key_file" in result.stderr and "does not belong" in result.stderr
+
+
+def test_two_edges_sharing_ticket_keys_through_redis(pki: SitePKI, origin: OriginProcess, tmp_path: Path) -> None:
+    server = require_tool("redis-server", "redis-server")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    redis = subprocess.Popen(
+        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "redis-server did not start"
+                time.sleep(0.1)
+        config = edge_config(pki, origin.port, tickets={"redis": f"redis://127.0.0.1:{port}/0"})
+        with EdgeProcess(config, tmp_path, name="ra") as a, EdgeProcess(config, tmp_path, name="rb") as b:
+            session = tmp_path / "sess.pem"
+            assert "New, TLSv1.3" in s_client(a.port, pki, "-sess_out", str(session))
+            assert "Reused, TLSv1.3" in s_client(b.port, pki, "-sess_in", str(session))
+    finally:
+        redis.terminate()
+        redis.wait(10)

@@ -224,3 +224,17 @@ def test_killed_origin_gives_502_not_a_hang(loop_thread: LoopThread) -> None:
             assert time.monotonic() - started < 5
         finally:
             p.close()
+
+
+def test_request_with_both_content_length_and_chunked_is_refused(proxy: ProxyUnderTest) -> None:
+    smuggle = (
+        b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"0\r\n\r\nGET /headers HTTP/1.1\r\nHost: a\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as sock:
+        sock.sendall(smuggle)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 400 ")
+    assert answer.count(b"HTTP/1.1") == 1  # nothing else was answered: the connection was closed

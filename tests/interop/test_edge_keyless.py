@@ -7,6 +7,7 @@ not write (openssl s_client, curl, Python's ssl).
 
 from __future__ import annotations
 
+import signal
 import socket
 import ssl
 import statistics
@@ -368,3 +369,37 @@ def test_key_server_round_trip_costs_full_handshakes_only(
 def test_readyz_follows_key_server(edge: EdgeProcess) -> None:
     assert edge.status("/readyz") == 200
     assert edge.status("/healthz") == 200
+
+
+def worker_pids(edge: EdgeProcess) -> set[int]:
+    out = subprocess.run(["pgrep", "-P", str(edge.proc.pid)], capture_output=True, text=True).stdout
+    return {int(pid) for pid in out.split()}
+
+
+def test_workers_share_metrics_readiness_and_are_restarted(
+    pki: DemoPKI, origin: OriginProcess, keyserver: KeyServerProcess, tmp_path: Path
+) -> None:
+    import os
+
+    config = edge_config(pki, origin.port, [f"127.0.0.1:{keyserver.port}"])
+    with EdgeProcess(config, tmp_path, workers=2, name="workers") as edge:
+        wait_ready(edge)  # the parent's own key-server check
+        context = ssl.create_default_context(cafile=str(pki.ca))
+        for _ in range(6):
+            python_handshake(edge.port, pki, context=ssl.create_default_context(cafile=str(pki.ca)))
+        # Six full handshakes, wherever they landed, summed over both workers by the parent.
+        assert edge.metric("keyless_edge_key_operations_total", kind="sign", result="ok") == 6
+        assert edge.metric("keyless_edge_handshakes_total", resumed="false") == 6
+        first = worker_pids(edge)
+        assert len(first) == 2
+        victim = min(first)
+        os.kill(victim, signal.SIGKILL)
+        deadline = time.monotonic() + 20
+        while True:
+            now = worker_pids(edge)
+            if len(now) == 2 and victim not in now:
+                break
+            assert time.monotonic() < deadline, f"worker not restarted: {now}"
+            time.sleep(0.2)
+        for _ in range(4):
+            python_handshake(edge.port, pki, context=context)

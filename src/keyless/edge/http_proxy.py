@@ -227,6 +227,11 @@ class _ClientSession:
             size = len(event.method) + len(event.target) + sum(len(n) + len(v) + 4 for n, v in event.headers)
             if size > self.settings.max_header_size:
                 raise h11.RemoteProtocolError("request head too large", error_status_hint=431)
+            names = {name for name, _ in event.headers}
+            if b"transfer-encoding" in names and b"content-length" in names:
+                # RFC 9112 §6.1: a message with both is a request-smuggling attempt or a broken client;
+                # refusing it is the safe choice for a proxy (and the connection is closed after).
+                raise h11.RemoteProtocolError("both Transfer-Encoding and Content-Length", error_status_hint=400)
             return event
         return None  # ConnectionClosed between requests
 

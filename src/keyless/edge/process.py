@@ -237,12 +237,19 @@ class Supervisor:
             for index, child in enumerate(self.children):
                 if child.poll() is not None and not self.stopping:
                     log.warning("edge worker %d exited with %s; restarting it", child.pid, child.returncode)
+                    self._forget_metrics_of(child.pid)
                     replacement = self._spawn()
                     try:
                         self._await_ready(replacement)
                     except RuntimeError as exc:
                         log.error("%s", exc)
                     self.children[index] = replacement
+
+    def _forget_metrics_of(self, pid: int) -> None:
+        """A dead worker's live gauges (active connections) must stop counting; its counters stay."""
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid, self.env["PROMETHEUS_MULTIPROC_DIR"])  # type: ignore[no-untyped-call]
 
     def _stop_children(self) -> None:
         for child in self.children:
