@@ -46,8 +46,16 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def process_cpu_seconds(pid: int) -> float:
+    """User + system time of ``pid``'s threads and of its live child processes (``--workers``)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime, all threads
+    total = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            children = (task / "children").read_text().split()
+        except OSError:
+            continue
+        total += sum(process_cpu_seconds(int(child)) for child in children)
+    return total
 
 
 def raw_rate(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey, seconds: float) -> float:
@@ -228,7 +236,7 @@ def bench_one(name: str, opcode: Opcode, key_name: str, target: float, pki: Demo
     message = Message(0, opcode, DIGEST, ski=ski_of(key.public_key()))
     request = encode_message(message)
     raw = raw_rate(key, args.seconds)
-    options = {"loglevel": "warning", "rsa_threads": args.rsa_threads}
+    options = {"loglevel": "warning", "rsa_threads": args.rsa_threads, "workers": args.workers}
     with start_keyserver(pki, tmp, **options) as server:
         peak, per_cpu = saturate(pki.directory, server.port, request, args.connections, args.window, args.seconds,
                                  server.proc.pid)
@@ -254,12 +262,13 @@ def main() -> int:
     parser.add_argument("--window", type=int, default=256, help="requests in flight per connection")
     parser.add_argument("--only", choices=["ecdsa", "rsa"])
     parser.add_argument("--rsa-threads", type=int, default=0, help="key-server thread pool size (0: one per CPU)")
+    parser.add_argument("--workers", type=int, default=1, help="key-server processes (--workers)")
     args = parser.parse_args()
     # The load generator's threads share one GIL: a short switch interval keeps a receiving thread
     # from waiting up to 5 ms to timestamp a reply, which would inflate the measured tail latency.
     sys.setswitchinterval(0.0002)
-    print(f"keyless key-server bench: {os.cpu_count()} CPUs, {args.connections} connections x {args.window} "
-          f"in flight, {args.seconds:.0f} s per phase")
+    print(f"keyless key-server bench: {os.cpu_count()} CPUs, {args.workers} worker(s), rsa_threads={args.rsa_threads}, "
+          f"{args.connections} connections x {args.window} in flight, {args.seconds:.0f} s per phase")
     with tempfile.TemporaryDirectory() as tmp:
         pki = create_demo_pki(Path(tmp) / "pki", site_keys=("ecdsa-p256", "rsa-2048"))
         ok = True

@@ -359,7 +359,8 @@ class KeyServer:
         self.draining_hard = False
         self.listening = False
         self.loop = asyncio.get_running_loop()
-        threads = config.rsa_threads or (os.cpu_count() or 1)
+        # Default: the CPUs this process may use, shared among --workers processes.
+        threads = config.rsa_threads or max(1, (os.cpu_count() or 1) // config.workers)
         self.pool: CryptoPool = CryptoPool(self.loop, threads, self._pool_done)
         self._server: asyncio.base_events.Server | None = None
         self._sweeper: asyncio.TimerHandle | None = None
