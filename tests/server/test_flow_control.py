@@ -18,7 +18,7 @@ import pytest
 from keyless.keys.schemes import KeyKind
 from keyless.keys.store import InMemoryKeyStore
 from keyless.pki import DemoPKI
-from keyless.protocol import Message, Opcode
+from keyless.protocol import Message, Opcode, encode_message
 from keyless.server.config import load_config
 from keyless.server.service import KeyServer
 from tests.support.keyserver import keyserver_config
@@ -93,11 +93,8 @@ def held(server_pki: DemoPKI, tmp_path: Path) -> Iterator[InProcessServer]:
 def test_at_most_1024_in_flight_then_everything_is_answered(server_pki: DemoPKI, held: InProcessServer) -> None:
     total = 1100
     peer = Peer(connect(server_pki, held.server.port if held.server else 0))
-    sender = threading.Thread(
-        target=peer.send, args=[Message(i, Opcode.ECDSA_SIGN_SHA256, bytes(32), ski=SKI) for i in range(total)],
-        daemon=True,
-    )
-    sender.start()
+    # 1100 frames: the server takes 1024, the rest (76 KB) waits in socket buffers, so this returns
+    peer.send(*(Message(i, Opcode.ECDSA_SIGN_SHA256, bytes(32), ski=SKI) for i in range(total)))
     (edge,) = _wait_for(lambda: held.connections(), 10)
     deadline = time.monotonic() + 20
     while edge.conn.in_flight < 1024 and time.monotonic() < deadline:  # type: ignore[attr-defined]
@@ -111,7 +108,39 @@ def test_at_most_1024_in_flight_then_everything_is_answered(server_pki: DemoPKI,
     assert sorted(m.id for m in replies) == list(range(total))
     assert all(m.opcode == Opcode.RESPONSE for m in replies)
     assert held.key.started == total
-    sender.join(10)
+    peer.close()
+
+
+def _wait_for(probe: object, timeout: float) -> list[object]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = probe()  # type: ignore[operator]
+        if found:
+            return list(found)
+        time.sleep(0.01)
+    raise AssertionError("timed out")
+
+
+def test_a_peer_that_does_not_read_replies_stops_being_read(server_pki: DemoPKI, held: InProcessServer) -> None:
+    """Write back-pressure: while replies pile up unread, the server stops reading that peer
+    (so its memory stays bounded), then answers everything once the peer reads."""
+    held.key.release.set()
+    peer = Peer(connect(server_pki, held.server.port if held.server else 0))
+    batch = b"".join(encode_message(Message(i, Opcode.PING, b"p")) for i in range(100))
+    sent_batches = 0
+    peer.sock.settimeout(2.0)
+    try:
+        for _ in range(1000):  # up to 100 MB: far more than socket buffers hold
+            peer.sock.sendall(batch)
+            sent_batches += 1
+        raise AssertionError("the server kept reading 100 MB without the peer reading a reply")
+    except TimeoutError:
+        pass  # the server stopped reading us (the last batch may be partly sent)
+    (edge,) = held.connections()
+    assert edge._writing_paused and edge._reading_paused  # type: ignore[attr-defined]
+    assert sent_batches > 10
+    replies = peer.receive(sent_batches * 100, timeout=60)
+    assert all(m.opcode == Opcode.PONG for m in replies)
     peer.close()
 
 
