@@ -190,3 +190,28 @@ def test_answer_with_extra_items_goes_through_the_full_decoder() -> None:
     conn2.receive_data(doubled[:2] + (len(doubled) - 8).to_bytes(2, "big") + doubled[4:])
     with pytest.raises(ResponseError, match="twice"):
         conn2.next_event()
+
+
+@pytest.mark.parametrize(
+    ("text", "host", "port"),
+    [
+        ("ks.example.net", "ks.example.net", 2407),
+        ("ks.example.net:3407", "ks.example.net", 3407),
+        ("127.0.0.1:9", "127.0.0.1", 9),
+        ("[2001:db8::1]:2407", "2001:db8::1", 2407),
+        ("[2001:db8::1]", "2001:db8::1", 2407),
+        ("2001:db8::1", "2001:db8::1", 2407),
+    ],
+)
+def test_server_address_parsing(text: str, host: str, port: int) -> None:
+    from keyless.client import ServerAddress
+
+    assert ServerAddress.parse(text) == ServerAddress(host, port)
+
+
+@pytest.mark.parametrize("text", ["", ":2407", "host:0", "host:65536", "host:http", "[::1]:x"])
+def test_bad_server_addresses(text: str) -> None:
+    from keyless.client import ServerAddress
+
+    with pytest.raises(ValueError):
+        ServerAddress.parse(text)

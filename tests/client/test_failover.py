@@ -197,3 +197,37 @@ def test_sigstop_times_out_within_the_deadline_and_load_moves(client_pki: DemoPK
     finally:
         a.stop()
         b.stop()
+
+
+def test_a_name_resolving_to_two_addresses_gives_two_servers(client_pki: DemoPKI, tmp_path: Path) -> None:
+    """Two real key servers on 127.0.0.1 and 127.0.0.2, same port, behind one name (the resolver is
+    injected: this machine's /etc/hosts maps localhost to one address only)."""
+    cert = p256(client_pki)
+    first = start_keyserver(client_pki, tmp_path)
+    try:
+        second = start_keyserver(client_pki, tmp_path, listen="127.0.0.2", port=first.port)
+    except RuntimeError as exc:
+        first.stop()
+        pytest.skip(f"cannot bind 127.0.0.2 here: {exc}")
+    try:
+        async def resolver(host: str, port: int) -> list[str]:
+            assert (host, port) == ("keyservers.test", first.port)
+            return ["127.0.0.1", "127.0.0.2", "127.0.0.1"]
+
+        async def main() -> list[tuple[str, int]]:
+            context = make_ssl_context(client_pki.edge_cert, client_pki.edge_key, client_pki.ca)
+            async with KeylessClient([f"keyservers.test:{first.port}"], context, server_name="localhost",
+                                     health_interval=0, resolver=resolver) as client:
+                key = client.remote_key(cert)
+                for _ in range(10):
+                    await asyncio.gather(*(key.sign(SCHEME, b"m%d" % i) for i in range(50)))
+                return [(e.host, e.completed) for e in client.endpoints]
+
+        endpoints = asyncio.run(main())
+        assert [host for host, _ in endpoints] == ["127.0.0.1", "127.0.0.2"]
+        assert all(completed > 0 for _, completed in endpoints)
+        assert first.sign_count() + second.sign_count() == 500
+        assert first.sign_count() > 0 and second.sign_count() > 0
+    finally:
+        first.stop()
+        second.stop()

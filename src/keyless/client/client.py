@@ -25,7 +25,7 @@ import logging
 import random
 import socket
 import ssl
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -98,6 +98,15 @@ class ServerAddress:
         return cls(host, int(port) if port else DEFAULT_PORT)
 
 
+Resolver = Callable[[str, int], Awaitable[list[str]]]
+
+
+async def resolve_host(host: str, port: int) -> list[str]:
+    """Every address ``host`` resolves to (the system resolver, via the event loop)."""
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return [str(info[4][0]) for info in infos]
+
+
 class KeylessClient:
     """Key operations over pooled, pipelined connections to one or more key servers."""
 
@@ -115,6 +124,7 @@ class KeylessClient:
         retries: int = 1,
         send_client_ip: bool = False,
         send_request_id: bool = False,
+        resolver: Resolver | None = None,
     ) -> None:
         if not servers:
             raise ValueError("at least one key server is needed")
@@ -132,6 +142,7 @@ class KeylessClient:
         # Tags that older key servers reject and that reveal end users: sent only when enabled.
         self.send_client_ip = send_client_ip
         self.send_request_id = send_request_id
+        self._resolver = resolver or resolve_host
         self._endpoints: list[Endpoint] = []
         self._started: asyncio.Future[None] | None = None
         self._health_task: asyncio.Task[None] | None = None
@@ -191,7 +202,6 @@ class KeylessClient:
     async def _resolve(self) -> list[Endpoint]:
         """One endpoint per address: a name resolving to several addresses gives several endpoints,
         each verified against the name (or ``server_name``)."""
-        loop = asyncio.get_running_loop()
         endpoints: list[Endpoint] = []
         seen: set[tuple[str, int]] = set()
         for address in self._addresses:
@@ -201,11 +211,10 @@ class KeylessClient:
                 hosts = [address.host]
             except ValueError:
                 try:
-                    infos = await loop.getaddrinfo(address.host, address.port, type=socket.SOCK_STREAM)
+                    hosts = await self._resolver(address.host, address.port)
                 except OSError as exc:
                     log.warning("cannot resolve key server %s: %s", address.host, exc)
                     continue
-                hosts = [str(info[4][0]) for info in infos]
             for host in hosts:
                 if (host, address.port) in seen:
                     continue
@@ -323,7 +332,9 @@ class KeylessClient:
     async def _check(self, endpoint: Endpoint) -> None:
         try:
             latency = await endpoint.probe(self.health_timeout)
-        except KeylessClientError as exc:
+        except Exception as exc:  # the health loop must outlive any one failure, expected or not
+            if not isinstance(exc, KeylessClientError):
+                log.exception("health check of key server %s failed unexpectedly", endpoint.label)
             if endpoint.healthy:
                 log.warning("key server %s failed its health check: %s", endpoint.label, exc)
             endpoint.mark_down(str(exc))
