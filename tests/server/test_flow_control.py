@@ -142,13 +142,3 @@ def test_a_peer_that_does_not_read_replies_stops_being_read(server_pki: DemoPKI,
     replies = peer.receive(sent_batches * 100, timeout=60)
     assert all(m.opcode == Opcode.PONG for m in replies)
     peer.close()
-
-
-def _wait_for(probe: object, timeout: float) -> list[object]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = probe()  # type: ignore[operator]
-        if found:
-            return list(found)
-        time.sleep(0.01)
-    raise AssertionError("timed out")
