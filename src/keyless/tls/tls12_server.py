@@ -41,7 +41,7 @@ from keyless.tls.suites import (
     NamedGroup,
     server_random_with_downgrade,
 )
-from keyless.tls.tickets import SessionState
+from keyless.tls.tickets import SessionState, TicketTooLarge
 from keyless.tls.tls12_suites import (
     CLIENT_SIGNATURE_SCHEMES,
     TLS12_SUITES_BY_CODE,
@@ -524,7 +524,13 @@ class ServerHandshake12:
         ring = self.config.ticket_keys
         if not self.send_ticket or ring is None:
             return
-        self.send_handshake(msg12.new_session_ticket(self.config.ticket_lifetime, ring.seal(session)))
+        try:
+            ticket = ring.seal(session)
+        except TicketTooLarge:
+            # We promised a ticket in ServerHello; RFC 5077 §3.3 says to send an empty one instead.
+            self.send_handshake(msg12.new_session_ticket(0, b""))
+            return
+        self.send_handshake(msg12.new_session_ticket(self.config.ticket_lifetime, ticket))
         self.ticket_sent = True
 
     def send_change_cipher_spec_and_finished(self) -> None:
