@@ -238,3 +238,30 @@ def test_request_with_both_content_length_and_chunked_is_refused(proxy: ProxyUnd
             answer += chunk
     assert answer.startswith(b"HTTP/1.1 400 ")
     assert answer.count(b"HTTP/1.1") == 1  # nothing else was answered: the connection was closed
+
+
+def test_slowly_dribbled_request_head_is_cut_at_idle_timeout(loop_thread: LoopThread, origin_port: int) -> None:
+    p = make_proxy(loop_thread, origin_port, idle_timeout=1.0)
+    try:
+        with socket.create_connection(("127.0.0.1", p.port), timeout=10) as sock:
+            started = time.monotonic()
+            closed = False
+            for byte in b"GET / HTTP/1.1\r\nHost: a\r\nX-Slow: " + b"a" * 100:
+                try:
+                    sock.sendall(bytes([byte]))
+                except OSError:
+                    closed = True
+                    break
+                time.sleep(0.05)  # each read is well within the timeout; the whole head is not
+                if time.monotonic() - started > 3:
+                    break
+            if not closed:
+                sock.settimeout(5)
+                try:
+                    closed = sock.recv(1) == b""
+                except ConnectionResetError:
+                    closed = True
+            assert closed
+            assert time.monotonic() - started < 4
+    finally:
+        p.close()

@@ -208,20 +208,27 @@ class _ClientSession:
 
     # --- client side ----------------------------------------------------------------------------
 
-    async def _next_client_event(self, timeout: float) -> h11.Event:
+    async def _next_client_event(self, timeout: float | None) -> h11.Event:
+        """The next event from the client; ``timeout`` bounds each read (None: the caller bounds the whole)."""
         while True:
             event = self.conn.next_event()
             if event is not h11.NEED_DATA:
                 return event  # type: ignore[return-value]
             if self.conn.they_are_waiting_for_100_continue:
                 await self._write_client(h11.InformationalResponse(status_code=100, headers=[]))
-            async with asyncio.timeout(timeout):
+            if timeout is None:
                 data = await self.client.read(READ_SIZE)
+            else:
+                async with asyncio.timeout(timeout):
+                    data = await self.client.read(READ_SIZE)
             self.bytes_in += len(data)
             self.conn.receive_data(data)
 
     async def _next_request(self) -> h11.Request | None:
-        event = await self._next_client_event(self.settings.idle_timeout)
+        # One deadline for the whole head, not per read: a client dribbling a byte at a time (slowloris)
+        # cannot hold the connection longer than idle_timeout.
+        async with asyncio.timeout(self.settings.idle_timeout):
+            event = await self._next_client_event(None)
         if isinstance(event, h11.Request):
             # h11 bounds only a head still incomplete; one that arrived whole in a read is measured here.
             size = len(event.method) + len(event.target) + sum(len(n) + len(v) + 4 for n, v in event.headers)

@@ -134,7 +134,9 @@ class Edge:
             await proxy.serve(stream, peer, local)
 
     def is_ready(self) -> bool:
-        return bool(self.readiness) and all(self.readiness.values()) if self.sites.groups else True
+        if not self.sites.groups:
+            return True  # only local keys: nothing to wait for
+        return bool(self.readiness) and all(self.readiness.values())
 
     async def check_readiness(self) -> dict[str, bool]:
         try:
@@ -156,10 +158,12 @@ class Edge:
             (li.address, li.port) for li in self.config.listeners
         ]:
             log.warning("listener changes need a restart; keeping the current listeners")
+        ring = self.ticket_ring
+        if config.tickets != self.config.tickets:
+            ring = build_ticket_ring(config.tickets, self._ticket_secret)  # may raise: nothing changed yet
         new_sites = self._load_sites(config)  # raises ConfigError before anything changes
         old_sites, old_proxy = self.sites, self.proxy
-        if config.tickets != self.config.tickets:
-            self.ticket_ring = build_ticket_ring(config.tickets, self._ticket_secret)
+        self.ticket_ring = ring
         self.sites = new_sites
         self.config = config
         self.tls_config = self._tls_config(config)
