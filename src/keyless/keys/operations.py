@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import Enum
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa, utils
@@ -40,7 +41,7 @@ class MD5SHA1(hashes.HashAlgorithm):
     block_size = 64
 
 
-class Action:
+class Action(Enum):
     """How an opcode uses the key (the padding / signature family)."""
 
     RSA_DECRYPT = "rsa-decrypt"
@@ -54,11 +55,11 @@ class Action:
 class Operation:
     opcode: Opcode
     kind: KeyKind
-    action: str
+    action: Action
     hash: hashes.HashAlgorithm | None  # None: the payload is not a digest (decrypt, Ed25519)
 
 
-def _op(opcode: Opcode, kind: KeyKind, action: str, algorithm: hashes.HashAlgorithm | None = None) -> Operation:
+def _op(opcode: Opcode, kind: KeyKind, action: Action, algorithm: hashes.HashAlgorithm | None = None) -> Operation:
     return Operation(opcode, kind, action, algorithm)
 
 
