@@ -286,6 +286,8 @@ class KeylessClient:
             finally:
                 endpoint.in_flight -= 1
             endpoint.record_latency(loop.time() - start)
+            if not endpoint.healthy:
+                endpoint.mark_up()  # it answered (tried because every endpoint was down): it is back
             if answer.opcode == Opcode.ERROR:
                 raise error_for_code(answer.error_code or 0, endpoint.label)
             return answer

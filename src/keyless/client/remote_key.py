@@ -126,7 +126,16 @@ class RemoteKey:
 
     def with_context(self, **context: str | None) -> RemoteKey:
         """The same key with (part of) its ``OperationContext`` replaced, e.g. ``with_context(sni=name)``."""
-        return RemoteKey(self._client, self._public, context=replace(self.context, **context), timeout=self.timeout)
+        derived = object.__new__(RemoteKey)  # per handshake: skip recomputing the SKI
+        derived._client = self._client
+        derived._public = self._public
+        derived._ski = self._ski
+        derived._modulus_length = self._modulus_length
+        derived._opcodes = self._opcodes  # shared cache: same key, same opcodes
+        derived.context = replace(self.context, **context)
+        derived.timeout = self.timeout
+        derived._context_items = _context_items(derived.context, self._client)
+        return derived
 
     # -- AsyncPrivateKey --------------------------------------------------------------------------
 
