@@ -93,6 +93,8 @@ class EdgeConnection(asyncio.Protocol):
         self._handshake_timer = self.server.loop.call_later(timeout, self._handshake_expired)
 
     def data_received(self, data: bytes) -> None:
+        if self.closed:  # bytes that raced a close: nobody will answer them
+            return
         self.last_activity = time.monotonic()
         self._incoming.write(data)
         if not self.handshaken and not self._do_handshake():
