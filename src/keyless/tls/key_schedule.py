@@ -19,13 +19,16 @@ from keyless.tls.suites import CipherSuite13
 _MESSAGE_HASH = 254
 
 
-_hmac_digest: Callable[[bytes, bytes, str], bytes] = hmac.digest
-try:  # OpenSSL's one-shot HMAC without the ``hmac.digest`` wrapper frame (called ~20 times a handshake)
+hmac_digest: Callable[[bytes, bytes, str], bytes] = hmac.digest
+"""One-shot HMAC(key, message, hash name): OpenSSL's, without the ``hmac.digest`` wrapper frame where
+available (~20 calls a handshake here and in the record layer's key derivation)."""
+try:
     from _hashlib import hmac_digest as _openssl_hmac_digest
 
-    _hmac_digest = _openssl_hmac_digest
+    hmac_digest = _openssl_hmac_digest
 except ImportError:  # pragma: no cover - CPython without OpenSSL hashes
     pass
+_hmac_digest = hmac_digest
 
 
 def hkdf_extract(hash_name: str, salt: bytes, ikm: bytes) -> bytes:
@@ -33,12 +36,21 @@ def hkdf_extract(hash_name: str, salt: bytes, ikm: bytes) -> bytes:
 
 
 _DIGEST_SIZES = {"sha256": 32, "sha384": 48, "sha512": 64}
+_LABEL_PREFIXES: dict[tuple[bytes, int], bytes] = {}
+
+
+def _label_prefix(label: bytes, length: int) -> bytes:
+    """uint16 length || opaque label<7..255> of an HkdfLabel: a handful of constants, built once each."""
+    prefix = _LABEL_PREFIXES.get((label, length))
+    if prefix is None:
+        full_label = b"tls13 " + label
+        prefix = _LABEL_PREFIXES[(label, length)] = length.to_bytes(2, "big") + bytes((len(full_label),)) + full_label
+    return prefix
 
 
 def hkdf_expand_label(hash_name: str, secret: bytes, label: bytes, context: bytes, length: int) -> bytes:
-    full_label = b"tls13 " + label
-    info = length.to_bytes(2, "big") + bytes((len(full_label),)) + full_label + bytes((len(context),)) + context
-    if length <= _DIGEST_SIZES.get(hash_name, 0):  # the usual case: one HMAC block
+    info = b"".join((_label_prefix(label, length), bytes((len(context),)), context))
+    if length <= _DIGEST_SIZES.get(hash_name, 0):  # the usual case: one HMAC block (T(1) = HMAC(info || 0x01))
         return _hmac_digest(secret, info + b"\x01", hash_name)[:length]
     out = b""
     block = b""

@@ -18,7 +18,6 @@ shrinking ``bytearray`` would instead pay for memmoves and, above glibc's mmap t
 
 from __future__ import annotations
 
-import hmac
 from collections import deque
 from dataclasses import dataclass
 from typing import Protocol
@@ -27,6 +26,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 
 from keyless.tls.alerts import AlertDescription, TLSAlert
+from keyless.tls.key_schedule import hmac_digest
 from keyless.tls.suites import CipherSuite13
 
 # Content types (RFC 8446 §5.1); plain ints here because this is the hot path.
@@ -485,7 +485,7 @@ def _expand_label_one_block(hash_name: str, secret: bytes, label: bytes, length:
         full = b"tls13 " + label
         info = length.to_bytes(2, "big") + bytes((len(full),)) + full + b"\x00\x01"
         _LABEL_INFO[(label, length)] = info
-    return hmac.digest(secret, info, hash_name)[:length]
+    return hmac_digest(secret, info, hash_name)[:length]
 
 
 def _major(version: int) -> int:
