@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import IntEnum
 
 from cryptography.hazmat.primitives import hashes
@@ -33,15 +33,13 @@ class CipherSuite13:
     key_length: int
     aead: AEADClass
     iv_length: int = 12
+    # Derived from hash_algorithm once (plain attributes: the key schedule reads them ~20 times a handshake).
+    hash_length: int = field(init=False, repr=False, compare=False)
+    hash_name: str = field(init=False, repr=False, compare=False)  # hashlib's name: its hash is the fastest
 
-    @property
-    def hash_length(self) -> int:
-        return self.hash_algorithm.digest_size
-
-    @property
-    def hash_name(self) -> str:
-        """hashlib name of the suite's hash (hashlib is the fastest transcript hash from Python)."""
-        return self.hash_algorithm.name
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "hash_length", self.hash_algorithm.digest_size)
+        object.__setattr__(self, "hash_name", self.hash_algorithm.name)
 
 
 TLS_AES_128_GCM_SHA256 = CipherSuite13(0x1301, "TLS_AES_128_GCM_SHA256", hashes.SHA256, 16, AESGCM)
