@@ -44,6 +44,7 @@ from keyless.tls.events import (
 from keyless.tls.messages import ClientHello, ContentType, HandshakeType
 from keyless.tls.record import HandshakeReassembler, Record, RecordLayer
 from keyless.tls.suites import TLS12, TLS13, CipherSuite13
+from keyless.tls.tls13_server import ServerHandshake13
 
 log = logging.getLogger(__name__)
 
@@ -303,8 +304,6 @@ class TLSServerConnection:
         hello = messages.parse_client_hello(raw)
         self.version = self._choose_version(hello)
         if self.version == TLS13:
-            from keyless.tls.tls13_server import ServerHandshake13
-
             self._driver = ServerHandshake13(self)
         else:
             self._driver = self._tls12_driver()

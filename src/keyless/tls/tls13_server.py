@@ -449,7 +449,8 @@ class ServerHandshake13:
         self.transcript_update(raw)
         if self._master_secret is None:
             raise TLSAlert(AlertDescription.internal_error, "no master secret")
-        self._resumption_master_secret = self._master_secret.resumption_master_secret(self.transcript_hash())
+        if self.tickets_wanted():  # the resumption master secret serves only to make tickets
+            self._resumption_master_secret = self._master_secret.resumption_master_secret(self.transcript_hash())
         self.host.set_read_key_tls13(self.suite, self._client_traffic_secret)
         self._client_handshake_secret = self._server_handshake_secret = b""
         self.state = State.CONNECTED
@@ -474,14 +475,18 @@ class ServerHandshake13:
 
     # ---- §4.6.1 NewSessionTicket ----------------------------------------------------------------
 
+    def tickets_wanted(self) -> bool:
+        """Tickets are on, and the client offered a PSK mode it could resume them with."""
+        hello = self._client_hello
+        if self.config.ticket_keys is None or hello is None or not self.config.tickets_per_handshake:
+            return False
+        return PSK_DHE_KE in hello.psk_modes or (self.config.allow_psk_ke and PSK_KE in hello.psk_modes)
+
     def send_new_session_tickets(self) -> None:
         ring = self.config.ticket_keys
-        hello = self._client_hello
-        if ring is None or self.suite is None or hello is None or not self.config.tickets_per_handshake:
+        if ring is None or self.suite is None or not self.tickets_wanted():
             return
-        if PSK_DHE_KE not in hello.psk_modes and not (self.config.allow_psk_ke and PSK_KE in hello.psk_modes):
-            return  # the client could not use a ticket
-        from keyless.tls.tickets import SessionState
+        from keyless.tls.tickets import SessionState, TicketTooLarge
 
         now = self.config.clock()
         for counter in range(self.config.tickets_per_handshake):
@@ -500,7 +505,10 @@ class ServerHandshake13:
                 ems=True,
                 client_certificates=self.client_certificates,
             )
-            ticket = ring.seal(state)
+            try:
+                ticket = ring.seal(state)
+            except TicketTooLarge:  # a huge client-certificate chain: resumption is optional, the connection is not
+                return
             self.send_handshake(messages.new_session_ticket(self.config.ticket_lifetime, age_add, nonce, ticket))
             self.tickets_sent += 1
 
