@@ -215,3 +215,49 @@ def test_bad_server_addresses(text: str) -> None:
 
     with pytest.raises(ValueError):
         ServerAddress.parse(text)
+
+
+def drain(conn: ClientConnection) -> list[Answer]:
+    out = []
+    while (event := conn.next_event()) is not NEED_DATA:
+        assert isinstance(event, Answer)
+        out.append(event)
+    return out
+
+
+def test_fuzz_only_answers_or_response_error() -> None:
+    """h11's invariant for our side: whatever the key server sends, the core returns answers,
+    NEED_DATA, or raises ResponseError; nothing else escapes. Whole input == byte-at-a-time."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    valid = b"".join(encode_message(Message.response(i, b"r%d" % i)) for i in range(1, 4))
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.lists(st.tuples(st.integers(0, len(valid) - 1), st.integers(0, 255)), max_size=6),
+           st.binary(max_size=64), st.integers(1, 64))
+    def check(flips: list[tuple[int, int]], tail: bytes, chunk: int) -> None:
+        data = bytearray(valid)
+        for index, value in flips:
+            data[index] = value
+        data += tail
+        outcomes = []
+        for step in (len(data), chunk):
+            conn = ClientConnection()
+            for _ in range(3):
+                conn.send(Request(Opcode.ECDSA_SIGN_SHA256, DIGEST, SKI))
+            got: list[tuple[int, int, bytes]] = []
+            try:
+                for i in range(0, len(data), step):
+                    conn.receive_data(bytes(data[i : i + step]))
+                    while (event := conn.next_event()) is not NEED_DATA:
+                        assert isinstance(event, Answer)
+                        got.append((event.request_id, event.opcode, event.payload))
+                outcomes.append(("ok", got))
+            except ResponseError:
+                outcomes.append(("error", got))
+        (kind_whole, got_whole), (kind_split, got_split) = outcomes
+        assert kind_whole == kind_split
+        assert got_whole == got_split
+
+    check()

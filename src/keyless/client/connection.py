@@ -78,7 +78,10 @@ class KeylessConnection(asyncio.Protocol):
                 answer = core.next_event()
                 if isinstance(answer, _NeedData):
                     return
-                future, timer = waiters.pop(answer.request_id)
+                entry = waiters.pop(answer.request_id, None)
+                if entry is None:
+                    continue  # cannot happen: the core only returns answers to IDs we wait for
+                future, timer = entry
                 timer.cancel()
                 if not future.done():
                     future.set_result(answer)
