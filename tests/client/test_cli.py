@@ -92,6 +92,7 @@ def test_bench_throughput_mode_rsa_decrypt(client_pki: DemoPKI, keyserver: KeySe
                    "--mode", "throughput", "--rate", "300", "--op", "decrypt", "--key-cert",
                    str(client_pki.site_cert("rsa-2048")), "--json", "-", "--quiet")
     assert done.returncode == 0, done.stdout + done.stderr
-    report = json.loads(done.stdout[done.stdout.index("{"):])
+    report = json.loads(done.stdout)  # --json -: stdout holds the JSON alone
+    assert "throughput" in done.stderr
     assert report["mode"] == "throughput" and report["operation"].startswith("rsa_decrypt")
     assert 200 <= report["completed"] + report["skipped"] <= 400 and report["errors"] == 0

@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from keyless.client.cli_support import UsageError, add_connection_arguments, format_ms, servers, tls_files
 
@@ -86,7 +86,8 @@ def run(args: argparse.Namespace) -> int:
     if progress is not None:
         print(file=sys.stderr)
     report = result.report(operation_label, args.mode)
-    print_report(report)
+    # With --json - the figures go to stdout alone (for scripts); the human report moves to stderr.
+    print_report(report, sys.stderr if args.json == "-" else sys.stdout)
     if args.json:
         import json
 
@@ -120,28 +121,29 @@ def progress_printer() -> Any:
     return show
 
 
-def print_report(report: dict[str, Any]) -> None:
+def print_report(report: dict[str, Any], out: TextIO) -> None:
     latency = report["latency_ms"]
-    print(f"operation     {report['operation']}")
-    print(f"mode          {report['mode']}")
-    print(f"duration      {report['duration_s']:.2f} s")
-    print(f"completed     {report['completed']:,}")
-    print(f"errors        {report['errors']:,}" + (f"  ({report['first_error']})" if report["first_error"] else ""))
+    print(f"operation     {report['operation']}", file=out)
+    print(f"mode          {report['mode']}", file=out)
+    print(f"duration      {report['duration_s']:.2f} s", file=out)
+    print(f"completed     {report['completed']:,}", file=out)
+    print(f"errors        {report['errors']:,}" + (f"  ({report['first_error']})" if report["first_error"] else ""),
+          file=out)
     if report["mode"] == "throughput":
-        print(f"skipped       {report['skipped']:,}  (would have exceeded --max-in-flight)")
-    print(f"throughput    {report['throughput_per_s']:,.0f} ops/s")
+        print(f"skipped       {report['skipped']:,}  (would have exceeded --max-in-flight)", file=out)
+    print(f"throughput    {report['throughput_per_s']:,.0f} ops/s", file=out)
     if latency:
         print("latency       p50 {p50:.3f} ms   p90 {p90:.3f} ms   p99 {p99:.3f} ms   max {max:.3f} ms".format(
-            **latency))
+            **latency), file=out)
     histogram = report["histogram"]
     if histogram:
-        print("histogram (latency upper bound: operations)")
+        print("histogram (latency upper bound: operations)", file=out)
         peak = max(bucket["count"] for bucket in histogram)
         for bucket in histogram:
             bound, count = bucket["le_ms"], bucket["count"]
             bar = "#" * max(1 if count else 0, round(40 * count / peak))
-            print(f"  <= {bound:>9.3f} ms  {count:>9,}  {bar}")
+            print(f"  <= {bound:>9.3f} ms  {count:>9,}  {bar}", file=out)
     for server in report["servers"]:
         ewma = f"{server['latency_ewma_ms']:.3f} ms" if server["latency_ewma_ms"] is not None else "-"
         print(f"server        {server['label']}: {server['completed']:,} ops, EWMA {ewma}, "
-              f"{'healthy' if server['healthy'] else 'DOWN'}")
+              f"{'healthy' if server['healthy'] else 'DOWN'}", file=out)
