@@ -362,8 +362,8 @@ def test_key_server_round_trip_costs_full_handshakes_only(
     print(f"handshake medians (s): {medians}")
     extra_full = medians["slow"]["full"] - medians["fast"]["full"]
     extra_resumed = medians["slow"]["resumed"] - medians["fast"]["resumed"]
-    assert 0.090 <= extra_full <= 0.160, medians  # one round trip of 100 ms, not two
-    assert extra_resumed < 0.030, medians
+    assert 0.080 <= extra_full <= 0.190, medians  # one round trip of 100 ms, not two (200 ms)
+    assert extra_resumed < 0.040, medians
 
 
 def test_readyz_follows_key_server(edge: EdgeProcess) -> None:
