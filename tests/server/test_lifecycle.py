@@ -134,3 +134,13 @@ def _eventually(check: object, timeout: float = 10.0) -> bool:
             return True
         time.sleep(0.05)
     return False
+
+
+def test_loglevel_is_honoured(server_pki: DemoPKI, tmp_path: Path) -> None:
+    with start_keyserver(server_pki, tmp_path, loglevel="warning") as ks:
+        peer = Peer(connect(server_pki, ks.port))
+        assert peer.request(Message(1, Opcode.PING)).opcode == Opcode.PONG
+        peer.request(Message(2, Opcode.ECDSA_SIGN_SHA256, DIGEST, ski=bytes(20)))
+        peer.close()
+        assert _eventually(lambda: "request failed" in ks.log())
+        assert "connection opened" not in ks.log() and "INFO" not in ks.log()
