@@ -233,3 +233,50 @@ def test_a_name_resolving_to_two_addresses_gives_two_servers(client_pki: DemoPKI
     finally:
         first.stop()
         second.stop()
+
+
+def test_names_are_resolved_again(client_pki: DemoPKI, tmp_path: Path) -> None:
+    """The name's addresses change: the new one joins, the old one leaves (after draining)."""
+    cert = p256(client_pki)
+    first = start_keyserver(client_pki, tmp_path)
+    try:
+        second = start_keyserver(client_pki, tmp_path, listen="127.0.0.2", port=first.port)
+    except RuntimeError as exc:
+        first.stop()
+        pytest.skip(f"cannot bind 127.0.0.2 here: {exc}")
+    answers = {"now": ["127.0.0.1"]}
+
+    async def resolver(host: str, port: int) -> list[str]:
+        if answers["now"] == ["fail"]:
+            raise OSError("temporary failure in name resolution")
+        return answers["now"]
+
+    try:
+        async def main() -> None:
+            context = make_ssl_context(client_pki.edge_cert, client_pki.edge_key, client_pki.ca)
+            async with KeylessClient([f"keyservers.test:{first.port}"], context, server_name="localhost",
+                                     health_interval=0.05, resolve_interval=0.1, timeout=0.5,
+                                     resolver=resolver) as client:
+                key = client.remote_key(cert)
+                await asyncio.gather(*(key.sign(SCHEME, b"a%d" % i) for i in range(100)))
+                (old,) = client.endpoints
+                answers["now"] = ["fail"]  # a DNS hiccup keeps what we have
+                await asyncio.sleep(0.4)
+                assert client.endpoints == [old]
+                answers["now"] = ["127.0.0.2"]
+                for _ in range(40):
+                    if [e.host for e in client.endpoints] == ["127.0.0.2"]:
+                        break
+                    await asyncio.sleep(0.05)
+                assert [e.host for e in client.endpoints] == ["127.0.0.2"]
+                await asyncio.gather(*(key.sign(SCHEME, b"b%d" % i) for i in range(100)))
+                await asyncio.sleep(0.8)  # drain period (one timeout) over: the old pool is closed
+                assert old.stats().connections == 0
+
+        before = first.sign_count()
+        asyncio.run(main())
+        assert first.sign_count() - before == 100
+        assert second.sign_count() == 100
+    finally:
+        first.stop()
+        second.stop()

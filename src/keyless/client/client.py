@@ -14,7 +14,8 @@ Failures (all key operations are idempotent, so repeating one is safe):
   deadline leaves room for it;
 - an error answer (0xFF): raised at once as its typed ``KeyServerError``; the server is healthy.
 A background task pings every endpoint each ``health_interval``: a down endpoint that answers comes
-back, a healthy one that does not goes down.
+back, a healthy one that does not goes down. Every ``resolve_interval`` the names are resolved again:
+new addresses join, vanished ones leave after a drain period.
 """
 
 from __future__ import annotations
@@ -101,6 +102,14 @@ class ServerAddress:
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 
 
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
 async def resolve_host(host: str, port: int) -> list[str]:
     """Every address ``host`` resolves to (the system resolver, via the event loop)."""
     infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
@@ -125,6 +134,7 @@ class KeylessClient:
         send_client_ip: bool = False,
         send_request_id: bool = False,
         resolver: Resolver | None = None,
+        resolve_interval: float = 60.0,
     ) -> None:
         if not servers:
             raise ValueError("at least one key server is needed")
@@ -143,6 +153,9 @@ class KeylessClient:
         self.send_client_ip = send_client_ip
         self.send_request_id = send_request_id
         self._resolver = resolver or resolve_host
+        self.resolve_interval = resolve_interval
+        self._origins: dict[tuple[str, int], ServerAddress] = {}
+        self._retiring: set[asyncio.Task[None]] = set()
         self._endpoints: list[Endpoint] = []
         self._started: asyncio.Future[None] | None = None
         self._health_task: asyncio.Task[None] | None = None
@@ -180,6 +193,9 @@ class KeylessClient:
             self._health_task.cancel()
             await asyncio.gather(self._health_task, return_exceptions=True)
             self._health_task = None
+        for task in list(self._retiring):
+            task.cancel()  # _retire closes its endpoint on the way out
+        await asyncio.gather(*self._retiring, return_exceptions=True)
         for endpoint in self._endpoints:
             await endpoint.close()
 
@@ -201,7 +217,10 @@ class KeylessClient:
 
     async def _resolve(self) -> list[Endpoint]:
         """One endpoint per address: a name resolving to several addresses gives several endpoints,
-        each verified against the name (or ``server_name``)."""
+        each verified against the name (or ``server_name``). Endpoints of addresses still present are
+        kept (with their connections and latency); a name that fails to resolve keeps its endpoints,
+        so a DNS hiccup does not empty the pool."""
+        existing = {(e.host, e.port): e for e in self._endpoints}
         endpoints: list[Endpoint] = []
         seen: set[tuple[str, int]] = set()
         for address in self._addresses:
@@ -214,18 +233,46 @@ class KeylessClient:
                     hosts = await self._resolver(address.host, address.port)
                 except OSError as exc:
                     log.warning("cannot resolve key server %s: %s", address.host, exc)
-                    continue
+                    hosts = [host for (host, port), origin in self._origins.items() if origin == address]
             for host in hosts:
-                if (host, address.port) in seen:
+                key = (host, address.port)
+                if key in seen:
                     continue
-                seen.add((host, address.port))
-                endpoints.append(
-                    Endpoint(host, address.port, verify_name, self._ssl_context, self.connections_per_server,
-                             self.connect_timeout)
-                )
+                seen.add(key)
+                self._origins[key] = address
+                endpoint = existing.get(key)
+                if endpoint is None:
+                    endpoint = Endpoint(host, address.port, verify_name, self._ssl_context,
+                                        self.connections_per_server, self.connect_timeout)
+                endpoints.append(endpoint)
         if not endpoints:
             raise NoServerAvailable("no key server address could be resolved")
         return endpoints
+
+    async def _refresh_endpoints(self) -> None:
+        """Resolve the names again: new addresses join, vanished ones leave once their operations
+        had time to finish (one operation timeout)."""
+        try:
+            endpoints = await self._resolve()
+        except NoServerAvailable:
+            return  # keep what we have
+        gone = [e for e in self._endpoints if e not in endpoints]
+        added = [e for e in endpoints if e not in self._endpoints]
+        self._endpoints = endpoints
+        for endpoint in added:
+            log.info("key server %s joined (DNS)", endpoint.label)
+        for endpoint in gone:
+            log.info("key server %s left (DNS)", endpoint.label)
+            self._origins.pop((endpoint.host, endpoint.port), None)
+            task = asyncio.get_running_loop().create_task(self._retire(endpoint))
+            self._retiring.add(task)
+            task.add_done_callback(self._retiring.discard)
+
+    async def _retire(self, endpoint: Endpoint) -> None:
+        try:
+            await asyncio.sleep(self.timeout)
+        finally:
+            await endpoint.close()
 
     # -- operations -------------------------------------------------------------------------------
 
@@ -327,8 +374,14 @@ class KeylessClient:
         return {e.label: r for e, r in zip(self._endpoints, results, strict=True)}
 
     async def _health_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        has_names = any(not _is_ip(a.host) for a in self._addresses)
+        next_resolve = loop.time() + self.resolve_interval
         while True:
             await asyncio.sleep(self.health_interval)
+            if has_names and self.resolve_interval > 0 and loop.time() >= next_resolve:
+                next_resolve = loop.time() + self.resolve_interval
+                await self._refresh_endpoints()
             await asyncio.gather(*(self._check(e) for e in self._endpoints))
 
     async def _check(self, endpoint: Endpoint) -> None:
