@@ -349,3 +349,35 @@ def test_two_edges_sharing_ticket_keys_through_redis(pki: SitePKI, origin: Origi
     finally:
         redis.terminate()
         redis.wait(10)
+
+
+def test_client_alert_is_counted_by_type(edge: EdgeProcess, pki: SitePKI, tmp_path: Path) -> None:
+    # TLS 1.2: the client's alert is in clear. (Over TLS 1.3 the engine currently answers the client's
+    # encrypted handshake-time alert with unexpected_message instead of reporting it: reported upstream.)
+    stranger = make_pki(tmp_path / "stranger")  # a CA that did not sign the edge's certificate
+    before = edge.metric("keyless_edge_alerts_received_total", description="unknown_ca")
+    failures_before = edge.metric("keyless_edge_handshake_failures_total")
+    openssl = require_tool("openssl")
+    result = subprocess.run(
+        [
+            openssl,
+            "s_client",
+            "-connect",
+            f"127.0.0.1:{edge.port}",
+            "-servername",
+            "ecdsa.edge.test",
+            "-CAfile",
+            str(stranger.ca),
+            "-verify_return_error",
+            "-tls1_2",
+        ],
+        input=b"",
+        capture_output=True,
+        timeout=30,
+    )
+    assert result.returncode != 0
+    deadline = time.monotonic() + 5
+    while edge.metric("keyless_edge_alerts_received_total", description="unknown_ca") == before:
+        assert time.monotonic() < deadline, edge.metrics()
+        time.sleep(0.1)
+    assert edge.metric("keyless_edge_handshake_failures_total") == failures_before + 1

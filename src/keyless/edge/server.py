@@ -131,7 +131,8 @@ class Edge:
         if isinstance(proxy, HTTPProxy):
             await proxy.serve(stream, peer, stream.info.sni)
         else:
-            await proxy.serve(stream, peer, local)
+            # The address the client actually reached (not 0.0.0.0) is the PROXY header's destination.
+            await proxy.serve(stream, peer, _address(getattr(stream, "sockname", None)) or local)
 
     def is_ready(self) -> bool:
         if not self.sites.groups:
