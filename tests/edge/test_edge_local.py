@@ -381,3 +381,22 @@ def test_client_alert_is_counted_by_type(edge: EdgeProcess, pki: SitePKI, tmp_pa
         assert time.monotonic() < deadline, edge.metrics()
         time.sleep(0.1)
     assert edge.metric("keyless_edge_handshake_failures_total") == failures_before + 1
+
+
+def test_sighup_reaches_every_worker(pki: SitePKI, origin: OriginProcess, tmp_path: Path) -> None:
+    import yaml
+
+    config = edge_config(pki, origin.port)
+    with EdgeProcess(config, tmp_path, workers=2, name="hup") as edge:
+        config["certificates"][0]["default"] = False
+        config["certificates"][2]["default"] = True  # Ed25519 becomes the default
+        edge.config_path.write_text(yaml.safe_dump(config))
+        edge.signal(signal.SIGHUP)
+        deadline = time.monotonic() + 15
+        # Every worker must have switched: 12 connections in a row all see the new default.
+        while True:
+            seen = [s_client(edge.port, pki, "-brief", host="unknown.edge.test") for _ in range(12)]
+            if all("CN = ed25519.edge.test" in out for out in seen):
+                break
+            assert time.monotonic() < deadline, "not every worker reloaded"
+            time.sleep(0.3)
