@@ -35,7 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     load.add_argument("--op", choices=OPERATIONS, default="sign", help="operation (default sign)")
     load.add_argument("--scheme", metavar="NAME",
                       help="TLS signature scheme for --op sign, e.g. rsa_pss_rsae_sha256 (default: by key type)")
-    load.add_argument("--mode", choices=("latency", "throughput"), default="latency")
+    load.add_argument("--mode", choices=("latency", "throughput"), default="latency",
+                      help="latency: closed loop of --workers; throughput: open loop at --rate (default latency)")
     load.add_argument("-w", "--workers", type=int, default=32, help="latency mode: concurrent workers (default 32)")
     load.add_argument("-r", "--rate", type=float, default=5000.0,
                       help="throughput mode: operations started per second (default 5000)")

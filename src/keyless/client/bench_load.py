@@ -140,6 +140,12 @@ def build_operation(op: str, key_file: Path | None, scheme_name: str | None) -> 
             raise ValueError(f"unknown signature scheme {scheme_name!r}") from None
     else:
         scheme = scheme_for(public)
+    from keyless.client.remote_key import opcode_for
+
+    try:
+        opcode_for(scheme, public)
+    except KeyOperationError as exc:
+        raise ValueError(str(exc)) from None  # e.g. an RSA scheme for an ECDSA key: say so before any load
     message = b"keyless bench " + os.urandom(32)
 
     def sign_factory(client: KeylessClient) -> Callable[[], Awaitable[object]]:

@@ -69,7 +69,17 @@ def opcode_for(scheme: SignatureScheme, public_key: PublicKeyTypes) -> Opcode:
             opcode = _ECDSA_BY_HASH.get(algorithm.name)
             if opcode is not None:
                 return opcode
-    raise KeyOperationError(f"a {type(public_key).__name__} cannot sign with {scheme.name}")
+    raise KeyOperationError(f"{_kind(public_key)} cannot sign with {scheme.name.lower()}")
+
+
+def _kind(public_key: PublicKeyTypes) -> str:
+    if isinstance(public_key, rsa.RSAPublicKey):
+        return f"an RSA-{public_key.key_size} key"
+    if isinstance(public_key, ec.EllipticCurvePublicKey):
+        return f"an ECDSA {public_key.curve.name} key"
+    if isinstance(public_key, ed25519.Ed25519PublicKey):
+        return "an Ed25519 key"
+    return f"a {type(public_key).__name__}"
 
 
 @dataclass(frozen=True, slots=True)
