@@ -150,6 +150,7 @@ class Supervisor:
         self.children: list[subprocess.Popen[bytes]] = []
         self.stopping = False
         self.reload_requested = False
+        self.readiness: ParentReadiness | None = None
 
     def run(self) -> int:
         from keyless.edge.tickets import new_master_secret
@@ -205,7 +206,7 @@ class Supervisor:
         from keyless.edge.metrics import multiprocess_registry
         from keyless.metrics import start_metrics_server
 
-        readiness = ParentReadiness(self.config)
+        readiness = self.readiness = ParentReadiness(self.config)
         readiness.start()
         _, port = start_metrics_server(
             self.config.metrics_addr[0],
@@ -227,10 +228,12 @@ class Supervisor:
             if self.reload_requested:
                 self.reload_requested = False
                 try:
-                    load_config(self.path)  # a broken file would only make the workers log and keep going
+                    config = load_config(self.path)  # a broken file would only make the workers log and keep going
                 except ConfigError as exc:
                     log.error("reload refused: %s", exc)
                     continue
+                if self.readiness is not None:
+                    self.readiness.update(config)
                 for child in self.children:
                     if child.poll() is None:
                         child.send_signal(signal.SIGHUP)
@@ -270,29 +273,46 @@ class ParentReadiness:
     def __init__(self, config: EdgeConfig) -> None:
         self.config = config
         self.state = False
-        self.has_groups = any(site.key_servers for site in config.sites)
+        self.started = False
+
+    @staticmethod
+    def _has_groups(config: EdgeConfig) -> bool:
+        return any(site.key_servers for site in config.sites)
 
     def ready(self) -> bool:
-        return self.state or not self.has_groups
+        return self.state or not self._has_groups(self.config)
+
+    def update(self, config: EdgeConfig) -> None:
+        """After SIGHUP: check the key servers of the new configuration from now on."""
+        self.config = config
+        self.start()
 
     def start(self) -> None:
-        if not self.has_groups:
+        if self.started or not self._has_groups(self.config):
             return
         import threading
 
+        self.started = True
         threading.Thread(target=lambda: asyncio.run(self._loop()), name="edge-readiness", daemon=True).start()
 
     async def _loop(self) -> None:
         from keyless.edge.server import READINESS_INTERVAL, READINESS_TIMEOUT
-        from keyless.edge.sites import build_sites
+        from keyless.edge.sites import SiteTable, build_sites
 
-        sites = build_sites(self.config)
+        checked: EdgeConfig | None = None
+        sites: SiteTable | None = None
         while True:
             try:
-                async with asyncio.timeout(READINESS_TIMEOUT):
-                    results = await sites.ping_all()
-                self.state = bool(results) and all(results.values())
-            except Exception:
+                if self.config is not checked:
+                    if sites is not None:
+                        await sites.close()
+                    checked, sites = self.config, build_sites(self.config)
+                if sites is not None:
+                    async with asyncio.timeout(READINESS_TIMEOUT):
+                        results = await sites.ping_all()
+                    self.state = bool(results) and all(results.values())
+            except Exception as exc:
+                log.warning("readiness check failed: %s", exc)
                 self.state = False
             await asyncio.sleep(READINESS_INTERVAL)
 
