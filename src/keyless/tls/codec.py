@@ -95,45 +95,56 @@ class Reader:
         return self.sub(self.u8())
 
     def vec16(self) -> Reader:
-        start, stop = self._prefixed(2)
-        return Reader(self._data, start, stop)
+        pos = self._pos
+        start = pos + 2
+        if start > self._end:
+            raise _truncated()
+        data = self._data
+        stop = start + ((data[pos] << 8) | data[pos + 1])
+        if stop > self._end:
+            raise _truncated()
+        self._pos = stop
+        return Reader(data, start, stop)
 
     def vec24(self) -> Reader:
         return self.sub(self.u24())
 
     def opaque8(self) -> bytes:
-        start, stop = self._prefixed(1)
-        return self._data[start:stop]
+        pos = self._pos
+        if pos >= self._end:
+            raise _truncated()
+        data = self._data
+        stop = pos + 1 + data[pos]
+        if stop > self._end:
+            raise _truncated()
+        self._pos = stop
+        return data[pos + 1 : stop]
 
     def opaque16(self) -> bytes:
-        start, stop = self._prefixed(2)
-        return self._data[start:stop]
+        pos = self._pos
+        start = pos + 2
+        if start > self._end:
+            raise _truncated()
+        data = self._data
+        stop = start + ((data[pos] << 8) | data[pos + 1])
+        if stop > self._end:
+            raise _truncated()
+        self._pos = stop
+        return data[start:stop]
 
     def opaque24(self) -> bytes:
         return self.read(self.u24())
-
-    def _prefixed(self, prefix_len: int) -> tuple[int, int]:
-        """Bounds of a vector with a 1- or 2-byte length prefix; consumes prefix and body."""
-        pos = self._pos
-        end = self._end
-        data = self._data
-        start = pos + prefix_len
-        if start > end:
-            raise _truncated()
-        length = data[pos] if prefix_len == 1 else (data[pos] << 8) | data[pos + 1]
-        stop = start + length
-        if stop > end:
-            raise _truncated()
-        self._pos = stop
-        return start, stop
 
     def u16_list(self, what: str, *, min_items: int = 1) -> tuple[int, ...]:
         """A `uint16 list<2..2^16-2>`: even length, at least ``min_items`` entries."""
         n = self.u16()
         if n % 2 or n < 2 * min_items:
             raise TLSAlert(AlertDescription.decode_error, f"bad {what} list length")
-        raw = self.read(n)
-        return unpack_u16s(raw)
+        start = self._pos
+        if n > self._end - start:
+            raise _truncated()
+        self._pos = start + n
+        return _u16_struct(n >> 1).unpack_from(self._data, start)
 
 
 @lru_cache(maxsize=64)

@@ -3,6 +3,7 @@ what a server sends, and parsers for the few messages a TLS 1.3 client sends aft
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -120,6 +121,7 @@ _EXTENSION_PARSERS: dict[int, tuple[str, Callable[[Reader], object]]] = {
 
 
 _PRE_SHARED_KEY = int(ExtensionType.pre_shared_key)
+_EXTENSION_HEADER = struct.Struct(">HH")  # extension_type, extension_data length
 
 
 def parse_client_hello(raw: bytes) -> ClientHello:
@@ -144,22 +146,24 @@ def parse_client_hello(raw: bytes) -> ClientHello:
         block = body.vec16()
         body.expect_end("ClientHello")
         seen: set[int] = set()
+        after_psk = False
         # The extension headers are read straight from ``raw`` (the hot loop of every handshake); each
         # body still goes to its parser as a bounded Reader.
         pos, end = block.position, block.position + block.remaining
         while pos < end:
             if end - pos < 4:
                 raise TLSAlert(AlertDescription.decode_error, "truncated extension header")
-            ext_type = (raw[pos] << 8) | raw[pos + 1]
+            ext_type, length = _EXTENSION_HEADER.unpack_from(raw, pos)
             start = pos + 4
-            pos = start + ((raw[pos + 2] << 8) | raw[pos + 3])
+            pos = start + length
             if pos > end:
                 raise TLSAlert(AlertDescription.decode_error, "extension overruns the block")
             if ext_type in seen:
                 raise TLSAlert(AlertDescription.illegal_parameter, f"duplicate extension {ext_type}")
             seen.add(ext_type)
-            if _PRE_SHARED_KEY in seen and ext_type != _PRE_SHARED_KEY:
+            if after_psk:
                 raise TLSAlert(AlertDescription.illegal_parameter, "pre_shared_key is not the last extension")
+            after_psk = ext_type == _PRE_SHARED_KEY
             extensions.append((ext_type, raw[start:pos]))
             entry = _EXTENSION_PARSERS.get(ext_type)
             if entry is not None:
