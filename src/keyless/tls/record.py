@@ -18,6 +18,7 @@ shrinking ``bytearray`` would instead pay for memmoves and, above glibc's mmap t
 
 from __future__ import annotations
 
+import struct
 from collections import deque
 from dataclasses import dataclass
 from typing import Protocol
@@ -37,6 +38,7 @@ APPLICATION_DATA = 23
 _KNOWN_TYPES = frozenset((CHANGE_CIPHER_SPEC, ALERT, HANDSHAKE, APPLICATION_DATA))
 
 HEADER_LENGTH = 5
+_HEADER = struct.Struct(">BHH")  # ContentType type, ProtocolVersion legacy_record_version, uint16 length
 MAX_PLAINTEXT = 16384  # 2^14 (RFC 8446 §5.1)
 MAX_CIPHERTEXT_TLS13 = MAX_PLAINTEXT + 256  # RFC 8446 §5.2
 MAX_CIPHERTEXT_TLS12 = MAX_PLAINTEXT + 2048  # RFC 5246 §6.2.3
@@ -242,14 +244,16 @@ class RecordLayer:
         while True:
             if self._buffered < HEADER_LENGTH:
                 return None
-            first = self._contiguous(HEADER_LENGTH)
-            content_type = first[0]
-            length = (first[3] << 8) | first[4]
-            self._check_header(content_type, (first[1] << 8) | first[2], length)
+            first = self._chunks[0]
+            if len(first) < HEADER_LENGTH:
+                first = self._contiguous(HEADER_LENGTH)
+            content_type, version, length = _HEADER.unpack_from(first)
+            self._check_header(content_type, version, length)
             end = HEADER_LENGTH + length
             if self._buffered < end:
                 return None
-            first = self._contiguous(end)
+            if len(first) < end:
+                first = self._contiguous(end)
             self._seen_first_record = True
             # Consume before opening: a record that fails is gone either way (the connection is dead).
             if len(first) == end:
@@ -257,7 +261,11 @@ class RecordLayer:
             else:
                 self._chunks[0] = first[end:]
             self._buffered -= end
-            record = self._open(content_type, first[:HEADER_LENGTH].tobytes(), first[HEADER_LENGTH:end])
+            read = self._read
+            if read.kind == 13:
+                record = self._open_tls13(read, content_type, first[:HEADER_LENGTH].tobytes(), first[HEADER_LENGTH:end])
+            else:
+                record = self._open(content_type, first[HEADER_LENGTH:end])
             if record is not None:
                 return record
 
@@ -283,6 +291,11 @@ class RecordLayer:
 
     def _check_header(self, content_type: int, version: int, length: int) -> None:
         """Go readRecordOrCCS: judge the header before buffering the body."""
+        if content_type == APPLICATION_DATA and version == _RECORD_VERSION and self._read.kind == 13:
+            # The common case once keys are in use, judged as the general rules below would.
+            if length > MAX_CIPHERTEXT_TLS13:
+                raise TLSAlert(AlertDescription.record_overflow, f"record of {length} bytes")
+            return
         # The first record must be a handshake (or alert) record with a TLS-ish version: anything else is
         # not a TLS client (an HTTP request, say); refuse before waiting for a "body".
         if not self._seen_first_record and (content_type not in (HANDSHAKE, ALERT) or _major(version) != 3):
@@ -308,10 +321,9 @@ class RecordLayer:
         if length > limit:
             raise TLSAlert(AlertDescription.record_overflow, f"record of {length} bytes")
 
-    def _open(self, content_type: int, header: bytes, fragment: memoryview) -> Record | None:
+    def _open(self, content_type: int, fragment: memoryview) -> Record | None:
+        """A record without TLS 1.3 protection (``next_record`` opens those directly)."""
         read = self._read
-        if read.kind == 13:
-            return self._open_tls13(read, content_type, header, fragment)
         if read.kind == 12:
             return self._open_tls12(read, content_type, fragment)
         if self._skip_early_budget and content_type == APPLICATION_DATA:
@@ -339,7 +351,9 @@ class RecordLayer:
                 return None
             raise TLSAlert(AlertDescription.bad_record_mac, "record failed to decrypt") from None
         self._skip_early_budget = 0
-        read.next_seq()
+        if read.seq >= MAX_SEQUENCE:
+            raise TLSAlert(AlertDescription.internal_error, "sequence number would wrap")
+        read.seq += 1
         if len(plaintext) > self.max_receive_fragment + 1:
             # §5.4: TLSInnerPlaintext (content, type and padding) is at most 2^14 + 1 bytes.
             raise TLSAlert(AlertDescription.record_overflow, "inner plaintext too long")
@@ -418,7 +432,10 @@ class RecordLayer:
         payload = parts[0] if len(parts) == 1 else b"".join(parts)
         parts.clear()
         self._pending_handshake_size = 0
-        self._write_records(HANDSHAKE, payload)
+        if len(payload) <= self.max_fragment:
+            self._write_fragment(HANDSHAKE, payload)  # a whole flight usually fits one record
+        else:
+            self._write_records(HANDSHAKE, payload)
 
     def _write_records(self, content_type: int, payload: bytes) -> None:
         step = self.max_fragment
@@ -442,7 +459,11 @@ class RecordLayer:
                 raise TLSAlert(AlertDescription.internal_error, "no write key")
             inner = b"".join((fragment, _TYPE_BYTE[content_type]))
             header = b"\x17\x03\x03" + (len(inner) + TAG_LENGTH).to_bytes(2, "big")
-            nonce = (write.iv ^ write.next_seq()).to_bytes(12, "big")
+            seq = write.seq
+            if seq >= MAX_SEQUENCE:
+                raise TLSAlert(AlertDescription.internal_error, "sequence number would wrap")
+            write.seq = seq + 1
+            nonce = (write.iv ^ seq).to_bytes(12, "big")
             out.append(header)
             out.append(aead.encrypt(nonce, inner, header))
         elif write.kind == 12:
