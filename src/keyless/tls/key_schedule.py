@@ -49,7 +49,8 @@ def _label_prefix(label: bytes, length: int) -> bytes:
 
 
 def hkdf_expand_label(hash_name: str, secret: bytes, label: bytes, context: bytes, length: int) -> bytes:
-    info = b"".join((_label_prefix(label, length), bytes((len(context),)), context))
+    prefix = _LABEL_PREFIXES.get((label, length)) or _label_prefix(label, length)
+    info = b"".join((prefix, bytes((len(context),)), context))
     if length <= _DIGEST_SIZES.get(hash_name, 0):  # the usual case: one HMAC block (T(1) = HMAC(info || 0x01))
         return _hmac_digest(secret, info + b"\x01", hash_name)[:length]
     out = b""
@@ -80,7 +81,7 @@ class Transcript:
         self._hash.update(message)
 
     def digest(self) -> bytes:
-        return bytes(self._hash.copy().digest())
+        return self._hash.copy().digest()  # type: ignore[no-any-return]
 
     def digest_with(self, extra: bytes) -> bytes:
         """Hash of the transcript followed by ``extra``, leaving the transcript as it was (PSK binders)."""

@@ -145,7 +145,7 @@ def key_exchange(group: int, peer_public: bytes) -> tuple[bytes, bytes]:
                 raise TLSAlert(AlertDescription.illegal_parameter, "bad x25519 key share length")
             private = x25519.X25519PrivateKey.generate()
             shared = private.exchange(x25519.X25519PublicKey.from_public_bytes(peer_public))
-            ours = private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+            ours = private.public_key().public_bytes_raw()
             return ours, shared
         curve = _NIST_CURVES.get(group)
         if curve is None:

@@ -40,6 +40,8 @@ if TYPE_CHECKING:
     from keyless.tls.tickets import SessionState
 
 _CCS_RECORD_PAYLOAD = b"\x01"
+# Post-handshake messages are not part of the transcript (RFC 8446 §4.4.1).
+_POST_HANDSHAKE_TYPES = frozenset((int(HandshakeType.new_session_ticket), int(HandshakeType.key_update)))
 _MAX_TICKET_AGE_MS = 1 << 32
 
 
@@ -548,9 +550,7 @@ class ServerHandshake13:
     # ---- plumbing -------------------------------------------------------------------------------------
 
     def send_handshake(self, message: bytes) -> None:
-        if self.transcript is not None and message[0] != HandshakeType.new_session_ticket and (
-            message[0] != HandshakeType.key_update
-        ):
+        if self.transcript is not None and message[0] not in _POST_HANDSHAKE_TYPES:
             self.transcript.update(message)
         self.host.record.write(ContentType.handshake, message)
 
