@@ -197,7 +197,8 @@ class _TLSServerProtocol(asyncio.Protocol):
                 if self._transport is not None and not half_closed:
                     self._transport.close()
                 return
-        self._flush()
+        # A handshake flight has nothing to wait for: it leaves now (no extra loop pass).
+        self._flush(now=not conn.handshake_complete)
 
     def _flush(self, *, now: bool = False) -> None:
         """Hand the engine's output to the transport. Small output waits until the end of this loop pass
