@@ -10,6 +10,7 @@ its ID stays reserved so its late answer is dropped quietly.
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 from collections.abc import Callable
 
@@ -69,6 +70,7 @@ class KeylessConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
+        _enable_keepalive(transport)
 
     def data_received(self, data: bytes) -> None:
         core = self._core
@@ -172,6 +174,25 @@ class KeylessConnection(asyncio.Protocol):
         callbacks, self._on_close = self._on_close, []
         for callback in callbacks:
             callback(self)
+
+
+# A key server that vanished without a FIN/RST (power loss, a NAT or firewall dropping the flow) is
+# found by TCP keepalive even on a connection the pool is not using: ~60 s instead of never.
+_KEEPALIVE = (("TCP_KEEPIDLE", 30), ("TCP_KEEPINTVL", 10), ("TCP_KEEPCNT", 3))
+
+
+def _enable_keepalive(transport: asyncio.BaseTransport) -> None:
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        for name, value in _KEEPALIVE:
+            option = getattr(socket, name, None)
+            if option is not None:
+                sock.setsockopt(socket.IPPROTO_TCP, option, value)
+    except (OSError, AttributeError):
+        pass  # best effort: the health check still catches a dead server
 
 
 def _reason(exc: BaseException) -> str:
