@@ -400,3 +400,13 @@ def test_sighup_reaches_every_worker(pki: SitePKI, origin: OriginProcess, tmp_pa
                 break
             assert time.monotonic() < deadline, "not every worker reloaded"
             time.sleep(0.3)
+
+
+def test_tls12_session_id_resumption_without_tickets(edge: EdgeProcess, pki: SitePKI, tmp_path: Path) -> None:
+    session = tmp_path / "sess.pem"
+    first = s_client(edge.port, pki, "-tls1_2", "-no_ticket", "-sess_out", str(session))
+    assert "New, TLSv1.2" in first, first
+    before = edge.metric("keyless_edge_key_operations_total")
+    second = s_client(edge.port, pki, "-tls1_2", "-no_ticket", "-sess_in", str(session))
+    assert "Reused, TLSv1.2" in second, second  # from the edge's session-ID cache
+    assert edge.metric("keyless_edge_key_operations_total") == before
