@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from keyless.pki import DemoPKI
 from keyless.protocol import NEED_DATA, Message, MessageDecoder, encode_message
 
-Answerer = Callable[[Message], bytes | None]  # raw bytes to send back, or None for no answer
+Answerer = Callable[[Message], bytes | None]  # bytes to send back, None for no answer, b"" to drop the connection
 
 
 @dataclass
@@ -49,6 +49,9 @@ async def start_scripted(pki: DemoPKI, answer: Answerer) -> ScriptedServer:
                     assert isinstance(message, Message)
                     holder[0].received.append(message)
                     reply = answer(message)
+                    if reply == b"":  # the script says: drop the connection now
+                        writer.transport.abort()
+                        return
                     if reply is not None:
                         writer.write(reply)
         except (ConnectionError, ssl.SSLError, asyncio.CancelledError):

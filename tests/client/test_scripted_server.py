@@ -124,3 +124,33 @@ def test_pong_to_a_sign_request_is_a_violation(client_pki: DemoPKI) -> None:
             await server.close()
 
     asyncio.run(main())
+
+
+def test_broken_connection_is_retried_once(client_pki: DemoPKI) -> None:
+    drops = [b""]  # the first request's connection is dropped; then answers come
+
+    def answer(message: Message) -> bytes:
+        return drops.pop() if drops else encode_message(Message.response(message.id, b"sig"))
+
+    def always_drop(message: Message) -> bytes:
+        return b""
+
+    async def main() -> tuple[bytes, int, int]:
+        server = await start_scripted(client_pki, answer)
+        dropper = await start_scripted(client_pki, always_drop)
+        try:
+            async with client_for(client_pki, server.port, connections_per_server=1) as client:
+                result = await client.remote_key(PUBLIC).sign(SignatureScheme.ECDSA_SECP256R1_SHA256, b"m")
+            async with client_for(client_pki, dropper.port, connections_per_server=1) as client:
+                from keyless.client import ConnectionLost
+
+                with pytest.raises(ConnectionLost):
+                    await client.remote_key(PUBLIC).sign(SignatureScheme.ECDSA_SECP256R1_SHA256, b"m")
+            return result, len(server.received), len(dropper.received)
+        finally:
+            await server.close()
+            await dropper.close()
+
+    result, answered_after, dropped = asyncio.run(asyncio.wait_for(main(), 10))
+    assert result == b"sig" and answered_after == 2
+    assert dropped == 2  # one attempt and exactly one retry
