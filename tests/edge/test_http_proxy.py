@@ -269,3 +269,35 @@ def test_slowly_dribbled_request_head_is_cut_at_idle_timeout(loop_thread: LoopTh
             assert time.monotonic() - started < 4
     finally:
         p.close()
+
+
+def test_stale_keep_alive_connection_is_retried_on_a_fresh_one(loop_thread: LoopThread) -> None:
+    """An origin that drops a keep-alive connection when its next request arrives (a keep-alive timeout
+    racing the request): a body-less request is resent on a new connection and the client sees no error."""
+    connections = []
+
+    async def origin(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(writer)
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n")
+        await writer.drain()
+        await reader.readuntil(b"\r\n\r\n")  # the second request on this connection: hang up unanswered
+        writer.close()
+
+    async def start() -> asyncio.Server:
+        return await asyncio.start_server(origin, "127.0.0.1", 0)
+
+    server = loop_thread.run(start())
+    p = make_proxy(loop_thread, server.sockets[0].getsockname()[1])
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", p.port, timeout=10)
+        for _ in range(3):
+            conn.request("GET", "/")
+            response = conn.getresponse()
+            assert (response.status, response.read()) == (200, b"ok\n")
+        conn.close()
+        assert len(connections) == 3  # each later request found its pooled connection dropped
+        assert p.observer.origin_errors == []
+    finally:
+        p.close()
+        loop_thread.call(server.close)

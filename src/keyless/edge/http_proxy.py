@@ -57,6 +57,10 @@ class ProxySettings:
     pool_size: int = 8
 
 
+# Failures on a reused keep-alive connection that mean "the origin had closed it": safe to resend.
+_STALE_KINDS = frozenset({"closed", "send", "reset"})
+
+
 class OriginUnavailable(Exception):
     """No response head from the origin: becomes a 502 (or a 504 when ``timed_out``)."""
 
@@ -73,12 +77,13 @@ class _ClientGone(Exception):
 class OriginConnection:
     """One keep-alive connection to the origin with its own h11 client state."""
 
-    __slots__ = ("conn", "reused", "stream")
+    __slots__ = ("answered", "conn", "reused", "stream")
 
     def __init__(self, stream: SocketStream, max_header_size: int) -> None:
         self.stream = stream
         self.conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=max_header_size)
         self.reused = False
+        self.answered = False  # has any byte of the current response arrived?
 
     async def next_event(self) -> h11.Event:
         while True:
@@ -86,9 +91,14 @@ class OriginConnection:
             if event is not h11.NEED_DATA:
                 return event  # type: ignore[return-value]
             data = await self.stream.read(READ_SIZE)
+            if not data and not self.answered:
+                raise OriginUnavailable("closed")  # hung up before answering (a stale keep-alive, say)
+            self.answered = True
             self.conn.receive_data(data)
 
     async def send(self, event: h11.Event) -> None:
+        if isinstance(event, h11.Request):
+            self.answered = False
         data = self.conn.send(event)
         if data:
             await self.stream.write(data)
@@ -275,12 +285,13 @@ class _ClientSession:
             try:
                 response = await self._exchange(origin, request)
             except OriginUnavailable as exc:
-                if not (origin.reused and exc.kind == "closed" and not _has_body(request)):
+                if not (origin.reused and exc.kind in _STALE_KINDS and not _has_body(request)):
                     raise
-                # A reused keep-alive connection the origin had just closed: retry once on a fresh one.
+                # A reused keep-alive connection the origin closed as we sent: a race every keep-alive
+                # proxy meets. A request without a body is resent once on a fresh connection.
                 await origin.stream.close()
                 origin = await pool.connect()
-                response = await self._exchange(origin, request)
+                response = await self._exchange(origin, request, body_sent=True)
         except OriginUnavailable as exc:
             await origin.stream.close()
             return await self._origin_failed(exc)
@@ -304,11 +315,15 @@ class _ClientSession:
             await self._send_error(502, "origin unavailable")
         return False
 
-    async def _exchange(self, origin: OriginConnection, request: h11.Request) -> h11.Response:
-        """Send the request head and body to the origin; return the response head."""
+    async def _exchange(self, origin: OriginConnection, request: h11.Request, body_sent: bool = False) -> h11.Response:
+        """Send the request head and body to the origin; return the response head. ``body_sent``: a resend
+        of a body-less request whose end the client side has already delivered."""
         try:
             await origin.send(self._origin_request(request))
-            await self._stream_request_body(origin)
+            if body_sent:
+                await origin.send(h11.EndOfMessage())
+            else:
+                await self._stream_request_body(origin)
         except (OSError, h11.LocalProtocolError) as exc:
             raise OriginUnavailable("send") from exc
         try:
