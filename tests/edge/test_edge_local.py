@@ -295,6 +295,10 @@ def test_handshake_timeout_closes_silent_connections(pki: SitePKI, origin: Origi
         except ConnectionResetError:
             pass
         assert 0.3 < time.monotonic() - started < 5
+        deadline = time.monotonic() + 5
+        while edge.metric("keyless_edge_handshake_failures_total", reason="disconnected") < 1:
+            assert time.monotonic() < deadline, edge.metrics()
+            time.sleep(0.1)
 
 
 def test_check_config_command(pki: SitePKI, origin: OriginProcess, tmp_path: Path) -> None:

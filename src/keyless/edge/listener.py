@@ -30,12 +30,18 @@ Handler = Callable[[TLSStream], Awaitable[None]]
 class ConnectionObserver:
     """Metrics for one connection, fed with every engine event."""
 
-    __slots__ = ("completed", "metrics", "started")
+    __slots__ = ("completed", "ended", "metrics", "started")
 
     def __init__(self, metrics: EdgeMetrics) -> None:
         self.metrics = metrics
         self.started = time.monotonic()
         self.completed = False
+        self.ended = False  # the engine reported ConnectionClosed
+
+    def socket_closed(self) -> None:
+        """The socket went away; a handshake that neither completed nor failed was cut (timeout, peer)."""
+        if not self.completed and not self.ended:
+            self.metrics.child(self.metrics.handshake_failures, "disconnected").inc()
 
     def on_event(self, event: object) -> None:
         m = self.metrics
@@ -47,6 +53,7 @@ class ConnectionObserver:
         elif isinstance(event, AlertReceived):
             m.child(m.alerts_received, alert_name(event.description)).inc()
         elif isinstance(event, ConnectionClosed):
+            self.ended = True
             if event.alert_sent is not None:
                 m.child(m.alerts_sent, alert_name(event.alert_sent)).inc()
             if not self.completed:
@@ -62,7 +69,7 @@ class EdgeProtocol(_TLSServerProtocol):
     def __init__(self, listener: TLSListener, handler: Handler) -> None:
         self._listener = listener
         self._counted = False
-        observer = ConnectionObserver(listener.metrics)
+        observer = self._observer = ConnectionObserver(listener.metrics)
         super().__init__(
             handler,
             listener.config_provider(),
@@ -85,6 +92,7 @@ class EdgeProtocol(_TLSServerProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._counted:
+            self._observer.socket_closed()
             self._counted = False
             self._listener.active -= 1
             self._listener.metrics.active_connections.dec()
