@@ -102,8 +102,9 @@ class _Direction:
     def set_tls13(self, suite: CipherSuite13, traffic_secret: bytes) -> None:
         """RFC 8446 §7.3: key and IV from the traffic secret; the sequence number restarts at 0."""
         hash_name = suite.hash_name
-        key = _expand_label_one_block(hash_name, traffic_secret, b"key", suite.key_length)
-        iv = _expand_label_one_block(hash_name, traffic_secret, b"iv", suite.iv_length)
+        key_info, iv_info = _KEY_IV_INFO.get(suite.code) or _key_iv_info(suite)
+        key = hmac_digest(traffic_secret, key_info, hash_name)[: suite.key_length]
+        iv = hmac_digest(traffic_secret, iv_info, hash_name)[: suite.iv_length]
         self.aead = suite.aead(key)
         self.iv = int.from_bytes(iv, "big")
         self.kind = 13
@@ -495,18 +496,25 @@ class RecordLayer:
         return data
 
 
-_LABEL_INFO: dict[tuple[bytes, int], bytes] = {}
+_KEY_IV_INFO: dict[int, tuple[bytes, bytes]] = {}  # by cipher suite code
 
 
-def _expand_label_one_block(hash_name: str, secret: bytes, label: bytes, length: int) -> bytes:
-    """HKDF-Expand-Label(secret, label, "", length) for length <= the hash size: one HMAC over a cached
-    HkdfLabel || 0x01 (RFC 8446 §7.1, RFC 5869 §2.3). Key changes happen 4+ times per handshake."""
-    info = _LABEL_INFO.get((label, length))
-    if info is None:
-        full = b"tls13 " + label
-        info = length.to_bytes(2, "big") + bytes((len(full),)) + full + b"\x00\x01"
-        _LABEL_INFO[(label, length)] = info
-    return hmac_digest(secret, info, hash_name)[:length]
+def _key_iv_info(suite: CipherSuite13) -> tuple[bytes, bytes]:
+    """The HMAC inputs for a suite's traffic key and IV (RFC 8446 §7.3): two constants per suite."""
+    info = _KEY_IV_INFO[suite.code] = (
+        _label_info(b"key", suite.key_length, suite.hash_length),
+        _label_info(b"iv", suite.iv_length, suite.hash_length),
+    )
+    return info
+
+
+def _label_info(label: bytes, length: int, hash_length: int) -> bytes:
+    """HkdfLabel(label, "", length) || 0x01: with length <= the hash size, HKDF-Expand-Label is one HMAC
+    over this (RFC 8446 §7.1, RFC 5869 §2.3)."""
+    if length > hash_length:
+        raise ValueError("a traffic key or IV longer than the hash needs more than one HKDF block")
+    full = b"tls13 " + label
+    return length.to_bytes(2, "big") + bytes((len(full),)) + full + b"\x00\x01"
 
 
 def _major(version: int) -> int:
