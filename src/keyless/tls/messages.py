@@ -122,6 +122,7 @@ _EXTENSION_PARSERS: dict[int, tuple[str, Callable[[Reader], object]]] = {
 
 _PRE_SHARED_KEY = int(ExtensionType.pre_shared_key)
 _EXTENSION_HEADER = struct.Struct(">HH")  # extension_type, extension_data length
+_KEY_SHARE_HEADER = struct.Struct(">HHHH")  # extension_type, length, KeyShareEntry.group, key_exchange length
 
 
 def parse_client_hello(raw: bytes) -> ClientHello:
@@ -200,7 +201,7 @@ def server_hello(
     exts = [b"\x00\x2b\x00\x02\x03\x04"]  # supported_versions: TLS 1.3
     if key_share is not None:
         group, public = key_share
-        exts.append(_u16(ExtensionType.key_share) + _u16(4 + len(public)) + _u16(group) + _u16(len(public)) + public)
+        exts.append(_KEY_SHARE_HEADER.pack(ExtensionType.key_share, 4 + len(public), group, len(public)) + public)
     if selected_group is not None:
         exts.append(_u16(ExtensionType.key_share) + b"\x00\x02" + _u16(selected_group))
     if cookie is not None:
