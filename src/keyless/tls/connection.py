@@ -130,7 +130,7 @@ class TLSServerConnection:
                 return
             self._paused_input += data
             return
-        self._guarded(lambda: self.record.receive_data(data))
+        self._guarded(self.record.receive_data, data)
 
     def next_event(self) -> Event | _NeedData:
         """The next event, or NEED_DATA. Protocol errors come back as ConnectionClosed, never as exceptions."""
@@ -150,10 +150,10 @@ class TLSServerConnection:
             raise TLSUsageError(f"no pending key operation {op_id}")
         self._pending_op = None
         driver = self._driver
-        self._guarded(lambda: driver.complete_key_operation(result))
+        self._guarded(driver.complete_key_operation, result)
         paused, self._paused_input = bytes(self._paused_input), bytearray()
         if paused and not self._ended:
-            self._guarded(lambda: self.record.receive_data(paused))
+            self._guarded(self.record.receive_data, paused)
 
     def send(self, data: bytes) -> None:
         """Queue application data (after HandshakeComplete)."""
@@ -336,9 +336,9 @@ class TLSServerConnection:
 
     # ---- errors ---------------------------------------------------------------------------------------
 
-    def _guarded(self, action: Callable[[], None]) -> None:
+    def _guarded(self, action: Callable[..., None], *args: object) -> None:
         try:
-            action()
+            action(*args)
         except TLSAlert as alert:
             self._fail(alert)
         except Exception:
