@@ -120,3 +120,10 @@ def test_example_edge_yaml_is_valid(tmp_path: Path) -> None:
     assert config.workers == 2 and config.metrics_addr == ("127.0.0.1", 9443)
     assert config.sites[0].key_servers == (("10.0.0.7", 2407), ("10.0.0.8", 2407))
     assert config.tickets.rotation == 3600 and config.tickets.lifetime == 7200
+
+
+
+def test_rsa_key_exchange_is_off_unless_configured(files: Path) -> None:
+    """TLS 1.2 RSA key exchange has no forward secrecy: an edge offers it only when told to."""
+    assert load_config(write(files, good())).enable_rsa_key_exchange is False
+    assert load_config(write(files, good(rsa_key_exchange=True))).enable_rsa_key_exchange is True

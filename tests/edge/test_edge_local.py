@@ -43,6 +43,7 @@ def edge_config(pki: SitePKI, origin_port: int, **changes: Any) -> dict[str, Any
             {"names": [f"{kind}.edge.test"], "chain": str(pki.chain(kind)), "key_file": str(pki.key(kind))}
             for kind in KINDS
         ],
+        "rsa_key_exchange": True,
         "origin": {"mode": "http", "address": f"127.0.0.1:{origin_port}"},
         "limits": {"drain_timeout": 5},
     }

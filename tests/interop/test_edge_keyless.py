@@ -50,6 +50,7 @@ def edge_config(pki: DemoPKI, origin_port: int, key_servers: list[str], **change
             }
             for name, key in SITES.items()
         ],
+        "rsa_key_exchange": True,
         "origin": {"mode": "http", "address": f"127.0.0.1:{origin_port}"},
         "limits": {"drain_timeout": 2, "handshake_timeout": 10},
     }

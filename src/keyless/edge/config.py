@@ -112,7 +112,7 @@ class EdgeConfig:
     metrics_addr: tuple[str, int] | None = None
     workers: int = 1
     enable_tls12: bool = True
-    enable_rsa_key_exchange: bool = True
+    enable_rsa_key_exchange: bool = False
     loglevel: str = "info"
     source: Path | None = None
 
@@ -171,7 +171,7 @@ def parse_config(document: object, *, base: Path, source: Path | None = None) ->
         metrics_addr=metrics_addr,
         workers=workers,
         enable_tls12=_bool(top.get("tls12", True), "tls12"),
-        enable_rsa_key_exchange=_bool(top.get("rsa_key_exchange", True), "rsa_key_exchange"),
+        enable_rsa_key_exchange=_bool(top.get("rsa_key_exchange", False), "rsa_key_exchange"),
         loglevel=loglevel,
         source=source,
     )

@@ -178,6 +178,8 @@ class Demo:
                 for names, key, default in sites
             ],
             "origin": {"mode": "http", "address": f"127.0.0.1:{self.origin.port}"},
+            # Off by default (no forward secrecy); the demo turns it on so the decrypt path can be seen.
+            "rsa_key_exchange": True,
             "limits": {"drain_timeout": 2},
         }
 
