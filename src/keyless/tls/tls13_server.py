@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from keyless.tls.tickets import SessionState
 
 _CCS_RECORD_PAYLOAD = b"\x01"
+_HANDSHAKE_RECORD = int(ContentType.handshake)  # a plain int: an IntEnum member lookup costs ~50 ns
 # Post-handshake messages are not part of the transcript (RFC 8446 §4.4.1).
 _POST_HANDSHAKE_TYPES = frozenset((int(HandshakeType.new_session_ticket), int(HandshakeType.key_update)))
 _MAX_TICKET_AGE_MS = 1 << 32
@@ -58,36 +59,39 @@ class State(Enum):
 class ServerHandshake13:
     """One TLS 1.3 server handshake and the post-handshake messages that follow it."""
 
+    # Per-connection state starts at these class-level defaults (all immutable): a new connection then
+    # sets only what __init__ must, which matters at thousands of handshakes a second.
+    suite: CipherSuite13 | None = None
+    transcript: ks.Transcript | None = None
+    group: int | None = None
+    sni: str | None = None
+    alpn: bytes | None = None
+    certified_key: CertifiedKey | None = None
+    scheme: int | None = None
+    psk: bytes | None = None
+    psk_index: int | None = None
+    resumed = False
+    hello_retry_sent = False
+    ccs_sent = False
+    ccs_received = False
+    client_auth = False
+    client_certificates: tuple[bytes, ...] = ()
+    key_operations = 0
+    tickets_sent = 0
+    key_updates_without_data = 0
+    _client_hello: ClientHello | None = None
+    _handshake_secret: ks.HandshakeSecret | None = None
+    _client_handshake_secret = b""
+    _server_handshake_secret = b""
+    _client_traffic_secret = b""
+    _server_traffic_secret = b""
+    _resumption_master_secret = b""
+    _master_secret: ks.MasterSecret | None = None
+
     def __init__(self, host: HandshakeHost) -> None:
         self.host = host
         self.config: ServerConfig = host.config
         self.state = State.EXPECT_CLIENT_HELLO
-        self.suite: CipherSuite13 | None = None
-        self.transcript: ks.Transcript | None = None
-        self.group: int | None = None
-        self.sni: str | None = None
-        self.alpn: bytes | None = None
-        self.certified_key: CertifiedKey | None = None
-        self.scheme: int | None = None
-        self.psk: bytes | None = None
-        self.psk_index: int | None = None
-        self.resumed = False
-        self.hello_retry_sent = False
-        self.ccs_sent = False
-        self.ccs_received = False
-        self.client_auth = False
-        self.client_certificates: tuple[bytes, ...] = ()
-        self.key_operations = 0
-        self.tickets_sent = 0
-        self.key_updates_without_data = 0
-        self._client_hello: ClientHello | None = None
-        self._handshake_secret: ks.HandshakeSecret | None = None
-        self._client_handshake_secret = b""
-        self._server_handshake_secret = b""
-        self._client_traffic_secret = b""
-        self._server_traffic_secret = b""
-        self._resumption_master_secret = b""
-        self._master_secret: ks.MasterSecret | None = None
 
     def __repr__(self) -> str:
         return f"<ServerHandshake13 {self.state.name} suite={self.suite.name if self.suite else None}>"
@@ -552,7 +556,7 @@ class ServerHandshake13:
     def send_handshake(self, message: bytes) -> None:
         if self.transcript is not None and message[0] not in _POST_HANDSHAKE_TYPES:
             self.transcript.update(message)
-        self.host.record.write(ContentType.handshake, message)
+        self.host.record.write(_HANDSHAKE_RECORD, message)
 
     def transcript_update(self, raw: bytes) -> None:
         if self.transcript is None:
