@@ -149,6 +149,7 @@ class RecordLayer:
         "_out",
         "_pending_handshake",
         "_pending_handshake_size",
+        "_plaintext_alerts_allowed",
         "_read",
         "_seen_first_record",
         "_skip_early_budget",
@@ -169,6 +170,7 @@ class RecordLayer:
         self._write = _Direction()
         self._seen_first_record = False
         self._skip_early_budget = 0
+        self._plaintext_alerts_allowed = True  # until the TLS 1.3 application read key is in
         # Largest plaintext fragment we send (RFC 8449 record_size_limit lowers it) and accept.
         self.max_fragment = MAX_PLAINTEXT
         self.max_receive_fragment = MAX_PLAINTEXT
@@ -180,6 +182,9 @@ class RecordLayer:
     # ---- keys -------------------------------------------------------------------------------------
 
     def set_read_key_tls13(self, suite: CipherSuite13, traffic_secret: bytes) -> None:
+        # The first TLS 1.3 read key is the client's handshake key (we never accept 0-RTT); from the
+        # second on (application keys, KeyUpdates) every record must be protected.
+        self._plaintext_alerts_allowed = self._read.aead is None
         self._read.set_tls13(suite, traffic_secret)
         self._skip_early_budget = 0
         self._seen_first_record = True
@@ -336,6 +341,11 @@ class RecordLayer:
         if content_type != APPLICATION_DATA:
             if content_type == CHANGE_CIPHER_SPEC:
                 # Appendix D.4: the compatibility CCS stays unprotected; the handshake decides if it is allowed.
+                return _plaintext_record(content_type, fragment.tobytes())
+            if content_type == ALERT and self._plaintext_alerts_allowed:
+                # A client that rejects our certificate may alert before installing its handshake keys
+                # (OpenSSL does): report its alert instead of answering unexpected_message. An unprotected
+                # alert can only end a handshake, which anyone on the path can do by cutting the TCP stream.
                 return _plaintext_record(content_type, fragment.tobytes())
             raise TLSAlert(AlertDescription.unexpected_message, "unprotected record after the key change")
         if len(fragment) < TAG_LENGTH + 1:
