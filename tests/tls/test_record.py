@@ -343,10 +343,24 @@ def test_tls13_ccs_stays_unprotected_and_must_be_one() -> None:
 
 
 @pytest.mark.parametrize("record", [b"\x16\x03\x03\x00\x04\x14\x00\x00\x00", b"\x15\x03\x03\x00\x02\x01\x00"])
-def test_tls13_unprotected_records_after_key_change(record: bytes) -> None:
+def test_tls13_unprotected_records_after_application_key(record: bytes) -> None:
     _, receiver = pair13()
+    receiver.set_read_key_tls13(TLS_AES_128_GCM_SHA256, secret_for(TLS_AES_128_GCM_SHA256))  # application key
     receiver.receive_data(record)
     assert alert_of(receiver.next_record) == AlertDescription.unexpected_message
+
+
+def test_tls13_unprotected_handshake_after_handshake_key() -> None:
+    _, receiver = pair13()
+    receiver.receive_data(b"\x16\x03\x03\x00\x04\x14\x00\x00\x00")
+    assert alert_of(receiver.next_record) == AlertDescription.unexpected_message
+
+
+def test_tls13_unprotected_alert_under_handshake_key_is_reported() -> None:
+    # OpenSSL alerts before installing its handshake keys when it rejects our certificate.
+    _, receiver = pair13()
+    receiver.receive_data(b"\x15\x03\x03\x00\x02\x02\x30")
+    assert receiver.next_record() == Record(21, b"\x02\x30")
 
 
 @pytest.mark.parametrize("content_type", [20, 21, 22])
