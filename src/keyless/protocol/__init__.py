@@ -1,4 +1,4 @@
-"""The keyless wire protocol as a sans-IO codec (see ../shared/spec/keyless-protocol.md)."""
+"""The keyless wire protocol as a sans-IO codec (see docs/keyless-protocol.md)."""
 
 from keyless.protocol.constants import (
     DEFAULT_PORT,

@@ -1,4 +1,4 @@
-"""Numbers of the keyless wire protocol (../shared/spec/keyless-protocol.md)."""
+"""Numbers of the keyless wire protocol (docs/keyless-protocol.md)."""
 
 from __future__ import annotations
 
