@@ -205,6 +205,11 @@ class Writer:
         return bytes(self._buf)
 
 
+_HANDSHAKE_HEADER = struct.Struct(">I")  # msg_type (1 byte) and uint24 length, packed as one uint32
+
+
 def handshake_message(msg_type: int, body: bytes) -> bytes:
     """Frame a handshake body: type (1) + uint24 length + body."""
-    return bytes((msg_type,)) + len(body).to_bytes(3, "big") + body
+    if len(body) >= 1 << 24:
+        raise ValueError("handshake message body over 2^24 - 1 bytes")  # our own output only
+    return _HANDSHAKE_HEADER.pack((msg_type << 24) | len(body)) + body

@@ -109,7 +109,11 @@ class _Stage:
         return f"<{type(self).__name__} {self.suite.name}>"
 
     def _derive(self, label: bytes, transcript_hash: bytes) -> bytes:
-        return hkdf_expand_label(self.hash_name, self._secret, label, transcript_hash, self.hash_length)
+        """Derive-Secret (§7.1): HKDF-Expand-Label to Hash.length bytes, i.e. a single HMAC block."""
+        length = self.hash_length
+        prefix = _LABEL_PREFIXES.get((label, length)) or _label_prefix(label, length)
+        info = b"".join((prefix, bytes((len(transcript_hash),)), transcript_hash, b"\x01"))
+        return _hmac_digest(self._secret, info, self.hash_name)
 
     def _next_salt(self) -> bytes:
         return self._derive(b"derived", _empty_hash(self.hash_name))
@@ -184,7 +188,8 @@ class MasterSecret(_Stage):
 def finished_verify_data(hash_name: str, base_key: bytes, transcript_hash: bytes) -> bytes:
     """§4.4.4: HMAC(finished_key, Transcript-Hash)."""
     length = len(transcript_hash)
-    finished_key = hkdf_expand_label(hash_name, base_key, b"finished", b"", length)
+    prefix = _LABEL_PREFIXES.get((b"finished", length)) or _label_prefix(b"finished", length)
+    finished_key = _hmac_digest(base_key, prefix + b"\x00\x01", hash_name)  # Expand-Label(…, "", Hash.length)
     return _hmac_digest(finished_key, transcript_hash, hash_name)
 
 

@@ -271,7 +271,7 @@ class ServerHandshake13:
             signature_schemes=hello.signature_algorithms,
             groups=hello.supported_groups,
             cipher_suites=hello.cipher_suites,
-            alpn_protocols=tuple(p.decode("latin-1") for p in hello.alpn_protocols),
+            alpn_protocols=tuple([p.decode("latin-1") for p in hello.alpn_protocols]) if hello.alpn_protocols else (),
             version=TLS13,
         )
         certified = self.config.certificate_callback(info)
