@@ -14,6 +14,10 @@ failed decryption into a random premaster. The handler runs once the handshake i
 
 Flow control: received application data waits in a bounded buffer; past ``read_buffer_limit`` the socket is
 paused until the handler reads. Writes respect the transport's pause/resume via ``TLSStream.drain``.
+
+Applications that must decide per connection (a connection limit, per-connection metrics, context for the
+key server) pass ``admit``: it is called at accept, before any TLS work, and returns the ``Admission`` for
+that connection or None to refuse it (the socket is aborted).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import logging
 import socket
 from collections import deque
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, cast
 
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -43,6 +48,26 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[["TLSStream"], Awaitable[None]]
 EventCallback = Callable[[object], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """How to run one admitted connection; every field is optional.
+
+    ``on_event`` sees this connection's engine events (after the server-wide ``on_event``); ``on_close`` is
+    called once when its socket is gone; ``key_for_operation`` returns the key that answers a
+    ``KeyOperationRequired`` (default: ``event.key``), e.g. a remote key carrying this connection's context;
+    ``handshake_timeout`` overrides the server's. The callbacks must not block; an exception from
+    ``on_event``/``on_close`` is logged, one from ``key_for_operation`` fails the key operation.
+    """
+
+    on_event: EventCallback | None = None
+    on_close: Callable[[], None] | None = None
+    key_for_operation: Callable[[KeyOperationRequired], object] | None = None
+    handshake_timeout: float | None = None
+
+
+Admit = Callable[[Any], Admission | None]  # peername -> Admission, or None to refuse the connection
 
 DEFAULT_READ_BUFFER_LIMIT = 256 * 1024
 WRITE_SLICE = 4 * 16384  # application writes are protected and handed to the transport this much at a time
@@ -88,7 +113,10 @@ class TLSStream:
 
 class _TLSServerProtocol(asyncio.Protocol):
     def __init__(self, handler: Handler, config: ServerConfig, handshake_timeout: float,
-                 on_event: EventCallback | None, read_buffer_limit: int) -> None:
+                 on_event: EventCallback | None, read_buffer_limit: int, admit: Admit | None = None) -> None:
+        self._admit = admit
+        self._on_close: Callable[[], None] | None = None
+        self._key_for_operation: Callable[[KeyOperationRequired], object] | None = None
         self._handler = handler
         self._config = config
         self._handshake_timeout = handshake_timeout
@@ -125,15 +153,38 @@ class _TLSServerProtocol(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # A stream transport (uvloop's are not asyncio.Transport subclasses, so no isinstance check).
-        self._transport = cast(asyncio.Transport, transport)
         self._peername = transport.get_extra_info("peername")
+        if self._admit is not None and not self._admitted(self._admit):
+            transport.abort()  # type: ignore[attr-defined]
+            return
+        self._transport = cast(asyncio.Transport, transport)
         self._timer = self._loop.call_later(self._handshake_timeout, self._handshake_timed_out)
 
+    def _admitted(self, admit: Admit) -> bool:
+        try:
+            admission = admit(self._peername)
+        except Exception:
+            log.exception("admit callback failed; refusing the connection")
+            return False
+        if admission is None:
+            return False
+        self._on_close = admission.on_close
+        self._key_for_operation = admission.key_for_operation
+        if admission.handshake_timeout is not None:
+            self._handshake_timeout = admission.handshake_timeout
+        if admission.on_event is not None:
+            self._on_event = _both(self._on_event, admission.on_event)
+        return True
+
     def data_received(self, data: bytes) -> None:
+        if self._transport is None:
+            return  # refused at accept: aborted, nothing to parse
         self._conn.receive_data(data)
         self._process()
 
     def eof_received(self) -> bool:
+        if self._transport is None:
+            return False
         self._conn.receive_data(b"")
         self._process()
         return False  # TLS has no half-close without close_notify: let the transport close
@@ -154,6 +205,12 @@ class _TLSServerProtocol(asyncio.Protocol):
         self._drain_waiters.clear()
         if not self._closed.done():
             self._closed.set_result(None)
+        on_close, self._on_close = self._on_close, None
+        if on_close is not None:
+            try:
+                on_close()
+            except Exception:
+                log.exception("on_close callback failed")
 
     def pause_writing(self) -> None:
         self._writing_paused = True
@@ -230,6 +287,13 @@ class _TLSServerProtocol(asyncio.Protocol):
     def _start_key_operation(self, request: KeyOperationRequired) -> bool:
         """True if answered inline; False if a task (thread pool or awaited key) will answer."""
         key: Any = request.key
+        if self._key_for_operation is not None:
+            try:
+                key = self._key_for_operation(request)
+            except Exception as exc:
+                log.exception("key_for_operation callback failed")
+                self._conn.complete_key_operation(request.op_id, exc)
+                return True
         if request.kind == "sign":
             sync = getattr(key, "sign_sync", None)
             args: tuple[Any, ...] = (request.scheme, request.data)
@@ -418,16 +482,32 @@ class _TLSServerProtocol(asyncio.Protocol):
             await asyncio.shield(self._closed)
 
 
-async def start_tls_server(handler: Handler, host: str | None, port: int, config: ServerConfig, *,
+def _both(first: EventCallback | None, second: EventCallback) -> EventCallback:
+    if first is None:
+        return second
+
+    def both(event: object) -> None:
+        first(event)
+        second(event)
+
+    return both
+
+
+async def start_tls_server(handler: Handler, host: str | None, port: int,
+                           config: ServerConfig | Callable[[], ServerConfig], *,
                            handshake_timeout: float = 10.0, reuse_port: bool = False,
                            sock: socket.socket | None = None, on_event: EventCallback | None = None,
-                           read_buffer_limit: int = DEFAULT_READ_BUFFER_LIMIT, backlog: int = 1024) -> asyncio.Server:
+                           read_buffer_limit: int = DEFAULT_READ_BUFFER_LIMIT, backlog: int = 1024,
+                           admit: Admit | None = None) -> asyncio.Server:
     """Listen on ``host:port`` (or on ``sock``, ignoring both) and run ``handler(stream)`` for each completed
-    handshake. ``on_event`` sees every engine event (metrics); it must not raise or block."""
+    handshake. ``config`` may be a function returning the configuration, asked once per connection (reload).
+    ``on_event`` sees every engine event (metrics); it must not raise or block. ``admit``, if given, decides
+    at accept whether and how each connection runs (see ``Admission``)."""
     loop = asyncio.get_running_loop()
 
     def factory() -> _TLSServerProtocol:
-        return _TLSServerProtocol(handler, config, handshake_timeout, on_event, read_buffer_limit)
+        resolved = config() if callable(config) else config
+        return _TLSServerProtocol(handler, resolved, handshake_timeout, on_event, read_buffer_limit, admit)
 
     if sock is not None:
         return await loop.create_server(factory, sock=sock, backlog=backlog)
