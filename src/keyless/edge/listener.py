@@ -1,10 +1,11 @@
-"""The TLS listener: the engine's asyncio protocol plus what an edge needs around it.
+"""The TLS listener: the engine's asyncio adapter plus what an edge needs around it.
 
-``keyless.tls.asyncio_adapter`` drives one ``TLSServerConnection`` per socket. The edge adds, per
-connection: the connection limit (refused at accept, before any handshake work), the active-connection
-gauge, and a ``ConnectionObserver`` that turns the engine's events into metrics (handshake duration and
-outcome, alerts both ways, key operations). Key-operation latency is measured by ``InstrumentedKey``
-around the key itself, so it covers exactly the key server's share of a handshake.
+``keyless.tls.asyncio_adapter.start_tls_server`` drives one ``TLSServerConnection`` per socket. Through its
+public ``admit`` hook the edge adds, per connection: the connection limit (refused at accept, before any
+handshake work), the active-connection gauge, and a ``ConnectionObserver`` that turns the engine's events
+into metrics (handshake duration and outcome, alerts both ways, key operations). Key-operation latency is
+measured by ``InstrumentedKey`` around the key itself, so it covers exactly the key server's share of a
+handshake.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 
 from keyless.edge.metrics import EdgeMetrics, alert_name, version_name
 from keyless.keys.schemes import SignatureScheme
-from keyless.tls.asyncio_adapter import TLSStream, _TLSServerProtocol
+from keyless.tls.asyncio_adapter import Admission, TLSStream, start_tls_server
 from keyless.tls.config import ServerConfig
 from keyless.tls.events import AlertReceived, ConnectionClosed, HandshakeComplete, KeyOperationRequired
 
@@ -63,44 +64,6 @@ class ConnectionObserver:
             pass  # counted, with latency and result, by InstrumentedKey
 
 
-class EdgeProtocol(_TLSServerProtocol):
-    """The adapter's protocol with a connection limit and an active-connection count."""
-
-    def __init__(self, listener: TLSListener, handler: Handler) -> None:
-        self._listener = listener
-        self._counted = False
-        observer = self._observer = ConnectionObserver(listener.metrics)
-        super().__init__(
-            handler,
-            listener.config_provider(),
-            listener.handshake_timeout,
-            observer.on_event,
-            listener.read_buffer_limit,
-        )
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        listener = self._listener
-        if listener.active >= listener.max_connections or listener.refusing:
-            listener.metrics.connections_refused.inc()
-            transport.abort()  # type: ignore[attr-defined]
-            return
-        listener.active += 1
-        self._counted = True
-        listener.metrics.active_connections.inc()
-        listener.metrics.worker_connections.inc()
-        super().connection_made(transport)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self._counted:
-            self._observer.socket_closed()
-            self._counted = False
-            self._listener.active -= 1
-            self._listener.metrics.active_connections.dec()
-            if self._listener.active == 0:
-                self._listener.idle.set()
-        super().connection_lost(exc)
-
-
 class TLSListener:
     """All listening sockets of one edge process, sharing the limits and the current TLS configuration."""
 
@@ -125,12 +88,35 @@ class TLSListener:
         self.servers: list[asyncio.Server] = []
 
     async def listen(self, handler: Handler, host: str, port: int, *, reuse_port: bool) -> int:
-        loop = asyncio.get_running_loop()
         sock = _listening_socket(host, port, reuse_port)
-        server = await loop.create_server(lambda: EdgeProtocol(self, handler), sock=sock, backlog=1024)
+        server = await start_tls_server(
+            handler, None, 0, self.config_provider, sock=sock, admit=self.admit,
+            handshake_timeout=self.handshake_timeout, read_buffer_limit=self.read_buffer_limit,
+        )
         self.servers.append(server)
         bound: int = server.sockets[0].getsockname()[1]
         return bound
+
+    def admit(self, peername: Any) -> Admission | None:
+        """At accept, before any handshake work: refuse over ``max_connections`` (or while draining), else
+        count the connection and watch its events."""
+        metrics = self.metrics
+        if self.active >= self.max_connections or self.refusing:
+            metrics.connections_refused.inc()
+            return None
+        self.active += 1
+        metrics.active_connections.inc()
+        metrics.worker_connections.inc()
+        observer = ConnectionObserver(metrics)
+
+        def closed() -> None:
+            observer.socket_closed()
+            self.active -= 1
+            metrics.active_connections.dec()
+            if self.active == 0:
+                self.idle.set()
+
+        return Admission(on_event=observer.on_event, on_close=closed, handshake_timeout=self.handshake_timeout)
 
     def stop_accepting(self) -> None:
         self.refusing = True
@@ -233,4 +219,4 @@ def instrument(key: Any, metrics: EdgeMetrics) -> InstrumentedKey:
     return InstrumentedKey(key, metrics)
 
 
-__all__ = ["ConnectionObserver", "EdgeProtocol", "InstrumentedKey", "TLSListener", "instrument"]
+__all__ = ["ConnectionObserver", "InstrumentedKey", "TLSListener", "instrument"]
