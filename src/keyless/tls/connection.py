@@ -47,6 +47,7 @@ from keyless.tls.record import (
     APPLICATION_DATA,
     CHANGE_CIPHER_SPEC,
     HANDSHAKE,
+    HEADER_LENGTH,
     HandshakeReassembler,
     Record,
     RecordLayer,
@@ -144,7 +145,8 @@ class TLSServerConnection:
     def next_event(self) -> Event | _NeedData:
         """The next event, or NEED_DATA. Protocol errors come back as ConnectionClosed, never as exceptions."""
         if not self._events and not self._ended and self._pending_op is None:
-            self._guarded(self._process_input)
+            if self.record.buffered >= HEADER_LENGTH or self.reassembler.pending:  # else nothing to parse
+                self._guarded(self._process_input)
             if not self._events and self._eof and self._pending_op is None and not self._ended:
                 self._end(None, "peer closed the connection" if self.handshake_complete else "EOF in handshake")
         if self._events:
@@ -160,9 +162,10 @@ class TLSServerConnection:
         self._pending_op = None
         driver = self._driver
         self._guarded(driver.complete_key_operation, result)
-        paused, self._paused_input = bytes(self._paused_input), bytearray()
-        if paused and not self._ended:
-            self._guarded(self.record.receive_data, paused)
+        if self._paused_input:
+            paused, self._paused_input = bytes(self._paused_input), bytearray()
+            if not self._ended:
+                self._guarded(self.record.receive_data, paused)
 
     def send(self, data: bytes) -> None:
         """Queue application data (after HandshakeComplete)."""
