@@ -13,7 +13,7 @@ from keyless.tls.asyncio_adapter import Admission, start_tls_server
 from keyless.tls.config import ServerConfig
 from keyless.tls.events import HandshakeComplete, KeyOperationRequired
 from tests.tls.test_adapter import AwaitedKey, Server, config_with_key, echo, round_trip
-from tests.tls.tls13_helpers import server_config, site
+from tests.tls.tls13_helpers import HOSTNAME, server_config, site
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -54,6 +54,7 @@ def test_admission_watches_one_connection_and_picks_its_key() -> None:
 
         def key_for(event: KeyOperationRequired) -> object:
             assert event.key is failing  # the certificate callback's key, as configured
+            assert event.server_name == HOSTNAME  # the client's SNI travels with the operation
             return working
 
         return Admission(on_event=seen.append, on_close=lambda: closed.append(peername), key_for_operation=key_for)

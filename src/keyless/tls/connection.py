@@ -109,6 +109,7 @@ class TLSServerConnection:
         self.record = RecordLayer()
         self.reassembler = HandshakeReassembler()
         self.version: int | None = None
+        self.server_name: str | None = None  # the client's SNI, once its ClientHello is parsed
         self.handshake_complete = False
         self.closed = False  # we sent close_notify or a fatal alert
         self._driver: HandshakeDriver | None = None
@@ -207,7 +208,8 @@ class TLSServerConnection:
         op_id = self._next_op_id
         self._next_op_id += 1
         self._pending_op = op_id
-        self._events.append(KeyOperationRequired(op_id=op_id, key=key, kind=kind, scheme=scheme, data=data))
+        self._events.append(KeyOperationRequired(op_id=op_id, key=key, kind=kind, scheme=scheme, data=data,
+                                                 server_name=self.server_name))
 
     def check_key_change_allowed(self) -> None:
         """RFC 8446 §5.1: a key change must fall on a record boundary."""
@@ -316,6 +318,7 @@ class TLSServerConnection:
         if msg_type != HandshakeType.client_hello:
             raise TLSAlert(AlertDescription.unexpected_message, "expected ClientHello")
         hello = messages.parse_client_hello(raw)
+        self.server_name = hello.server_name
         self.version = self._choose_version(hello)
         if self.version == TLS13:
             self._driver = ServerHandshake13(self)

@@ -34,6 +34,7 @@ class KeyOperationRequired(Event):
     """The handshake needs the private key: answer with ``complete_key_operation(op_id, result)``.
 
     ``data`` is the whole message to sign (``kind="sign"``) or the RSA ciphertext (``kind="decrypt"``).
+    ``server_name`` is the SNI the client sent (context a key server may log or apply policy to).
     """
 
     op_id: int
@@ -41,6 +42,7 @@ class KeyOperationRequired(Event):
     kind: Literal["sign", "decrypt"]
     scheme: SignatureScheme | None
     data: bytes = field(repr=False)
+    server_name: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
