@@ -45,6 +45,7 @@ def test_good_config_loads_with_relative_paths(files: Path) -> None:
     assert first.names == ("example.com", "*.example.com")
     assert first.key_servers == (("127.0.0.1", 2407), ("ks2", 2407))
     assert first.key_server_tls is not None and first.key_server_tls.ca == files / "ca.pem"
+    assert first.key_server_tls.send_client_ip is False  # the end user's IP is opt-in
     assert second.key_file == files / "site-key.pem" and second.default
     assert config.origin.host == "127.0.0.1" and config.origin.port == 8080
     assert config.tickets.key_files == (files / "ticket.key",) and config.tickets.lifetime == 3600
@@ -66,6 +67,8 @@ def test_good_config_loads_with_relative_paths(files: Path) -> None:
         ({"tickets": {"lifetime": 700000}}, "tickets.lifetime", "whole number"),
         ({"key_server_tls": None}, "key_server_tls", "add key_server_tls"),
         ({"metrics_addr": "localhost"}, "metrics_addr", "host:port"),
+        ({"key_server_tls": {"client_cert": "ca.pem", "client_key": "ca.pem", "ca": "ca.pem", "send_client_ip": "yes"}},
+         "key_server_tls.send_client_ip", ""),
     ],
 )
 def test_bad_config_names_key_and_fix(files: Path, change: dict[str, object], key: str, fix: str) -> None:

@@ -52,6 +52,7 @@ class KeyServerTLS:
     ca: Path
     timeout: float = 10.0
     server_name: str | None = None  # name to verify in the key server's certificate; default: the host
+    send_client_ip: bool = False  # tell the key servers the end user's IP with each operation (tag 0x03)
 
 
 @dataclass(frozen=True)
@@ -267,7 +268,7 @@ def _check_name(name: str, key: str) -> None:
 
 
 def _key_server_tls(value: object, key: str, base: Path) -> KeyServerTLS:
-    entry = _mapping(value, key, {"client_cert", "client_key", "ca", "timeout", "server_name"})
+    entry = _mapping(value, key, {"client_cert", "client_key", "ca", "timeout", "server_name", "send_client_ip"})
     for name in ("client_cert", "client_key", "ca"):
         if name not in entry:
             raise ConfigError(f"{key}.{name}", "missing", f"give the PEM file for {name.replace('_', ' ')}")
@@ -278,6 +279,7 @@ def _key_server_tls(value: object, key: str, base: Path) -> KeyServerTLS:
         ca=_existing_file(entry["ca"], f"{key}.ca", base),
         timeout=_float(entry.get("timeout", 10.0), f"{key}.timeout", 0.05, 300.0),
         server_name=str(server_name) if server_name else None,
+        send_client_ip=_bool(entry.get("send_client_ip", False), f"{key}.send_client_ip"),
     )
 
 

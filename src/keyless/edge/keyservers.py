@@ -39,6 +39,7 @@ class ClientGroup:
             connect_timeout=min(tls.timeout, 5.0),
             health_interval=2.0,
             health_timeout=min(tls.timeout, 2.0),
+            send_client_ip=tls.send_client_ip,
         )
 
     def __repr__(self) -> str:

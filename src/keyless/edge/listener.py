@@ -108,6 +108,16 @@ class TLSListener:
         metrics.active_connections.inc()
         metrics.worker_connections.inc()
         observer = ConnectionObserver(metrics)
+        client_ip = peername[0] if isinstance(peername, tuple) and peername else None
+
+        def key_for_operation(event: KeyOperationRequired) -> object:
+            """The key with this connection's context for the key server: the SNI and the client's IP
+            (the keyless client sends the IP only where ``send_client_ip`` is configured)."""
+            key = event.key
+            if isinstance(key, InstrumentedKey):
+                context = {"sni": event.server_name, "client_ip": client_ip}
+                return key.with_context(**{name: value for name, value in context.items() if value})
+            return key
 
         def closed() -> None:
             observer.socket_closed()
@@ -116,7 +126,8 @@ class TLSListener:
             if self.active == 0:
                 self.idle.set()
 
-        return Admission(on_event=observer.on_event, on_close=closed, handshake_timeout=self.handshake_timeout)
+        return Admission(on_event=observer.on_event, on_close=closed, key_for_operation=key_for_operation,
+                         handshake_timeout=self.handshake_timeout)
 
     def stop_accepting(self) -> None:
         self.refusing = True
@@ -170,6 +181,14 @@ class InstrumentedKey:
     @property
     def inner(self) -> Any:
         return self._inner
+
+    def with_context(self, **context: str) -> InstrumentedKey:
+        """The same key carrying per-handshake context (a remote key's ``with_context``); a key without
+        context (a local one) is itself."""
+        derive = getattr(self._inner, "with_context", None)
+        if derive is None or not context:
+            return self
+        return type(self)(derive(**context), self._metrics)
 
     async def sign(self, scheme: SignatureScheme, message: bytes) -> bytes:
         return await self._timed("sign", self._inner.sign(scheme, message))
