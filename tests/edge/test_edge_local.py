@@ -356,12 +356,13 @@ def test_two_edges_sharing_ticket_keys_through_redis(pki: SitePKI, origin: Origi
         redis.wait(10)
 
 
-def test_client_alert_is_counted_by_type(edge: EdgeProcess, pki: SitePKI, tmp_path: Path) -> None:
-    # TLS 1.2: the client's alert is in clear. (Over TLS 1.3 the engine currently answers the client's
-    # encrypted handshake-time alert with unexpected_message instead of reporting it: reported upstream.)
+@pytest.mark.parametrize("version", ["-tls1_3", "-tls1_2"])
+def test_client_alert_is_counted_by_type(edge: EdgeProcess, pki: SitePKI, tmp_path: Path, version: str) -> None:
+    # OpenSSL rejecting our certificate: TLS 1.2 sends the alert in clear, TLS 1.3 under its handshake key.
     stranger = make_pki(tmp_path / "stranger")  # a CA that did not sign the edge's certificate
     before = edge.metric("keyless_edge_alerts_received_total", description="unknown_ca")
     failures_before = edge.metric("keyless_edge_handshake_failures_total")
+    unexpected_before = edge.metric("keyless_edge_alerts_sent_total", description="unexpected_message")
     openssl = require_tool("openssl")
     result = subprocess.run(
         [
@@ -374,7 +375,7 @@ def test_client_alert_is_counted_by_type(edge: EdgeProcess, pki: SitePKI, tmp_pa
             "-CAfile",
             str(stranger.ca),
             "-verify_return_error",
-            "-tls1_2",
+            version,
         ],
         input=b"",
         capture_output=True,
@@ -386,6 +387,8 @@ def test_client_alert_is_counted_by_type(edge: EdgeProcess, pki: SitePKI, tmp_pa
         assert time.monotonic() < deadline, edge.metrics()
         time.sleep(0.1)
     assert edge.metric("keyless_edge_handshake_failures_total") == failures_before + 1
+    # the client's alert is reported, not answered with an alert of ours
+    assert edge.metric("keyless_edge_alerts_sent_total", description="unexpected_message") == unexpected_before
 
 
 def test_sighup_reaches_every_worker(pki: SitePKI, origin: OriginProcess, tmp_path: Path) -> None:
