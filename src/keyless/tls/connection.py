@@ -244,13 +244,15 @@ class TLSServerConnection:
         message = self.reassembler.next_message()
         if message is None:
             return False
-        msg_type, body, raw = message
+        self._handle_handshake_message(*message)
+        return True
+
+    def _handle_handshake_message(self, msg_type: int, body: bytes, raw: bytes) -> None:
         self._useless_records = 0
         if self._driver is None:
             self._start_handshake(msg_type, raw)
         else:
             self._driver.handle_message(msg_type, body, raw)
-        return True
 
     def _handle_record(self, record: Record) -> None:
         # Content types as plain ints (record.py's): an IntEnum member lookup costs ~50 ns, and this runs per record.
@@ -259,7 +261,11 @@ class TLSServerConnection:
         if content_type == HANDSHAKE:
             if not payload:
                 raise TLSAlert(AlertDescription.unexpected_message, "empty handshake record")
-            self.reassembler.feed(payload)
+            message = self.reassembler.whole_message(payload)
+            if message is not None:
+                self._handle_handshake_message(*message)
+            else:
+                self.reassembler.feed(payload)
             return
         if self.reassembler.pending:
             raise TLSAlert(AlertDescription.unexpected_message, "record interleaved with a handshake message")

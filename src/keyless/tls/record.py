@@ -564,6 +564,20 @@ class HandshakeReassembler:
         self._buffer += payload
         self._check_length()  # refuse an oversize message as soon as its header is in
 
+    def whole_message(self, payload: bytes) -> tuple[int, bytes, bytes] | None:
+        """``payload`` as (type, body, raw) when nothing is buffered and it is exactly one handshake message
+        (the usual record): handed over without a pass through the buffer, under the same size limits.
+        None means: ``feed`` it instead."""
+        if self._buffer or len(payload) < 4:
+            return None
+        length = (payload[1] << 16) | (payload[2] << 8) | payload[3]
+        if 4 + length != len(payload):
+            return None
+        limit = self.max_certificate_size if payload[0] == _CERTIFICATE else self.max_message_size
+        if length > limit:
+            raise TLSAlert(AlertDescription.illegal_parameter, f"handshake message of {length} bytes")
+        return payload[0], payload[4:], payload
+
     def next_message(self) -> tuple[int, bytes, bytes] | None:
         """(type, body, raw message including the 4-byte header), or None until the message is whole."""
         buf = self._buffer
