@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 SRC = Path(__file__).resolve().parent.parent / "src" / "keyless"
-PARTS = ("edge",)
+PARTS = tuple(sorted(p.name for p in SRC.iterdir() if p.is_dir() and (p / "__init__.py").exists()))
 
 
 def private_imports_across_parts(part: str) -> list[str]:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from keyless.client.core import Answer, ClientConnection, Request
 from keyless.client.errors import ConnectFailed, ConnectionLost, OperationTimeout, ResponseError
-from keyless.protocol.framing import _NeedData
+from keyless.sentinel import NeedData
 
 
 class KeylessConnection(asyncio.Protocol):
@@ -79,7 +79,7 @@ class KeylessConnection(asyncio.Protocol):
         try:
             while True:
                 answer = core.next_event()
-                if isinstance(answer, _NeedData):
+                if isinstance(answer, NeedData):
                     return
                 entry = waiters.pop(answer.request_id, None)
                 if entry is None:

@@ -21,8 +21,8 @@ from typing import NoReturn
 from keyless.client.errors import ResponseError
 from keyless.protocol import NEED_DATA, PADDED_SIZE, Message, MessageDecoder, Opcode, ProtocolError, Tag
 from keyless.protocol.constants import HEADER_SIZE, ITEM_HEADER_SIZE, MAX_BODY_SIZE, VERSION_MAJOR, VERSION_MINOR
-from keyless.protocol.framing import _NeedData
 from keyless.protocol.message import decode_message
+from keyless.sentinel import NeedData
 
 MAX_MESSAGE_ID = 0xFFFFFFFF
 # Abandoned IDs whose answers never came: past this many the key server is not answering on this
@@ -104,7 +104,7 @@ class Answer:
         return self.payload[0] if len(self.payload) == 1 else 0
 
 
-Event = Answer | _NeedData
+Event = Answer | NeedData
 
 
 class ClientConnection:
@@ -171,7 +171,7 @@ class ClientConnection:
             raise self._error
         while True:
             frame = self._decoder.next_frame()
-            if isinstance(frame, _NeedData):
+            if isinstance(frame, NeedData):
                 return NEED_DATA
             try:
                 message_id, opcode, payload = _parse_answer(frame)

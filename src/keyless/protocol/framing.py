@@ -3,27 +3,13 @@
 from __future__ import annotations
 
 import struct
-from typing import Final
 
 from keyless.protocol.constants import HEADER_SIZE
 from keyless.protocol.message import Message, decode_message
+from keyless.sentinel import NEED_DATA as NEED_DATA
+from keyless.sentinel import NeedData as NeedData
 
-
-class _NeedData:
-    """Sentinel: more bytes are needed before the next message can be returned."""
-
-    _instance: _NeedData | None = None
-
-    def __new__(cls) -> _NeedData:
-        if cls._instance is None:
-            cls._instance = super().__new__(cls)
-        return cls._instance
-
-    def __repr__(self) -> str:
-        return "NEED_DATA"
-
-
-NEED_DATA: Final = _NeedData()
+_NeedData = NeedData  # the name this module used to define (sentinel shared with keyless.tls since)
 
 _LENGTH = struct.Struct(">H")
 

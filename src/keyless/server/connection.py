@@ -19,7 +19,7 @@ from typing import Final
 
 from keyless.protocol import NEED_DATA, ErrorCode, Opcode, ProtocolError
 from keyless.protocol.constants import HEADER_SIZE, ITEM_HEADER_SIZE, PADDED_SIZE, Tag
-from keyless.protocol.framing import _NeedData
+from keyless.sentinel import NeedData
 from keyless.server.wire import Request, RequestFramer
 
 DEFAULT_MAX_IN_FLIGHT = 1024
@@ -46,7 +46,7 @@ class FrameRejected:
     message_id: int | None
 
 
-Event = Request | FrameRejected | _NeedData | _Paused
+Event = Request | FrameRejected | NeedData | _Paused
 
 _HEADER = struct.Struct(">BBHI")
 _ITEM = struct.Struct(">BH")

@@ -6,23 +6,10 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from keyless.keys.schemes import SignatureScheme
+from keyless.sentinel import NEED_DATA as NEED_DATA
+from keyless.sentinel import NeedData as NeedData
 
-
-class _NeedData:
-    """Sentinel: feed more bytes with ``receive_data``. ``type(NEED_DATA) is NEED_DATA`` like h11's."""
-
-    _instance: _NeedData | None = None
-
-    def __new__(cls) -> _NeedData:
-        if cls._instance is None:
-            cls._instance = super().__new__(cls)
-        return cls._instance
-
-    def __repr__(self) -> str:
-        return "NEED_DATA"
-
-
-NEED_DATA = _NeedData()
+_NeedData = NeedData  # the name this module used to define (the sentinel is shared with keyless.protocol)
 
 
 class Event:
