@@ -4,7 +4,11 @@ One ``asyncio.Protocol`` per connection (aioquic's ``asyncio/protocol.py`` shape
 engine, drains its events and writes what it queued. The only place it waits is the private-key operation:
 
 * a key with ``sign_sync``/``decrypt_sync`` (``keyless.keys.local.LocalKey``) is used inline — no task, no
-  thread — except RSA, which goes to the default thread pool (``cryptography`` releases the GIL there);
+  thread — except RSA keys above 3072 bits, which go to the default thread pool (``cryptography`` releases
+  the GIL there). A thread hop costs about as much CPU as an RSA-2048 operation (bench/tls.py, TLS 1.2 RSA
+  key exchange: 0.89 ms of server CPU per handshake through the pool, 0.68 ms inline), and an edge scales
+  with worker processes, not threads; only the multi-millisecond operations of larger keys would stall
+  the other connections of the loop for long;
 * any other key (``keyless.client.RemoteKey``) is awaited in a task: ``await key.sign(scheme, data)`` or
   ``await key.decrypt(data)``.
 
@@ -71,6 +75,7 @@ Admit = Callable[[Any], Admission | None]  # peername -> Admission, or None to r
 
 DEFAULT_READ_BUFFER_LIMIT = 256 * 1024
 WRITE_SLICE = 4 * 16384  # application writes are protected and handed to the transport this much at a time
+INLINE_RSA_MAX_BITS = 3072  # larger local RSA keys run on the thread pool (see the module docstring)
 HANDSHAKE_GRACE = 1.0  # after a key operation timed out: time left to send the alert / finish
 
 
@@ -300,7 +305,8 @@ class _TLSServerProtocol(asyncio.Protocol):
         else:
             sync = getattr(key, "decrypt_sync", None)
             args = (request.data,)
-        if sync is not None and not isinstance(getattr(key, "public_key", None), rsa.RSAPublicKey):
+        public = getattr(key, "public_key", None)
+        if sync is not None and not (isinstance(public, rsa.RSAPublicKey) and public.key_size > INLINE_RSA_MAX_BITS):
             try:
                 result: bytes | BaseException = sync(*args)
             except Exception as exc:
