@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from keyless.tls import extensions as ext
 from keyless.tls.alerts import AlertDescription, TLSAlert
@@ -24,19 +23,6 @@ RSA_SIGN = 1
 ECDSA_SIGN = 64
 
 
-@dataclass(frozen=True, slots=True)
-class ServerHelloExtensions:
-    """What our ServerHello answers; each only if the client sent the matching extension."""
-
-    renegotiation_info: bool = False
-    extended_master_secret: bool = False
-    ec_point_formats: bool = False
-    session_ticket: bool = False
-    alpn: bytes | None = None
-    server_name: bool = False
-    status_request: bool = False
-
-
 # Fixed encodings of the extensions a ServerHello may carry: type (2) + length (2) + body.
 _RENEGOTIATION_INFO = b"\xff\x01\x00\x01\x00"  # RFC 5746 §3.6: empty renegotiated_connection
 _EXTENDED_MASTER_SECRET = b"\x00\x17\x00\x00"
@@ -46,25 +32,41 @@ _SERVER_NAME = b"\x00\x00\x00\x00"
 _STATUS_REQUEST = b"\x00\x05\x00\x00"
 
 
-def server_hello(random: bytes, session_id: bytes, cipher_suite: int, extensions: ServerHelloExtensions) -> bytes:
-    """Assembled from fixed pieces (this runs once per handshake, so it avoids the generic Writer)."""
+@functools.lru_cache(maxsize=256)
+def server_hello_extensions(
+    *,
+    renegotiation_info: bool,
+    extended_master_secret: bool,
+    ec_point_formats: bool,
+    session_ticket: bool,
+    alpn: bytes | None,
+    server_name: bool,
+    status_request: bool,
+) -> bytes:
+    """The extensions block of our ServerHello, with its length: what we answer, each only if the client sent
+    the matching extension. A server sees a handful of combinations, so the blocks are cached."""
     parts: list[bytes] = []
-    if extensions.renegotiation_info:
+    if renegotiation_info:
         parts.append(_RENEGOTIATION_INFO)
-    if extensions.extended_master_secret:
+    if extended_master_secret:
         parts.append(_EXTENDED_MASTER_SECRET)
-    if extensions.ec_point_formats:
+    if ec_point_formats:
         parts.append(_EC_POINT_FORMATS)
-    if extensions.session_ticket:
+    if session_ticket:
         parts.append(_SESSION_TICKET)
-    if extensions.alpn is not None:
-        body = ext.alpn_body(extensions.alpn)
+    if alpn is not None:
+        body = ext.alpn_body(alpn)
         parts.append(b"\x00\x10" + len(body).to_bytes(2, "big") + body)
-    if extensions.server_name:
+    if server_name:
         parts.append(_SERVER_NAME)
-    if extensions.status_request:
+    if status_request:
         parts.append(_STATUS_REQUEST)
     block = b"".join(parts)
+    return len(block).to_bytes(2, "big") + block
+
+
+def server_hello(random: bytes, session_id: bytes, cipher_suite: int, extensions_block: bytes) -> bytes:
+    """RFC 5246 §7.4.1.3, assembled from fixed pieces (``extensions_block`` from ``server_hello_extensions``)."""
     body = b"".join(
         (
             b"\x03\x03",
@@ -73,11 +75,11 @@ def server_hello(random: bytes, session_id: bytes, cipher_suite: int, extensions
             session_id,
             cipher_suite.to_bytes(2, "big"),
             b"\x00",  # compression: null
-            len(block).to_bytes(2, "big"),
-            block,
+            extensions_block,
         )
     )
     return handshake_message(HandshakeType.server_hello, body)
+
 
 
 @functools.lru_cache(maxsize=1024)
@@ -103,11 +105,11 @@ def ecdhe_params(group: int, public: bytes) -> bytes:
 
 
 def server_key_exchange(params: bytes, scheme: int, signature: bytes) -> bytes:
-    w = Writer()
-    w.raw(params)
-    w.u16(scheme)
-    w.opaque16(signature)
-    return handshake_message(HandshakeType.server_key_exchange, w.getvalue())
+    """RFC 8422 §5.4: ServerECDHParams, then the signature (scheme, opaque<0..2^16-1>) over the randoms and them."""
+    if len(signature) > 0xFFFF:
+        raise TLSAlert(AlertDescription.internal_error, "signature too long")
+    body = b"".join((params, scheme.to_bytes(2, "big"), len(signature).to_bytes(2, "big"), signature))
+    return handshake_message(HandshakeType.server_key_exchange, body)
 
 
 def certificate_request(signature_schemes: Sequence[int], authorities: Sequence[bytes]) -> bytes:

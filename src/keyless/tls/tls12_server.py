@@ -38,7 +38,6 @@ from keyless.tls.messages import ClientHello, ContentType, HandshakeType
 from keyless.tls.suites import (
     GROUP_NAMES,
     TLS12,
-    NamedGroup,
     server_random_with_downgrade,
 )
 from keyless.tls.tickets import SessionState, TicketTooLarge
@@ -50,9 +49,9 @@ from keyless.tls.tls12_suites import (
     CipherSuite12,
     EphemeralKey,
     agree,
-    choose_signature_scheme,
     configured_suites,
     generate_ephemeral,
+    negotiate,
     verify_client_signature12,
 )
 
@@ -64,12 +63,6 @@ log = logging.getLogger(__name__)
 NO_RENEGOTIATION = 100  # AlertDescription no_renegotiation (RFC 5246 §7.2.2), always a warning
 MAX_RENEGOTIATION_REFUSALS = 2  # then the peer is not listening: close with a fatal alert
 _CCS_PAYLOAD = b"\x01"
-_ECDSA_KEYS = ("ecdsa-", "ed25519")
-_CERTIFICATE_CURVES = {
-    "ecdsa-secp256r1": NamedGroup.SECP256R1,
-    "ecdsa-secp384r1": NamedGroup.SECP384R1,
-    "ecdsa-secp521r1": NamedGroup.SECP521R1,
-}
 
 
 class State(Enum):
@@ -87,37 +80,40 @@ class State(Enum):
 class ServerHandshake12:
     """One TLS 1.2 server handshake, driven by ``connection.TLSServerConnection``."""
 
+    # Per-handshake state starts from these class defaults (immutable values): __init__ sets only the rest.
+    state = State.EXPECT_CLIENT_HELLO
+    hello: ClientHello | None = None
+    suite: CipherSuite12 | None = None
+    group: int | None = None
+    certified_key: CertifiedKey | None = None
+    scheme: int | None = None
+    sni: str | None = None
+    alpn: bytes | None = None
+    server_random = b""
+    session_id = b""
+    ems = False
+    secure_renegotiation = False
+    resumed = False
+    send_ticket = False
+    ticket_sent = False
+    client_auth = False
+    client_certificates: tuple[bytes, ...] = ()
+    key_operations = 0
+    renegotiation_refusals = 0
+    _transcript: Any = None  # hashlib object of the suite's PRF hash
+    _transcript_raw: bytearray | None = None  # whole messages, only for a client CertificateVerify
+    _ephemeral: EphemeralKey | None = None
+    _params = b""
+    _modulus_length = 0
+    _random_premaster = b""
+    _master = b""
+    _master_prf: tls12_prf.KeyedPRF | None = None  # the master secret, keyed once for key block and Finished
+    _client_key: tuple[bytes, bytes] = (b"", b"")
+    _server_key: tuple[bytes, bytes] = (b"", b"")
+
     def __init__(self, host: HandshakeHost) -> None:
         self.host = host
         self.config: ServerConfig = host.config
-        self.state = State.EXPECT_CLIENT_HELLO
-        self.hello: ClientHello | None = None
-        self.suite: CipherSuite12 | None = None
-        self.group: int | None = None
-        self.certified_key: CertifiedKey | None = None
-        self.scheme: int | None = None
-        self.sni: str | None = None
-        self.alpn: bytes | None = None
-        self.server_random = b""
-        self.session_id = b""
-        self.ems = False
-        self.secure_renegotiation = False
-        self.resumed = False
-        self.send_ticket = False
-        self.ticket_sent = False
-        self.client_auth = False
-        self.client_certificates: tuple[bytes, ...] = ()
-        self.key_operations = 0
-        self.renegotiation_refusals = 0
-        self._transcript: Any = None  # hashlib object of the suite's PRF hash
-        self._transcript_raw: bytearray | None = None  # whole messages, only for a client CertificateVerify
-        self._ephemeral: EphemeralKey | None = None
-        self._params = b""
-        self._modulus_length = 0
-        self._random_premaster = b""
-        self._master = b""
-        self._client_key: tuple[bytes, bytes] = (b"", b"")
-        self._server_key: tuple[bytes, bytes] = (b"", b"")
 
     def __repr__(self) -> str:  # no secrets
         return f"<ServerHandshake12 {self.state.name} suite={self.suite.name if self.suite else None}>"
@@ -207,7 +203,7 @@ class ServerHandshake12:
         self.resumed = True
         self.ems = state.ems
         self.client_certificates = state.client_certificates
-        self._master = state.secret
+        self.set_master_secret(state.secret)
         self.start_transcript(hello)
         # RFC 5077 §3.4 and RFC 5246 §7.4.1.3: echoing the client's session ID signals the resumption.
         self.session_id = hello.legacy_session_id
@@ -253,41 +249,25 @@ class ServerHandshake12:
             alpn_protocols=tuple(p.decode("latin-1") for p in hello.alpn_protocols),
             version=TLS12,
         )
-        certified = self.config.certificate_callback(info)
+        config = self.config
+        certified = config.certificate_callback(info)
         if certified is None:
             raise TLSAlert(AlertDescription.handshake_failure, "no certificate for this ClientHello")
-        key_type = certified.key_type
-        scheme = choose_signature_scheme(
-            key_type,
+        choice = negotiate(
+            certified.key_type,
             certified.tls12_schemes,
+            certified.rsa_key_exchange,
+            self.enabled_suites(),
+            config.groups,
+            config.tls12_allow_sha1_signatures,
+            hello.cipher_suites,
             hello.signature_algorithms,
-            allow_sha1=self.config.tls12_allow_sha1_signatures,
+            hello.supported_groups,
         )
-        group = next((g for g in self.config.groups if g in hello.supported_groups), None)
-        offered = set(hello.cipher_suites)
-        for suite in self.enabled_suites():
-            if suite.code not in offered:
-                continue
-            if suite.key_exchange == "RSA":
-                if certified.rsa_key_exchange:
-                    self.choose(certified, suite, None, None)
-                    return
-                continue
-            if scheme is None or group is None:
-                continue
-            if (suite.key_exchange == "ECDHE_ECDSA") != key_type.startswith(_ECDSA_KEYS):
-                continue
-            if not self.certificate_curve_acceptable(key_type, hello):
-                continue
-            self.choose(certified, suite, scheme, group)
-            return
-        raise TLSAlert(AlertDescription.handshake_failure, "no cipher suite, group or signature scheme in common")
-
-    @staticmethod
-    def certificate_curve_acceptable(key_type: str, hello: ClientHello) -> bool:
-        """RFC 8422 §5.1: in TLS 1.2 supported_groups also bounds the curve of an ECDSA certificate."""
-        curve = _CERTIFICATE_CURVES.get(key_type)
-        return curve is None or not hello.supported_groups or curve in hello.supported_groups
+        if choice is None:
+            raise TLSAlert(AlertDescription.handshake_failure, "no cipher suite, group or signature scheme in common")
+        suite, scheme, group = choice
+        self.choose(certified, suite, scheme, group)
 
     def choose(self, certified: CertifiedKey, suite: CipherSuite12, scheme: int | None, group: int | None) -> None:
         self.certified_key, self.suite, self.scheme, self.group = certified, suite, scheme, group
@@ -310,7 +290,7 @@ class ServerHandshake12:
         if self.config.enable_tls13:
             random = server_random_with_downgrade(random, TLS12)  # RFC 8446 §4.1.3
         self.server_random = random
-        extensions = msg12.ServerHelloExtensions(
+        extensions = msg12.server_hello_extensions(
             renegotiation_info=self.secure_renegotiation,
             extended_master_secret=self.ems,
             ec_point_formats=suite.ecdhe and hello.ec_point_formats is not None and not self.resumed,
@@ -429,9 +409,17 @@ class ServerHandshake12:
             raise TLSAlert(AlertDescription.internal_error, "negotiation incomplete")
         if self.ems:
             # RFC 7627 §4: session_hash covers the handshake up to and including ClientKeyExchange.
-            self._master = tls12_prf.extended_master_secret(suite.hash_name, premaster, self.transcript_hash())
+            master = tls12_prf.extended_master_secret(suite.hash_name, premaster, self.transcript_hash())
         else:
-            self._master = tls12_prf.master_secret(suite.hash_name, premaster, hello.random, self.server_random)
+            master = tls12_prf.master_secret(suite.hash_name, premaster, hello.random, self.server_random)
+        self.set_master_secret(master)
+
+    def set_master_secret(self, master: bytes) -> None:
+        """Keep the master secret (for the session) and the PRF keyed with it (key block, both Finished)."""
+        if self.suite is None:
+            raise TLSAlert(AlertDescription.internal_error, "no suite")
+        self._master = master
+        self._master_prf = tls12_prf.KeyedPRF(self.suite.hash_name, master)
 
     def after_key_exchange(self) -> None:
         self.establish_keys()
@@ -450,11 +438,11 @@ class ServerHandshake12:
     # ---- §6.3 keys, §7.1 ChangeCipherSpec, §7.4.9 Finished -----------------------------------------
 
     def establish_keys(self) -> None:
-        suite, hello = self.suite, self.hello
-        if suite is None or hello is None:
+        suite, hello, master_prf = self.suite, self.hello, self._master_prf
+        if suite is None or hello is None or master_prf is None:
             raise TLSAlert(AlertDescription.internal_error, "negotiation incomplete")
         block = tls12_prf.key_block(
-            suite.hash_name, self._master, self.server_random, hello.random, suite.key_block_length
+            suite.hash_name, master_prf, self.server_random, hello.random, suite.key_block_length
         )
         k, iv = suite.key_length, suite.fixed_iv_length
         self._client_key = (block[:k], block[2 * k : 2 * k + iv])
@@ -470,11 +458,11 @@ class ServerHandshake12:
         self.state = State.EXPECT_FINISHED
 
     def read_finished(self, body: bytes, raw: bytes) -> None:
-        if self.suite is None:
+        if self.suite is None or self._master_prf is None:
             raise TLSAlert(AlertDescription.internal_error, "no suite")
         received = messages.parse_finished(body, tls12_prf.VERIFY_DATA_LENGTH)
         expected = tls12_prf.finished_verify_data(
-            self.suite.hash_name, self._master, tls12_prf.CLIENT_FINISHED, self.transcript_hash()
+            self.suite.hash_name, self._master_prf, tls12_prf.CLIENT_FINISHED, self.transcript_hash()
         )
         if not hmac.compare_digest(expected, received):
             raise TLSAlert(AlertDescription.decrypt_error, "client Finished does not verify")
@@ -488,7 +476,7 @@ class ServerHandshake12:
             self.send_change_cipher_spec_and_finished()
             if cache is not None and session is not None and keep_session:
                 cache.put(self.session_id, session)
-        self._master = b""
+        self._master, self._master_prf = b"", None
         self.state = State.CONNECTED
         self.host.finish_handshake(
             HandshakeComplete(
@@ -534,14 +522,14 @@ class ServerHandshake12:
         self.ticket_sent = True
 
     def send_change_cipher_spec_and_finished(self) -> None:
-        if self.suite is None:
+        if self.suite is None or self._master_prf is None:
             raise TLSAlert(AlertDescription.internal_error, "no suite")
         self.host.record.write(ContentType.change_cipher_spec, _CCS_PAYLOAD)
         key, iv = self._server_key
         self.host.record.set_write_key_tls12(self.suite, key, iv)
         self._server_key = (b"", b"")
         verify_data = tls12_prf.finished_verify_data(
-            self.suite.hash_name, self._master, tls12_prf.SERVER_FINISHED, self.transcript_hash()
+            self.suite.hash_name, self._master_prf, tls12_prf.SERVER_FINISHED, self.transcript_hash()
         )
         self.send_handshake(messages.finished(verify_data))
 

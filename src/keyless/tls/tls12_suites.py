@@ -104,15 +104,13 @@ def configured_suites(codes: Sequence[int]) -> tuple[CipherSuite12, ...]:
     return tuple(TLS12_SUITES_BY_CODE[c] for c in codes if c in TLS12_SUITES_BY_CODE)
 
 
-@functools.lru_cache(maxsize=512)
 def choose_signature_scheme(
     key_type: str, key_schemes: tuple[int, ...], offered: tuple[int, ...] | None, *, allow_sha1: bool
 ) -> int | None:
     """The ServerKeyExchange signature scheme: the key's preference among what the client offered.
 
     SHA-1 only when the client offers nothing better and ``allow_sha1``; an ECDSA key prefers the hash
-    that matches its curve (what TLS 1.3 would require, and what every client accepts). Cached: clients of
-    one kind send the same list, so most handshakes are a dictionary lookup.
+    that matches its curve (what TLS 1.3 would require, and what every client accepts).
     """
     client = set(offered if offered else DEFAULT_CLIENT_SCHEMES)
     preferred = list(key_schemes)
@@ -128,6 +126,79 @@ def choose_signature_scheme(
             if scheme in client:
                 return scheme
     return None
+
+
+# ---- negotiation: suite, signature scheme and group for one certificate -----------------------------------
+
+# RFC 8422 §5.1: in TLS 1.2 supported_groups also bounds the curve of an ECDSA certificate.
+_CERTIFICATE_CURVES = {
+    "ecdsa-secp256r1": NamedGroup.SECP256R1,
+    "ecdsa-secp384r1": NamedGroup.SECP384R1,
+    "ecdsa-secp521r1": NamedGroup.SECP521R1,
+}
+_ECDSA_KEYS = ("ecdsa-", "ed25519")
+# Client lists up to this many entries in all make a cache key; a longer (unusual, or hostile) hello is
+# negotiated without the cache, so the cache never holds more than a few kilobytes per entry.
+_CACHEABLE_OFFER_LENGTH = 128
+
+Negotiated = tuple[CipherSuite12, int | None, int | None]  # suite, ServerKeyExchange scheme, ECDHE group
+
+
+def negotiate(
+    key_type: str,
+    key_schemes: tuple[int, ...],
+    rsa_key_exchange: bool,
+    suites: tuple[CipherSuite12, ...],
+    groups: tuple[int, ...],
+    allow_sha1: bool,
+    offered_suites: tuple[int, ...],
+    offered_schemes: tuple[int, ...],
+    offered_groups: tuple[int, ...],
+) -> Negotiated | None:
+    """The first of our ``suites`` the client offers and the certificate's key can serve, with the signature
+    scheme and group for ECDHE (None for RSA key exchange); None when nothing fits.
+
+    A pure function of the certificate's kind, our configuration and three client lists: clients of one kind
+    send the same lists, so most handshakes are one dictionary lookup.
+    """
+    args = (key_type, key_schemes, rsa_key_exchange, suites, groups, allow_sha1)
+    if len(offered_suites) + len(offered_schemes) + len(offered_groups) <= _CACHEABLE_OFFER_LENGTH:
+        return _negotiate_cached(*args, offered_suites, offered_schemes, offered_groups)
+    return _negotiate(*args, offered_suites, offered_schemes, offered_groups)
+
+
+def _negotiate(
+    key_type: str,
+    key_schemes: tuple[int, ...],
+    rsa_key_exchange: bool,
+    suites: tuple[CipherSuite12, ...],
+    groups: tuple[int, ...],
+    allow_sha1: bool,
+    offered_suites: tuple[int, ...],
+    offered_schemes: tuple[int, ...],
+    offered_groups: tuple[int, ...],
+) -> Negotiated | None:
+    scheme = choose_signature_scheme(key_type, key_schemes, offered_schemes, allow_sha1=allow_sha1)
+    group = next((g for g in groups if g in offered_groups), None)
+    curve = _CERTIFICATE_CURVES.get(key_type)
+    curve_acceptable = curve is None or not offered_groups or curve in offered_groups
+    ecdsa_key = key_type.startswith(_ECDSA_KEYS)
+    offered = set(offered_suites)
+    for suite in suites:
+        if suite.code not in offered:
+            continue
+        if suite.key_exchange == "RSA":
+            if rsa_key_exchange:
+                return suite, None, None
+            continue
+        if scheme is None or group is None or not curve_acceptable:
+            continue
+        if (suite.key_exchange == "ECDHE_ECDSA") == ecdsa_key:
+            return suite, scheme, group
+    return None
+
+
+_negotiate_cached = functools.lru_cache(maxsize=1024)(_negotiate)
 
 
 # ---- client CertificateVerify (RFC 5246 §7.4.8) ---------------------------------------------------------
@@ -169,7 +240,7 @@ def generate_ephemeral(group: int) -> tuple[EphemeralKey, bytes]:
     """Our ECDHE private key and its public point (uncompressed for the NIST curves)."""
     if group == NamedGroup.X25519:
         x_private = x25519.X25519PrivateKey.generate()
-        return x_private, x_private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        return x_private, x_private.public_key().public_bytes_raw()
     curve = _NIST_CURVES.get(group)
     if curve is None:
         raise TLSAlert(AlertDescription.internal_error, "unsupported group chosen")
