@@ -1,4 +1,4 @@
-"""Helpers for the edge tests: an origin (stdlib http.server) and an asyncio loop in a thread."""
+"""Helpers for the edge tests: an origin (stdlib http.server), an asyncio loop in a thread, openssl s_client."""
 
 from __future__ import annotations
 
@@ -8,9 +8,37 @@ import subprocess
 import sys
 import threading
 from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 from keyless.edge.demo_origin import make_server
+from tests.conftest import require_tool
+
+
+def s_client_get(port: int, ca: Path, host: str, *args: str) -> str:
+    """``openssl s_client`` to 127.0.0.1:``port`` with SNI ``host``, verifying against ``ca``, doing one
+    ``GET /``; its stdout and stderr."""
+    openssl = require_tool("openssl")
+    result = subprocess.run(
+        [
+            openssl,
+            "s_client",
+            "-connect",
+            f"127.0.0.1:{port}",
+            "-servername",
+            host,
+            "-CAfile",
+            str(ca),
+            "-verify_return_error",
+            "-ign_eof",
+            *args,
+        ],
+        # A whole HTTP exchange: the TLS 1.3 tickets arrive before the answer, and the edge then closes.
+        input=f"GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode(),
+        capture_output=True,
+        timeout=30,
+    )
+    return result.stdout.decode(errors="replace") + result.stderr.decode(errors="replace")
 
 
 @contextlib.contextmanager

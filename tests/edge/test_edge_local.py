@@ -21,7 +21,7 @@ import pytest
 from tests.conftest import require_tool
 from tests.edge.certs import KINDS, SitePKI, make_pki
 from tests.edge.edgeproc import EdgeProcess
-from tests.edge.support import OriginProcess
+from tests.edge.support import OriginProcess, s_client_get
 
 
 @pytest.fixture(scope="module")
@@ -79,27 +79,7 @@ def curl(
 
 
 def s_client(port: int, pki: SitePKI, *args: str, host: str = "ecdsa.edge.test") -> str:
-    openssl = require_tool("openssl")
-    result = subprocess.run(
-        [
-            openssl,
-            "s_client",
-            "-connect",
-            f"127.0.0.1:{port}",
-            "-servername",
-            host,
-            "-CAfile",
-            str(pki.ca),
-            "-verify_return_error",
-            "-ign_eof",
-            *args,
-        ],
-        # A whole HTTP exchange: the TLS 1.3 tickets arrive before the answer, and the edge then closes.
-        input=f"GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode(),
-        capture_output=True,
-        timeout=30,
-    )
-    return result.stdout.decode(errors="replace") + result.stderr.decode(errors="replace")
+    return s_client_get(port, pki.ca, host, *args)
 
 
 def test_curl_get_post_chunked_through_edge(edge: EdgeProcess, pki: SitePKI, tmp_path: Path) -> None:

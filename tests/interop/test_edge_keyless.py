@@ -24,7 +24,7 @@ from keyless.pki import DemoPKI, create_demo_pki
 from tests.conftest import require_tool
 from tests.edge.edgeproc import EdgeProcess
 from tests.edge.relay import DelayRelay
-from tests.edge.support import LoopThread, OriginProcess
+from tests.edge.support import LoopThread, OriginProcess, s_client_get
 from tests.support.keyserver import KeyServerProcess, start_keyserver
 
 HOST = "keyless.test"
@@ -93,26 +93,7 @@ def wait_ready(edge: EdgeProcess, want: int = 200, timeout: float = 15.0) -> Non
 
 
 def s_client(port: int, pki: DemoPKI, *args: str, host: str = HOST) -> str:
-    openssl = require_tool("openssl")
-    result = subprocess.run(
-        [
-            openssl,
-            "s_client",
-            "-connect",
-            f"127.0.0.1:{port}",
-            "-servername",
-            host,
-            "-CAfile",
-            str(pki.ca),
-            "-verify_return_error",
-            "-ign_eof",
-            *args,
-        ],
-        input=f"GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode(),
-        capture_output=True,
-        timeout=30,
-    )
-    return result.stdout.decode(errors="replace") + result.stderr.decode(errors="replace")
+    return s_client_get(port, pki.ca, host, *args)
 
 
 def settle(ks: KeyServerProcess) -> int:
