@@ -7,7 +7,7 @@ import ssl
 from dataclasses import dataclass
 from typing import Any
 
-from keyless.tls.events import NEED_DATA, ConnectionClosed, HandshakeComplete, KeyOperationRequired
+from keyless.tls.events import HandshakeComplete, KeyOperationRequired
 from tests.tls.tls13_helpers import HOSTNAME, Exchange, pki, server_config, site
 
 __all__ = ["HOSTNAME", "Exchange12", "answer", "client_context12", "exchange12", "pki", "server_config", "site"]
@@ -40,28 +40,11 @@ class Exchange12(Exchange):
 
     key_error: BaseException | None = None
 
-    def server_step(self) -> None:
-        data = self.to_server.read()
-        if data:
-            self.conn.receive_data(data)
-        for _ in range(1000):
-            event = self.conn.next_event()
-            if event is NEED_DATA:
-                break
-            self.events.append(event)
-            if isinstance(event, KeyOperationRequired):
-                self.key_operations += 1
-                result: bytes | BaseException
-                try:
-                    result = self.key_error if self.key_error is not None else answer(event)
-                except Exception as exc:  # the key refused: the engine gets the error, like from the adapter
-                    result = exc
-                self.conn.complete_key_operation(event.op_id, result)
-            if isinstance(event, ConnectionClosed):
-                break
-        out = self.conn.data_to_send()
-        if out:
-            self.to_client.write(out)
+    def answer_key_operation(self, event: KeyOperationRequired) -> bytes | BaseException:
+        try:
+            return self.key_error if self.key_error is not None else answer(event)
+        except Exception as exc:  # the key refused: the engine gets the error, like from the adapter
+            return exc
 
     @property
     def complete(self) -> HandshakeComplete:
