@@ -24,9 +24,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime
 import json
 import os
+import shutil
 import ssl
 import statistics
 import subprocess
@@ -47,42 +47,22 @@ TLS13_ROWS = ("ours-local", "ours-remote", "python-ssl")
 TLS12_ROWS = ("ours-tls12-ecdhe", "python-ssl-tls12-ecdhe", "ours-tls12-rsa", "python-ssl-tls12-rsa")
 TLS12_ECDHE_CIPHER = "ECDHE-ECDSA-AES128-GCM-SHA256"
 TLS12_RSA_CIPHER = "AES128-GCM-SHA256"
+SITE_KEYS = {"ecdsa": "ecdsa-p256", "rsa": "rsa-2048"}  # certificate name here -> keyless.pki key type
 
 
 # ---- PKI ---------------------------------------------------------------------------------------------------
 
 
 def make_pki(directory: Path) -> None:
-    """CA + ECDSA P-256 and RSA-2048 server certificates for SERVER_NAME, as PEM files in ``directory``."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec, rsa
-    from cryptography.x509.oid import NameOID
+    """CA + ECDSA P-256 and RSA-2048 server certificates for SERVER_NAME (``keyless.pki``), as ca.pem,
+    {ecdsa,rsa}.pem and {ecdsa,rsa}.key in ``directory``."""
+    from keyless.pki import create_demo_pki
 
-    now = datetime.datetime.now(datetime.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bench CA")])
-    ca = (
-        x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=7))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(ca_key, hashes.SHA256())
-    )
-    (directory / "ca.pem").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    leaf_keys: dict[str, Any] = {"ecdsa": ec.generate_private_key(ec.SECP256R1()),
-                                 "rsa": rsa.generate_private_key(65537, 2048)}
-    for name, key in leaf_keys.items():
-        cert = (
-            x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, SERVER_NAME)]))
-            .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=7))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(SERVER_NAME)]), critical=False)
-            .sign(ca_key, hashes.SHA256())
-        )
-        (directory / f"{name}.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        (directory / f"{name}.key").write_bytes(key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    site = create_demo_pki(directory / "site", SERVER_NAME, site_keys=tuple(SITE_KEYS.values()))
+    shutil.copyfile(site.ca, directory / "ca.pem")
+    for name, kind in SITE_KEYS.items():
+        shutil.copyfile(site.site_cert(kind), directory / f"{name}.pem")
+        shutil.copyfile(site.site_key(kind), directory / f"{name}.key")
 
 
 # ---- server process ----------------------------------------------------------------------------------------

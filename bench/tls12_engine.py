@@ -15,7 +15,7 @@ AES128-GCM-SHA256 RSA key exchange (RSA-2048 certificate); no tickets, no sessio
 from __future__ import annotations
 
 import argparse
-import datetime
+import shutil
 import ssl
 import statistics
 import sys
@@ -26,16 +26,16 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import serialization
 
 from keyless.keys.local import LocalKey
+from keyless.pki import create_demo_pki
 from keyless.tls.config import CertifiedKey, ServerConfig, static_certificate
 from keyless.tls.connection import TLSServerConnection
 from keyless.tls.events import NEED_DATA, HandshakeComplete, KeyOperationRequired
 
 NAME = "bench.keyless.test"
+SITE_KEYS = {"ecdsa": "ecdsa-p256", "rsa": "rsa-2048"}  # kind here -> keyless.pki key type
 ROWS = (
     ("ECDHE-ECDSA-AES128-GCM-SHA256", "ecdsa"),
     ("ECDHE-RSA-AES128-GCM-SHA256", "rsa"),
@@ -44,34 +44,15 @@ ROWS = (
 
 
 def make_pki(directory: Path) -> dict[str, tuple[x509.Certificate, Any]]:
-    now = datetime.datetime.now(datetime.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bench CA")])
-    ca = (
-        x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=7))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(ca_key, hashes.SHA256())
-    )
-    (directory / "ca.pem").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    """CA (ca.pem in ``directory``) + ECDSA P-256 and RSA-2048 certificates for NAME, from ``keyless.pki``."""
+    site = create_demo_pki(directory / "site", NAME, site_keys=tuple(SITE_KEYS.values()))
+    shutil.copyfile(site.ca, directory / "ca.pem")
     sites: dict[str, tuple[x509.Certificate, Any]] = {}
-    keys: dict[str, Any] = {
-        "ecdsa": ec.generate_private_key(ec.SECP256R1()),
-        "rsa": rsa.generate_private_key(65537, 2048),
-    }
-    for kind, key in keys.items():
-        cert = (
-            x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, NAME)]))
-            .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=7))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(NAME)]), critical=False)
-            .sign(ca_key, hashes.SHA256())
-        )
-        (directory / f"{kind}.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        (directory / f"{kind}.key").write_bytes(key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
-        sites[kind] = (cert, key)
+    for kind, key_type in SITE_KEYS.items():
+        shutil.copyfile(site.site_cert(key_type), directory / f"{kind}.pem")  # for Python's ssl server
+        shutil.copyfile(site.site_key(key_type), directory / f"{kind}.key")
+        cert = x509.load_pem_x509_certificate(site.site_cert(key_type).read_bytes())
+        sites[kind] = (cert, serialization.load_pem_private_key(site.site_key(key_type).read_bytes(), None))
     return sites
 
 
