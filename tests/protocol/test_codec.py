@@ -212,3 +212,12 @@ def test_random_bodies_behind_a_valid_header_raise_only_protocol_error(body: byt
         decode_message(frame)
     except ProtocolError as exc:
         assert exc.message_id == message_id
+def test_padding_item_is_the_one_padding_rule() -> None:
+    from keyless.protocol.constants import HEADER_SIZE, PADDED_SIZE
+    from keyless.protocol.message import padding_item
+
+    for body_size in range(0, PADDED_SIZE - HEADER_SIZE - 2):  # room for the item header: exactly 1024
+        item = padding_item(body_size)
+        assert item[0] == 0x20 and HEADER_SIZE + body_size + len(item) == PADDED_SIZE
+    for body_size in (PADDED_SIZE - HEADER_SIZE, PADDED_SIZE, 5000):  # already long enough: no item
+        assert padding_item(body_size) == b""

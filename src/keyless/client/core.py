@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from typing import NoReturn
 
 from keyless.client.errors import ResponseError
-from keyless.protocol import NEED_DATA, PADDED_SIZE, Message, MessageDecoder, Opcode, ProtocolError, Tag
+from keyless.protocol import NEED_DATA, Message, MessageDecoder, Opcode, ProtocolError, Tag
 from keyless.protocol.constants import HEADER_SIZE, ITEM_HEADER_SIZE, MAX_BODY_SIZE, VERSION_MAJOR, VERSION_MINOR
-from keyless.protocol.message import decode_message
+from keyless.protocol.message import decode_message, padding_item
 from keyless.sentinel import NeedData
 
 MAX_MESSAGE_ID = 0xFFFFFFFF
@@ -31,7 +31,6 @@ MAX_ABANDONED = 4096
 
 _HEADER = struct.Struct(">BBHI")
 _ITEM = struct.Struct(">BH")
-_ZEROS = bytes(PADDED_SIZE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,10 +65,7 @@ class Request:
                 parts.append(item(tag, len(value)))
                 parts.append(value)
         body = b"".join(parts)
-        size = len(body)
-        if HEADER_SIZE + size < PADDED_SIZE:
-            pad = max(0, PADDED_SIZE - (HEADER_SIZE + size + ITEM_HEADER_SIZE))
-            body += item(Tag.PADDING, pad) + _ZEROS[:pad]
+        body += padding_item(len(body))
         if len(body) > MAX_BODY_SIZE:
             raise ValueError(f"keyless request body of {len(body)} bytes exceeds {MAX_BODY_SIZE}")
         return _HEADER.pack(VERSION_MAJOR, VERSION_MINOR, len(body), message_id) + body

@@ -108,15 +108,22 @@ def encode_message(message: Message) -> bytes:
     for unknown_tag, data in message.unknown:
         parts.append(_item(unknown_tag, data))
     body = b"".join(parts)
-    if HEADER_SIZE + len(body) < PADDED_SIZE:
-        pad = max(0, PADDED_SIZE - (HEADER_SIZE + len(body) + ITEM_HEADER_SIZE))
-        body += _ITEM_HEADER.pack(Tag.PADDING, pad) + bytes(pad)
+    body += padding_item(len(body))
     if len(body) > MAX_BODY_SIZE:
         raise ValueError(f"keyless message body of {len(body)} bytes exceeds {MAX_BODY_SIZE}")
     if not 0 <= message.id <= 0xFFFFFFFF:
         raise ValueError(f"keyless message id {message.id} does not fit in 32 bits")
     major, minor = message.version
     return _HEADER.pack(major, minor, len(body), message.id) + body
+
+
+def padding_item(body_size: int) -> bytes:
+    """The padding item that brings a frame with a ``body_size``-byte body up to ``PADDED_SIZE`` bytes
+    (b"" when it is that long already). Every encoder of frames uses this one rule."""
+    if HEADER_SIZE + body_size >= PADDED_SIZE:
+        return b""
+    pad = max(0, PADDED_SIZE - (HEADER_SIZE + body_size + ITEM_HEADER_SIZE))
+    return _ITEM_HEADER.pack(Tag.PADDING, pad) + bytes(pad)
 
 
 _FIELD_BY_TAG: dict[int, str] = {int(tag): name for name, tag in _BYTES_FIELDS}

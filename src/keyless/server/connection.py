@@ -19,6 +19,7 @@ from typing import Final
 
 from keyless.protocol import NEED_DATA, ErrorCode, Opcode, ProtocolError
 from keyless.protocol.constants import HEADER_SIZE, ITEM_HEADER_SIZE, PADDED_SIZE, Tag
+from keyless.protocol.message import padding_item
 from keyless.sentinel import NeedData
 from keyless.server.wire import Request, RequestFramer
 
@@ -50,7 +51,6 @@ Event = Request | FrameRejected | NeedData | _Paused
 
 _HEADER = struct.Struct(">BBHI")
 _ITEM = struct.Struct(">BH")
-_ZEROS = bytes(PADDED_SIZE)
 
 
 # A reply with a payload is header (8) + opcode item (4) + payload item (3 + n) + padding item (3 + pad),
@@ -75,13 +75,8 @@ def encode_reply(message_id: int, opcode: int, payload: bytes | None) -> bytes:
     opcode_item = bytes((Tag.OPCODE, 0, 1, opcode))
     payload_item = b"" if payload is None else _ITEM.pack(Tag.PAYLOAD, len(payload)) + payload
     items = len(opcode_item) + len(payload_item)
-    if HEADER_SIZE + items < PADDED_SIZE:
-        pad = max(0, PADDED_SIZE - (HEADER_SIZE + items + ITEM_HEADER_SIZE))
-        return b"".join(
-            (_HEADER.pack(1, 0, items + ITEM_HEADER_SIZE + pad, message_id), opcode_item, payload_item,
-             _ITEM.pack(Tag.PADDING, pad), _ZEROS[:pad])
-        )
-    return _HEADER.pack(1, 0, items, message_id) + opcode_item + payload_item
+    padding = padding_item(items)
+    return _HEADER.pack(1, 0, items + len(padding), message_id) + opcode_item + payload_item + padding
 
 
 class ServerConnection:
