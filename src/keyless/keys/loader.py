@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from keyless.keys.operations import PrivateKey
+from keyless.keys.pkcs11_uri import Pkcs11Uri
 from keyless.keys.store import InMemoryKeyStore, KeyHandle, LocalKeyHandle
 
 log = logging.getLogger(__name__)
@@ -55,10 +56,12 @@ class NotAKeyFile(Exception):
 
 @dataclass(frozen=True, slots=True)
 class KeySource:
-    """One configured place to load keys from: ``kind`` is ``"dir"`` or ``"file"``."""
+    """One configured place to load keys from: ``kind`` is ``"dir"``, ``"file"`` or ``"uri"`` (a
+    PKCS#11 token: ``uri`` holds the parsed URI, ``path`` the module)."""
 
     kind: str
     path: Path
+    uri: Pkcs11Uri | None = None
 
 
 @dataclass(slots=True)
@@ -163,6 +166,22 @@ def _files_under(directory: Path) -> list[Path]:
     return found
 
 
+def _load_token(uri: Pkcs11Uri, handles: list[KeyHandle]) -> list[KeyLoadError]:
+    """Append the keys of a PKCS#11 token to ``handles``; the problems met, named by URI (no PIN)."""
+    try:
+        from keyless.keys.pkcs11 import Pkcs11LoadError, load_pkcs11_keys
+    except ImportError:
+        return [KeyLoadError(uri.display, "PKCS#11 support needs python-pkcs11: pip install 'keyless[hsm]'")]
+    try:
+        found, skipped = load_pkcs11_keys(uri)
+    except Pkcs11LoadError as exc:
+        return [KeyLoadError(uri.display, str(exc).removeprefix(uri.display + ": "))]
+    for handle in found:
+        log.info("loaded %s key %s from %s", handle.description, handle.ski.hex(), handle.source)
+        handles.append(handle)
+    return [KeyLoadError(uri.display, reason) for reason in skipped]
+
+
 def load_keys(sources: list[KeySource], *, strict: bool = False) -> LoadReport:
     """Load every key of every source; raises the first ``KeyLoadError`` when ``strict``."""
     started = time.perf_counter()
@@ -176,6 +195,10 @@ def load_keys(sources: list[KeySource], *, strict: bool = False) -> LoadReport:
         problems.append(error)
 
     for source in sources:
+        if source.kind == "uri" and source.uri is not None:
+            for error in _load_token(source.uri, handles):
+                problem(error)
+            continue
         if source.kind == "dir":
             if not source.path.is_dir():
                 problem(KeyLoadError(str(source.path), "not a directory"))

@@ -126,6 +126,9 @@ def _operation_for(opcode: int, kind: KeyKind, payload: bytes) -> Operation:
     return op
 
 
+# Public name for other key backends (PKCS#11): the same checks, so every backend answers alike.
+operation_for = _operation_for
+
 Executor = Callable[[int, bytes], bytes]
 
 

@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from keyless.keys.loader import KeySource
+from keyless.keys.pkcs11_uri import Pkcs11UriError, parse_pkcs11_uri
 
 DEFAULT_SEARCH_PATH = (Path("gokeyless.yaml"), Path("/etc/keyless/gokeyless.yaml"))
 
@@ -117,7 +118,7 @@ def _env_value(key: str, text: str) -> Any:
         return [part for part in text.split(",") if part]
     if key == "private_key_stores":
         return [{"dir": p[4:]} if p.startswith("dir:") else {"file": p[5:]} if p.startswith("file:") else {"uri": p[4:]}
-                if p.startswith("uri:") else p for p in text.split(",") if p]
+                if p.startswith("uri:") else {"uri": p} if p.startswith("pkcs11:") else p for p in text.split(",") if p]
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError:
@@ -240,13 +241,19 @@ def _host_port(key: str, value: Any) -> tuple[str, int]:
 def _store(index: int, store: Any, base: Path) -> KeySource:
     where = f"private_key_stores[{index}]"
     if not isinstance(store, dict) or len(store) != 1:
-        raise ConfigError(
-            f"{where}: each entry must be exactly one of dir: PATH, file: PATH or uri: URI, got {store!r}"
-        )
+        # Never echo the entry itself: a uri: value may carry a pin-value.
+        shape = f"keys {sorted(map(str, store))}" if isinstance(store, dict) else type(store).__name__
+        raise ConfigError(f"{where}: each entry must be exactly one of dir: PATH, file: PATH or uri: URI, got {shape}")
     (kind, value), = store.items()
     if kind == "uri":
-        raise ConfigError(f"{where}.uri: PKCS#11 URIs are not supported by this build yet; "
-                          "use dir: or file: (the KeyStore interface is ready for an HSM backend)")
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}.uri: must be a PKCS#11 URI string "
+                              "(pkcs11:token=...;object=...?module-path=...)")
+        try:
+            uri = parse_pkcs11_uri(value, base)
+        except Pkcs11UriError as exc:
+            raise ConfigError(f"{where}.uri: {exc}") from None
+        return KeySource("uri", Path(uri.module_path), uri)
     if kind not in ("dir", "file"):
         raise ConfigError(f"{where}: unknown store type {kind!r} (use dir:, file: or uri:)")
     if not isinstance(value, str) or not value:
