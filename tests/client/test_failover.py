@@ -4,9 +4,11 @@ SIGKILL of one of two servers under load, SIGSTOP (timeouts and load moving), re
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -201,17 +203,27 @@ def test_sigstop_times_out_within_the_deadline_and_load_moves(client_pki: DemoPK
         b.stop()
 
 
-def test_a_name_resolving_to_two_addresses_gives_two_servers(client_pki: DemoPKI, tmp_path: Path) -> None:
-    """Two real key servers on 127.0.0.1 and 127.0.0.2, same port, behind one name (the resolver is
-    injected: this machine's /etc/hosts maps localhost to one address only)."""
-    cert = p256(client_pki)
-    first = start_keyserver(client_pki, tmp_path)
+@contextlib.contextmanager
+def two_keyservers_on_one_port(pki: DemoPKI, tmp_path: Path) -> Iterator[tuple[KeyServerProcess, KeyServerProcess]]:
+    """Real key servers on 127.0.0.1 and 127.0.0.2, same port (skips where 127.0.0.2 cannot be bound)."""
+    first = start_keyserver(pki, tmp_path)
     try:
-        second = start_keyserver(client_pki, tmp_path, listen="127.0.0.2", port=first.port)
+        second = start_keyserver(pki, tmp_path, listen="127.0.0.2", port=first.port)
     except RuntimeError as exc:
         first.stop()
         pytest.skip(f"cannot bind 127.0.0.2 here: {exc}")
     try:
+        yield first, second
+    finally:
+        first.stop()
+        second.stop()
+
+
+def test_a_name_resolving_to_two_addresses_gives_two_servers(client_pki: DemoPKI, tmp_path: Path) -> None:
+    """Two real key servers on 127.0.0.1 and 127.0.0.2, same port, behind one name (the resolver is
+    injected: this machine's /etc/hosts maps localhost to one address only)."""
+    cert = p256(client_pki)
+    with two_keyservers_on_one_port(client_pki, tmp_path) as (first, second):
         async def resolver(host: str, port: int) -> list[str]:
             assert (host, port) == ("keyservers.test", first.port)
             return ["127.0.0.1", "127.0.0.2", "127.0.0.1"]
@@ -230,20 +242,11 @@ def test_a_name_resolving_to_two_addresses_gives_two_servers(client_pki: DemoPKI
         assert all(completed > 0 for _, completed in endpoints)
         assert first.sign_count() + second.sign_count() == 500
         assert first.sign_count() > 0 and second.sign_count() > 0
-    finally:
-        first.stop()
-        second.stop()
 
 
 def test_names_are_resolved_again(client_pki: DemoPKI, tmp_path: Path) -> None:
     """The name's addresses change: the new one joins, the old one leaves (after draining)."""
     cert = p256(client_pki)
-    first = start_keyserver(client_pki, tmp_path)
-    try:
-        second = start_keyserver(client_pki, tmp_path, listen="127.0.0.2", port=first.port)
-    except RuntimeError as exc:
-        first.stop()
-        pytest.skip(f"cannot bind 127.0.0.2 here: {exc}")
     answers = {"now": ["127.0.0.1"]}
 
     async def resolver(host: str, port: int) -> list[str]:
@@ -251,7 +254,7 @@ def test_names_are_resolved_again(client_pki: DemoPKI, tmp_path: Path) -> None:
             raise OSError("temporary failure in name resolution")
         return answers["now"]
 
-    try:
+    with two_keyservers_on_one_port(client_pki, tmp_path) as (first, second):
         async def main() -> None:
             context = make_ssl_context(client_pki.edge_cert, client_pki.edge_key, client_pki.ca)
             async with KeylessClient([f"keyservers.test:{first.port}"], context, server_name="localhost",
@@ -277,6 +280,3 @@ def test_names_are_resolved_again(client_pki: DemoPKI, tmp_path: Path) -> None:
         asyncio.run(main())
         assert first.sign_count() - before == 100
         assert second.sign_count() == 100
-    finally:
-        first.stop()
-        second.stop()
