@@ -59,14 +59,18 @@ pid {dir}/nginx.pid;
 events {{ worker_connections 4096; }}
 """
 
-ORIGIN_CONF = (
-    NGINX_COMMON
-    + """
+# Both nginx roles open their http block alike: no access log, temporary files in the run's directory.
+HTTP_OPEN = """
 http {{
     access_log off;
     client_body_temp_path {dir}/body; proxy_temp_path {dir}/proxy; fastcgi_temp_path {dir}/fcgi;
     uwsgi_temp_path {dir}/uwsgi; scgi_temp_path {dir}/scgi;
-    server {{
+"""
+
+ORIGIN_CONF = (
+    NGINX_COMMON
+    + HTTP_OPEN
+    + """    server {{
         listen 127.0.0.1:{port};
         keepalive_requests 1000000;
         root {root};
@@ -78,12 +82,8 @@ http {{
 
 PROXY_CONF = (
     NGINX_COMMON
-    + """
-http {{
-    access_log off;
-    client_body_temp_path {dir}/body; proxy_temp_path {dir}/proxy; fastcgi_temp_path {dir}/fcgi;
-    uwsgi_temp_path {dir}/uwsgi; scgi_temp_path {dir}/scgi;
-    upstream origin {{ server 127.0.0.1:{origin_port}; keepalive 8; }}
+    + HTTP_OPEN
+    + """    upstream origin {{ server 127.0.0.1:{origin_port}; keepalive 8; }}
     server {{
         listen 127.0.0.1:{port} ssl;
         ssl_certificate {cert};
