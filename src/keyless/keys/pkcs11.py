@@ -468,7 +468,7 @@ def _name_of(private: Any) -> str:
     parts = [f"object={label}"] if label else []
     if key_id:
         parts.append("id=" + "".join(f"%{b:02x}" for b in key_id))
-    return ";".join(parts) or "unnamed object"
+    return ";".join(parts)
 
 
 def load_pkcs11_keys(uri: Pkcs11Uri) -> tuple[list[Pkcs11KeyHandle], list[str]]:
@@ -487,7 +487,6 @@ def load_pkcs11_keys(uri: Pkcs11Uri) -> tuple[list[Pkcs11KeyHandle], list[str]]:
     template = _search_template(uri)
     handles: list[Pkcs11KeyHandle] = []
     problems: list[str] = []
-    base = uri.display.split("?", 1)[0]
     try:
         with token.session() as pooled:
             session = pooled.session
@@ -496,13 +495,13 @@ def load_pkcs11_keys(uri: Pkcs11Uri) -> tuple[list[Pkcs11KeyHandle], list[str]]:
                 try:
                     public = _public_key_of(session, private)
                 except ValueError as exc:
-                    problems.append(f"{base};{name}: {exc}")
+                    problems.append(f"{uri.naming(name)}: {exc}")
                     continue
                 locate = dict(template)
                 key_id = _attribute(private, Attribute.ID)
                 if key_id:
                     locate[Attribute.ID] = bytes(key_id)
-                handles.append(Pkcs11KeyHandle(token, public, locate, f"{base};{name}"))
+                handles.append(Pkcs11KeyHandle(token, public, locate, uri.naming(name)))
     except OSError as exc:  # the module file cannot be loaded
         raise Pkcs11LoadError(f"{uri.display}: cannot load the PKCS#11 module: {exc.strerror or exc}") from None
     except pkcs11.exceptions.PinIncorrect:

@@ -52,12 +52,26 @@ class Pkcs11Uri:
     @property
     def display(self) -> str:
         """The URI for logs and errors: every selector, the module, never the PIN."""
-        parts = [f"{name}={value}" for name, value in (
-            ("token", self.token), ("serial", self.serial), ("manufacturer", self.manufacturer),
-            ("model", self.model), ("slot-id", self.slot_id), ("object", self.object_label),
+        objects = [f"{name}={value}" for name, value in (
+            ("object", self.object_label),
             ("id", None if self.object_id is None else "".join(f"%{b:02x}" for b in self.object_id)),
         ) if value is not None]
-        return f"pkcs11:{';'.join(parts)}?module-path={self.module_path}"
+        return self.naming(*objects) + f"?module-path={self.module_path}"
+
+    def naming(self, *objects: str) -> str:
+        """``token_display`` followed by ``objects`` (``object=...``, ``id=...``) as path attributes."""
+        token = self.token_display
+        named = [part for part in objects if part]
+        return ";".join([token, *named]).replace(":;", ":", 1) if named else token
+
+    @property
+    def token_display(self) -> str:
+        """``pkcs11:`` and the token selectors only (a key's source adds its own object and id)."""
+        parts = [f"{name}={value}" for name, value in (
+            ("token", self.token), ("serial", self.serial), ("manufacturer", self.manufacturer),
+            ("model", self.model), ("slot-id", self.slot_id),
+        ) if value is not None]
+        return f"pkcs11:{';'.join(parts)}"
 
     def __str__(self) -> str:
         return self.display
