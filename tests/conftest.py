@@ -6,8 +6,11 @@ KEYLESS_REQUIRE_ALL=1, under which such a skip is a failure.
 
 from __future__ import annotations
 
+import gc
+import logging
 import os
 import shutil
+from typing import Any
 
 import pytest
 
@@ -32,3 +35,47 @@ def require(condition: bool, reason: str) -> None:
         if REQUIRE_ALL:
             pytest.fail(f"KEYLESS_REQUIRE_ALL=1 but {reason}")
         pytest.skip(reason)
+
+
+# --- abandoned asyncio tasks -------------------------------------------------------------------------
+# asyncio reports a task garbage-collected while pending (a client or server not closed by a test) only as
+# a log line, which pytest hides for passing tests. Collect them and fail the run, naming the test.
+
+ABANDONED_TASK_MESSAGES = ("Task was destroyed but it is pending", "Task exception was never retrieved")
+
+
+class _AbandonedTaskAlarm(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.current_test = "(collection)"
+        self.seen: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if message.startswith(ABANDONED_TASK_MESSAGES):
+            self.seen.append(f"{self.current_test}: {' | '.join(message.splitlines()[:2])[:300]}")
+
+
+_ALARM = _AbandonedTaskAlarm()
+logging.getLogger("asyncio").addHandler(_ALARM)
+
+
+@pytest.fixture(autouse=True)
+def _name_the_test_for_the_task_alarm(request: pytest.FixtureRequest) -> None:
+    # A task is reported when it is collected: during its test, or (if it sat in a cycle) a little later.
+    _ALARM.current_test = f"{request.node.nodeid} (or just before)"
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    _ALARM.current_test = "(end of session: a test that left a task in a reference cycle)"
+    gc.collect()  # tasks that sat in reference cycles are reported now, not after pytest has finished
+    if _ALARM.seen and exitstatus == 0:
+        session.exitstatus = 1
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if _ALARM.seen:
+        terminalreporter.section("asyncio tasks abandoned by tests", red=True)
+        for line in _ALARM.seen:
+            terminalreporter.line(line)
+

@@ -29,20 +29,24 @@ def _client_library() -> Any:
     return client
 
 
-def remote_config_factory(client_library: Any, pki: Any, port: int, site: str) -> Any:
+def remote_adapter_server(client_library: Any, pki: Any, port: int, site: str) -> AdapterServer:
+    """An ``AdapterServer`` whose key is remote; its client is closed on the server's loop at exit."""
     chain = tuple(x509.load_pem_x509_certificates(pki.site_cert(site).read_bytes()))
+    server = AdapterServer(None)
 
     async def make_config() -> ServerConfig:
         # Built on the server's event loop: the client library's connections live there.
         ssl_context = client_library.make_ssl_context(pki.edge_cert, pki.edge_key, pki.ca)
         keyless_client = client_library.KeylessClient([f"127.0.0.1:{port}"], ssl_context)
+        server.cleanups.append(keyless_client.close)
         return ServerConfig(
             certificate_callback=static_certificate(CertifiedKey(chain=chain, key=keyless_client.remote_key(chain[0]))),
             ticket_keys=TicketKeyRing([TicketKey.generate()]),
             enable_tls12=False,
         )
 
-    return make_config
+    server.make_config = make_config
+    return server
 
 
 @pytest.mark.parametrize("site", ["ecdsa-p256", "ecdsa-p384", "rsa-2048", "ed25519"])
@@ -56,8 +60,7 @@ def test_remote_key_openssl_resumption(tmp_path: Path, site: str) -> None:
     session = tmp_path / "session.pem"
     with start_keyserver(pki, tmp_path) as keyserver:
         before = keyserver.sign_count()
-        make_config = remote_config_factory(client_library, pki, keyserver.port, site)
-        with AdapterServer(None, make_config=make_config) as server:
+        with remote_adapter_server(client_library, pki, keyserver.port, site) as server:
             base = [openssl, "s_client", "-connect", f"127.0.0.1:{server.port}", "-servername", pki.hostname,
                     "-CAfile", str(pki.ca), "-verify_return_error", "-tls1_3", "-ign_eof"]
             first = subprocess.run([*base, "-sess_out", str(session)], input=b"one\n", capture_output=True,
@@ -80,10 +83,9 @@ def test_remote_key_python_ssl_full_handshakes(tmp_path: Path) -> None:
     pki = create_demo_pki(tmp_path / "pki")
     with start_keyserver(pki, tmp_path) as keyserver:
         before = keyserver.sign_count()
-        make_config = remote_config_factory(client_library, pki, keyserver.port, "ecdsa-p256")
         ctx = ssl.create_default_context(cafile=str(pki.ca))
         ctx.minimum_version = ssl.TLSVersion.TLSv1_3
-        with AdapterServer(None, make_config=make_config) as server:
+        with remote_adapter_server(client_library, pki, keyserver.port, "ecdsa-p256") as server:
             import socket
 
             for _ in range(3):
