@@ -378,14 +378,13 @@ def import_pki_keys(pki: DemoPKI, label: str) -> dict[str, PrivateKey]:
     return keys
 
 
-def test_key_server_process_signs_with_keys_in_the_token(softhsm: SoftHSM, tmp_path: Path) -> None:
-    from keyless.client import KeylessClient, make_ssl_context, opcode_for
-    from keyless.keys.schemes import SignatureScheme, digest_for
+SIGN_CASES = [("ecdsa-p256", "ECDSA_SECP256R1_SHA256"), ("rsa-2048", "RSA_PSS_RSAE_SHA256"),
+              ("rsa-2048", "RSA_PKCS1_SHA384"), ("ed25519", "ED25519")]
 
-    message = b"TLS 1.3, server CertificateVerify\x00" + os.urandom(64)
 
+def token_for_demo_pki(tmp_path: Path, label: str) -> tuple[DemoPKI, dict[str, PrivateKey], str]:
+    """A demo PKI whose site keys live only in a new token ``label``; the store URI reads a PIN file."""
     pki = create_demo_pki(tmp_path / "pki", site_keys=("ecdsa-p256", "rsa-2048", "ed25519"))
-    label = "keyless-e2e"
     subprocess.run([require_tool("softhsm2-util", "softhsm2"), "--init-token", "--free", "--label", label,
                     "--so-pin", SO_PIN, "--pin", PIN], check=True, capture_output=True)
     backend.close_all_tokens()
@@ -394,22 +393,35 @@ def test_key_server_process_signs_with_keys_in_the_token(softhsm: SoftHSM, tmp_p
     pin_file = tmp_path / "hsm.pin"
     pin_file.write_text(PIN)
     pin_file.chmod(0o600)
-    uri = f"pkcs11:token={label}?module-path={MODULE}&pin-source=file:{pin_file}"
+    return pki, keys, f"pkcs11:token={label}?module-path={MODULE}&pin-source=file:{pin_file}"
+
+
+def sign_and_verify(pki: DemoPKI, keys: dict[str, PrivateKey], port: int, rounds: int = 1) -> int:
+    """Sign every SIGN_CASES scheme ``rounds`` times through a KeylessClient; verify each; return the count."""
+    from keyless.client import KeylessClient, make_ssl_context, opcode_for
+    from keyless.keys.schemes import SignatureScheme, digest_for
+
+    message = b"TLS 1.3, server CertificateVerify\x00" + os.urandom(64)
+    cases = [(name, SignatureScheme[scheme]) for name, scheme in SIGN_CASES] * rounds
+
+    async def main() -> list[bytes]:
+        context = make_ssl_context(pki.edge_cert, pki.edge_key, pki.ca)
+        async with KeylessClient([f"127.0.0.1:{port}"], context, server_name="localhost") as client:
+            remote = {name: client.remote_key(x509.load_pem_x509_certificate(pki.site_cert(name).read_bytes()))
+                      for name, _ in SIGN_CASES}
+            return list(await asyncio.gather(*(remote[name].sign(scheme, message) for name, scheme in cases)))
+
+    for (name, scheme), signature in zip(cases, asyncio.run(main()), strict=True):
+        verify(opcode_for(scheme, keys[name].public_key()), keys[name], digest_for(scheme, message), signature)
+    return len(cases)
+
+
+def test_key_server_process_signs_with_keys_in_the_token(softhsm: SoftHSM, tmp_path: Path) -> None:
+    label = "keyless-e2e"
+    pki, keys, uri = token_for_demo_pki(tmp_path, label)
     with start_keyserver(pki, tmp_path, private_key_dirs=[], private_key_stores=[{"uri": uri}]) as ks:
         assert ks.keys == 3
-
-        async def main() -> list[tuple[str, SignatureScheme, bytes]]:
-            context = make_ssl_context(pki.edge_cert, pki.edge_key, pki.ca)
-            async with KeylessClient([f"127.0.0.1:{ks.port}"], context, server_name="localhost") as client:
-                cases = [("ecdsa-p256", SignatureScheme.ECDSA_SECP256R1_SHA256),
-                         ("rsa-2048", SignatureScheme.RSA_PSS_RSAE_SHA256),
-                         ("rsa-2048", SignatureScheme.RSA_PKCS1_SHA384), ("ed25519", SignatureScheme.ED25519)]
-                signatures = await asyncio.gather(*(
-                    client.remote_key(x509.load_pem_x509_certificate(pki.site_cert(n).read_bytes())).sign(s, message)
-                    for n, s in cases))
-                return [(n, s, sig) for (n, s), sig in zip(cases, signatures, strict=True)]
-
-        results = asyncio.run(main())
+        assert sign_and_verify(pki, keys, ks.port) == 4
         assert ks.sign_count() == 4
         # A key added to the token is picked up by SIGHUP, without a restart.
         added = ec.generate_private_key(ec.SECP384R1())
@@ -421,8 +433,14 @@ def test_key_server_process_signs_with_keys_in_the_token(softhsm: SoftHSM, tmp_p
             time.sleep(0.05)
         assert "reloaded keys: 4 loaded" in ks.log()
         assert ks.metric_value("keyless_keys_loaded") == 4
+        assert sign_and_verify(pki, keys, ks.port) == 4  # the old keys keep working after the reload
         log_text = ks.log()
-    for name, scheme, signature in results:
-        opcode = opcode_for(scheme, keys[name].public_key())
-        verify(opcode, keys[name], digest_for(scheme, message), signature)
     assert f"token={label}" in log_text and PIN not in log_text
+
+
+def test_forked_workers_each_open_the_token(softhsm: SoftHSM, tmp_path: Path) -> None:
+    pki, keys, uri = token_for_demo_pki(tmp_path, "keyless-workers")
+    with start_keyserver(pki, tmp_path, private_key_dirs=[], private_key_stores=[{"uri": uri}], workers=2) as ks:
+        assert ks.keys == 3
+        assert sign_and_verify(pki, keys, ks.port, rounds=10) == 40
+        assert ks.sign_count() == 40
