@@ -63,11 +63,13 @@ def _int_bytes(value: int) -> bytes:
     return value.to_bytes((value.bit_length() + 7) // 8, "big")
 
 
-def import_key(session: Any, key: PrivateKey, label: str, key_id: bytes, *, public_object: bool = True) -> None:
+def import_key(session: Any, key: PrivateKey, label: str, key_id: bytes, *, public_object: bool = True,
+               always_authenticate: bool = False) -> None:
     """Store ``key`` on the token as a sensitive private-key object (and its public-key object)."""
     common = {Attribute.TOKEN: True, Attribute.LABEL: label, Attribute.ID: key_id}
     private: dict[Attribute, Any] = {**common, Attribute.CLASS: ObjectClass.PRIVATE_KEY, Attribute.PRIVATE: True,
-                                     Attribute.SENSITIVE: True, Attribute.EXTRACTABLE: False, Attribute.SIGN: True}
+                                     Attribute.SENSITIVE: True, Attribute.EXTRACTABLE: False, Attribute.SIGN: True,
+                                     Attribute.ALWAYS_AUTHENTICATE: always_authenticate}
     public: dict[Attribute, Any] = {**common, Attribute.CLASS: ObjectClass.PUBLIC_KEY, Attribute.VERIFY: True}
     if isinstance(key, rsa.RSAPrivateKey):
         n = key.private_numbers()
@@ -220,6 +222,27 @@ def test_key_generated_on_the_token_signs(softhsm: SoftHSM) -> None:
     digest = os.urandom(32)
     signature = handle.execute(Opcode.ECDSA_SIGN_SHA256, digest)
     softhsm.token_generated.verify(signature, digest, ec.ECDSA(utils.Prehashed(hashes.SHA256())))
+
+
+def test_keys_that_always_authenticate_get_a_context_login_per_use(softhsm: SoftHSM) -> None:
+    backend.close_all_tokens()  # log the pool out so this test can log in to write
+    token = pkcs11.lib(MODULE).get_token(token_label=TOKEN)
+    key = rsa.generate_private_key(65537, 2048)
+    with token.open(rw=True, user_pin=PIN) as session:
+        import_key(session, key, "always-auth", b"\xaa", always_authenticate=True)
+    try:
+        store, problems = softhsm.store(softhsm.uri(path=f"token={TOKEN};object=always-auth"))
+        assert problems == [] and len(store) == 1
+        handle = store.find(ski_of(key.public_key()))
+        assert handle is not None
+        for opcode in (Opcode.RSA_SIGN_SHA256, Opcode.RSA_PSS_SIGN_SHA384, Opcode.RSA_DECRYPT_RAW):
+            payload = payload_for(opcode, key)
+            verify(opcode, key, payload, handle.execute(opcode, payload))
+    finally:
+        backend.close_all_tokens()
+        with token.open(rw=True, user_pin=PIN) as session:
+            for obj in list(session.get_objects({Attribute.LABEL: "always-auth"})):
+                obj.destroy()
 
 
 def test_bad_input_answers_crypto_failed(softhsm: SoftHSM) -> None:

@@ -122,6 +122,11 @@ class Pkcs11Token:
     def set_pin(self, pin: str | None) -> None:
         self._pin = pin
 
+    @property
+    def context_pin(self) -> str | None:
+        """The PIN again, for keys with CKA_ALWAYS_AUTHENTICATE (a CKU_CONTEXT_SPECIFIC login per use)."""
+        return self._pin
+
     def _find_token(self) -> Any:
         lib = pkcs11.lib(self.uri.module_path)
         uri = self.uri
@@ -368,11 +373,13 @@ def _legacy_digest(public: PublicKey) -> bytes | None:
 class Pkcs11KeyHandle:
     """A private key on a token: the ``KeyHandle`` the server uses, with every operation on the token."""
 
-    __slots__ = ("_k", "_locate", "_modulus", "_token", "description", "kind", "legacy_digest",
+    __slots__ = ("_always_authenticate", "_k", "_locate", "_modulus", "_token", "description", "kind", "legacy_digest",
                  "offload", "public_key", "ski", "source")
 
-    def __init__(self, token: Pkcs11Token, public: PublicKey, locate: dict[Attribute, Any], source: str) -> None:
+    def __init__(self, token: Pkcs11Token, public: PublicKey, locate: dict[Attribute, Any], source: str,
+                 always_authenticate: bool = False) -> None:
         self._token = token
+        self._always_authenticate = always_authenticate
         self._locate = locate  # the search template that finds this private key in any session
         self.public_key = public
         self.ski = ski_of(public)
@@ -419,22 +426,26 @@ class Pkcs11KeyHandle:
                             self.ski.hex(), attempt, type(exc).__name__)
         raise OperationError(f"{op.opcode.name} failed: the HSM is not answering", ErrorCode.INTERNAL)
 
+    def _pin(self) -> str | None:
+        return self._token.context_pin if self._always_authenticate else None
+
     def _sign_ecdsa(self, key: Any, digest: bytes) -> bytes:
-        raw = key.sign(digest, mechanism=Mechanism.ECDSA)
+        raw = key.sign(digest, mechanism=Mechanism.ECDSA, pin=self._pin())
         half = len(raw) // 2
         return encode_dss_signature(_integer(raw[:half]), _integer(raw[half:]))
 
     def _sign_pkcs1(self, key: Any, digest: bytes) -> bytes:
-        return bytes(key.sign(_DIGEST_INFO[len(digest)] + digest, mechanism=Mechanism.RSA_PKCS))
+        return bytes(key.sign(_DIGEST_INFO[len(digest)] + digest, mechanism=Mechanism.RSA_PKCS, pin=self._pin()))
 
     def _sign_pss(self, key: Any, digest: bytes) -> bytes:
-        return bytes(key.sign(digest, mechanism=Mechanism.RSA_PKCS_PSS, mechanism_param=_PSS_PARAMS[len(digest)]))
+        return bytes(key.sign(digest, mechanism=Mechanism.RSA_PKCS_PSS, mechanism_param=_PSS_PARAMS[len(digest)],
+                              pin=self._pin()))
 
     def _decrypt_raw(self, key: Any, block: bytes) -> bytes:
-        return bytes(key.decrypt(block, mechanism=Mechanism.RSA_X_509)).rjust(self._k, b"\x00")
+        return bytes(key.decrypt(block, mechanism=Mechanism.RSA_X_509, pin=self._pin())).rjust(self._k, b"\x00")
 
     def _sign_ed25519(self, key: Any, message: bytes) -> bytes:
-        return bytes(key.sign(message, mechanism=Mechanism.EDDSA))
+        return bytes(key.sign(message, mechanism=Mechanism.EDDSA, pin=self._pin()))
 
 
 _PERFORM: dict[Action, Callable[[Pkcs11KeyHandle, Any, bytes], bytes]] = {
@@ -501,7 +512,8 @@ def load_pkcs11_keys(uri: Pkcs11Uri) -> tuple[list[Pkcs11KeyHandle], list[str]]:
                 key_id = _attribute(private, Attribute.ID)
                 if key_id:
                     locate[Attribute.ID] = bytes(key_id)
-                handles.append(Pkcs11KeyHandle(token, public, locate, uri.naming(name)))
+                always_authenticate = _attribute(private, Attribute.ALWAYS_AUTHENTICATE) is True
+                handles.append(Pkcs11KeyHandle(token, public, locate, uri.naming(name), always_authenticate))
     except OSError as exc:  # the module file cannot be loaded
         raise Pkcs11LoadError(f"{uri.display}: cannot load the PKCS#11 module: {exc.strerror or exc}") from None
     except pkcs11.exceptions.PinIncorrect:
