@@ -17,7 +17,6 @@ only AEAD suites exist (tls12_suites.py).
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import hmac
 import logging
@@ -49,7 +48,7 @@ from keyless.tls.tls12_suites import (
     CipherSuite12,
     EphemeralKey,
     agree,
-    configured_suites,
+    enabled_suites,
     generate_ephemeral,
     negotiate,
     verify_client_signature12,
@@ -237,7 +236,7 @@ class ServerHandshake12:
             self.send_server_hello_done()
 
     def enabled_suites(self) -> tuple[CipherSuite12, ...]:
-        return _enabled_suites(tuple(self.config.tls12_cipher_suites), self.config.enable_rsa_key_exchange)
+        return enabled_suites(tuple(self.config.tls12_cipher_suites), self.config.enable_rsa_key_exchange)
 
     def pick_certificate_and_suite(self, hello: ClientHello) -> None:
         """Go's GetCertificate, then the first suite in our order the client offers and the key can serve."""
@@ -257,7 +256,8 @@ class ServerHandshake12:
             certified.key_type,
             certified.tls12_schemes,
             certified.rsa_key_exchange,
-            self.enabled_suites(),
+            tuple(config.tls12_cipher_suites),
+            config.enable_rsa_key_exchange,
             config.groups,
             config.tls12_allow_sha1_signatures,
             hello.cipher_suites,
@@ -573,9 +573,3 @@ class ServerHandshake12:
             raise TLSAlert(AlertDescription.internal_error, "no transcript")
         return bytes(self._transcript.copy().digest())
 
-
-@functools.lru_cache(maxsize=64)
-def _enabled_suites(codes: tuple[int, ...], enable_rsa_key_exchange: bool) -> tuple[CipherSuite12, ...]:
-    """The configured suites (in order), without RSA key exchange unless enabled; computed once per config."""
-    suites = configured_suites(codes)
-    return suites if enable_rsa_key_exchange else tuple(s for s in suites if s.ecdhe)

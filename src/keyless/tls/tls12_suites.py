@@ -104,6 +104,13 @@ def configured_suites(codes: Sequence[int]) -> tuple[CipherSuite12, ...]:
     return tuple(TLS12_SUITES_BY_CODE[c] for c in codes if c in TLS12_SUITES_BY_CODE)
 
 
+@functools.lru_cache(maxsize=64)
+def enabled_suites(codes: tuple[int, ...], enable_rsa_key_exchange: bool) -> tuple[CipherSuite12, ...]:
+    """The configured suites (in order), without RSA key exchange unless enabled; computed once per config."""
+    suites = configured_suites(codes)
+    return suites if enable_rsa_key_exchange else tuple(s for s in suites if s.ecdhe)
+
+
 def choose_signature_scheme(
     key_type: str, key_schemes: tuple[int, ...], offered: tuple[int, ...] | None, *, allow_sha1: bool
 ) -> int | None:
@@ -148,20 +155,23 @@ def negotiate(
     key_type: str,
     key_schemes: tuple[int, ...],
     rsa_key_exchange: bool,
-    suites: tuple[CipherSuite12, ...],
+    suite_codes: tuple[int, ...],
+    enable_rsa_key_exchange: bool,
     groups: tuple[int, ...],
     allow_sha1: bool,
     offered_suites: tuple[int, ...],
     offered_schemes: tuple[int, ...],
     offered_groups: tuple[int, ...],
 ) -> Negotiated | None:
-    """The first of our ``suites`` the client offers and the certificate's key can serve, with the signature
-    scheme and group for ECDHE (None for RSA key exchange); None when nothing fits.
+    """The first of our suites (``enabled_suites(suite_codes, enable_rsa_key_exchange)``) the client offers and
+    the certificate's key can serve, with the signature scheme and group for ECDHE (None for RSA key
+    exchange); None when nothing fits.
 
     A pure function of the certificate's kind, our configuration and three client lists: clients of one kind
-    send the same lists, so most handshakes are one dictionary lookup.
+    send the same lists, so most handshakes are one dictionary lookup (every argument is made of ints, strs
+    and bools, which hash in C).
     """
-    args = (key_type, key_schemes, rsa_key_exchange, suites, groups, allow_sha1)
+    args = (key_type, key_schemes, rsa_key_exchange, suite_codes, enable_rsa_key_exchange, groups, allow_sha1)
     if len(offered_suites) + len(offered_schemes) + len(offered_groups) <= _CACHEABLE_OFFER_LENGTH:
         return _negotiate_cached(*args, offered_suites, offered_schemes, offered_groups)
     return _negotiate(*args, offered_suites, offered_schemes, offered_groups)
@@ -171,7 +181,8 @@ def _negotiate(
     key_type: str,
     key_schemes: tuple[int, ...],
     rsa_key_exchange: bool,
-    suites: tuple[CipherSuite12, ...],
+    suite_codes: tuple[int, ...],
+    enable_rsa_key_exchange: bool,
     groups: tuple[int, ...],
     allow_sha1: bool,
     offered_suites: tuple[int, ...],
@@ -184,7 +195,7 @@ def _negotiate(
     curve_acceptable = curve is None or not offered_groups or curve in offered_groups
     ecdsa_key = key_type.startswith(_ECDSA_KEYS)
     offered = set(offered_suites)
-    for suite in suites:
+    for suite in enabled_suites(suite_codes, enable_rsa_key_exchange):
         if suite.code not in offered:
             continue
         if suite.key_exchange == "RSA":
