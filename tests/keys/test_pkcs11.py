@@ -265,6 +265,8 @@ def test_bad_input_answers_crypto_failed(softhsm: SoftHSM) -> None:
 
 
 def test_object_and_id_select_keys(softhsm: SoftHSM) -> None:
+    store, problems = softhsm.store(softhsm.uri(path="object=ecdsa-p256"))  # the only initialised token
+    assert problems == [] and [h.ski for h in store] == [ski_of(softhsm.keys["ecdsa-p256"].public_key())]
     store, _ = softhsm.store(softhsm.uri(path=f"token={TOKEN};object=ecdsa-p384"))
     assert [h.ski for h in store] == [ski_of(softhsm.keys["ecdsa-p384"].public_key())]
     store, _ = softhsm.store(softhsm.uri(path=f"token={TOKEN};id=%f0%f0"))

@@ -135,6 +135,8 @@ class Pkcs11Token:
             if uri.slot_id is not None and slot.slot_id != uri.slot_id:
                 continue
             token = slot.get_token()
+            if not token.flags & pkcs11.TokenFlag.TOKEN_INITIALIZED:
+                continue  # an empty slot's blank token (SoftHSM2 always offers one): nothing to load
             if any(wanted is not None and wanted != actual for wanted, actual in (
                 (uri.token, token.label), (uri.serial, token.serial.decode("ascii", "replace")),
                 (uri.manufacturer, token.manufacturer_id), (uri.model, token.model),
