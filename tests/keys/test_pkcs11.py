@@ -469,3 +469,20 @@ def test_forked_workers_each_open_the_token(softhsm: SoftHSM, tmp_path: Path) ->
         assert ks.keys == 3
         assert sign_and_verify(pki, keys, ks.port, rounds=10) == 40
         assert ks.sign_count() == 40
+
+
+def test_ec_point_bare_or_wrapped_is_read_right() -> None:
+    """CKA_EC_POINT is DER OCTET STRING-wrapped by the standard; some tokens store the bare point, and
+    a bare point whose X starts with 0x3f even parses as DER. Each form must yield the right key."""
+    for _ in range(20_000):  # one key in 256 qualifies
+        public = ec.generate_private_key(ec.SECP256R1()).public_key()
+        point = public.public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+        if point[1] == 0x3F:  # 0x04 0x3f ...: looks like an OCTET STRING of 63 bytes
+            break
+    else:
+        pytest.fail("no key with X starting 0x3f in 20,000 tries")
+    for stored in (point, _octet_string(point)):
+        candidates = (backend._octet_string_content(stored), stored)
+        found = backend._first_valid(candidates, lambda data: ec.EllipticCurvePublicKey.from_encoded_point(
+            ec.SECP256R1(), data))
+        assert found == public

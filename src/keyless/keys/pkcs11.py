@@ -85,6 +85,11 @@ _INPUT_ERRORS: tuple[type[PKCS11Error], ...] = (
 )
 
 
+_ATTRIBUTE_ERRORS: tuple[type[PKCS11Error], ...] = (
+    pkcs11.exceptions.AttributeTypeInvalid, pkcs11.exceptions.AttributeSensitive,
+)
+
+
 class Pkcs11LoadError(Exception):
     """The token or a key on it cannot be used; the message names the URI (without PIN) and why."""
 
@@ -346,13 +351,23 @@ def _public_key_of(session: Any, private: Any) -> PublicKey:
         if not isinstance(cert_public, ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey):
             raise ValueError("the certificate with the same CKA_ID is not for this key type")
         return cert_public
-    raw_point = _octet_string_content(bytes(point))
+    # The DER-wrapped reading first; a bare point can look like DER by chance, so then the bytes as they are.
+    candidates = (_octet_string_content(bytes(point)), bytes(point))
     if params in _ED25519_PARAMS:
-        return ed25519.Ed25519PublicKey.from_public_bytes(raw_point)
+        return _first_valid(candidates, ed25519.Ed25519PublicKey.from_public_bytes)
     curve = _CURVES.get(bytes(params or b""))
     if curve is None:
         raise ValueError("unsupported curve (P-256, P-384, P-521 or Ed25519)")
-    return ec.EllipticCurvePublicKey.from_encoded_point(curve, raw_point)
+    return _first_valid(candidates, lambda data: ec.EllipticCurvePublicKey.from_encoded_point(curve, data))
+
+
+def _first_valid(candidates: tuple[bytes, bytes], build: Callable[[bytes], PublicKey]) -> PublicKey:
+    for data in candidates:
+        try:
+            return build(data)
+        except ValueError:
+            continue
+    raise ValueError("CKA_EC_POINT does not hold a valid public key")
 
 
 def _kind_and_description(public: PublicKey) -> tuple[KeyKind, str]:
@@ -509,6 +524,9 @@ def load_pkcs11_keys(uri: Pkcs11Uri) -> tuple[list[Pkcs11KeyHandle], list[str]]:
                     public = _public_key_of(session, private)
                 except ValueError as exc:
                     problems.append(f"{uri.naming(name)}: {exc}")
+                    continue
+                except _INPUT_ERRORS + _ATTRIBUTE_ERRORS as exc:
+                    problems.append(f"{uri.naming(name)}: cannot read its public key ({type(exc).__name__})")
                     continue
                 locate = dict(template)
                 key_id = _attribute(private, Attribute.ID)
