@@ -12,6 +12,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from keyless import __version__
+
 SUBCOMMANDS: dict[str, str] = {
     "keyserver": "run a key server: perform private-key operations for trusted edges",
     "edge": "run a keyless TLS-terminating reverse proxy",
@@ -24,6 +26,7 @@ SUBCOMMANDS: dict[str, str] = {
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="keyless", description="Keyless SSL in Python.")
+    parser.add_argument("--version", action="version", version=f"keyless {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, help_text in SUBCOMMANDS.items():
         module = _load(name)
