@@ -306,7 +306,9 @@ class _TLSServerProtocol(asyncio.Protocol):
             sync = getattr(key, "decrypt_sync", None)
             args = (request.data,)
         public = getattr(key, "public_key", None)
-        if sync is not None and not (isinstance(public, rsa.RSAPublicKey) and public.key_size > INLINE_RSA_MAX_BITS):
+        # key_size first: most keys are below the limit, and isinstance against an ABC costs a Python call.
+        large_rsa = getattr(public, "key_size", 0) > INLINE_RSA_MAX_BITS and isinstance(public, rsa.RSAPublicKey)
+        if sync is not None and not large_rsa:
             try:
                 result: bytes | BaseException = sync(*args)
             except Exception as exc:
