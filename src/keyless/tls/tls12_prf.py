@@ -47,21 +47,17 @@ class KeyedPRF:
 
     def p_hash(self, seed: bytes, length: int) -> bytes:
         """RFC 5246 §5: A(0) = seed, A(i) = HMAC(secret, A(i-1)); output HMAC(secret, A(i) + seed) ..."""
-        mac = self._mac
-        blocks: list[bytes] = []
-        produced = 0
+        new_step = self._mac.copy
+        out = b""
         a = seed
-        while produced < length:
-            step = mac.copy()
+        while len(out) < length:
+            step = new_step()
             step.update(a)
             a = step.digest()
-            step = mac.copy()
+            step = new_step()
             step.update(a + seed)
-            block = step.digest()
-            blocks.append(block)
-            produced += len(block)
-        out = blocks[0] if len(blocks) == 1 else b"".join(blocks)
-        return out if produced == length else out[:length]
+            out += step.digest()
+        return out if len(out) == length else out[:length]
 
 
 def _keyed(hash_name: str, secret: bytes | KeyedPRF) -> KeyedPRF:

@@ -22,7 +22,7 @@ import hmac
 import logging
 import weakref
 from enum import Enum, auto
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -276,9 +276,11 @@ class ServerHandshake12:
     def choose(self, certified: CertifiedKey, suite: CipherSuite12, scheme: int | None, group: int | None) -> None:
         self.certified_key, self.suite, self.scheme, self.group = certified, suite, scheme, group
         if suite.key_exchange == "RSA":
-            public = certified.chain[0].public_key()
-            if not isinstance(public, rsa.RSAPublicKey):
+            # rsa_key_exchange is set only for an RSA leaf key (checked when the CertifiedKey was made), so no
+            # isinstance here: against cryptography's ABCs it is a Python-level __instancecheck__ per call.
+            if not certified.rsa_key_exchange:
                 raise TLSAlert(AlertDescription.internal_error, "RSA key exchange needs an RSA certificate")
+            public = cast(rsa.RSAPublicKey, certified.chain[0].public_key())
             self._modulus_length = (public.key_size + 7) // 8
             if self._modulus_length < MIN_MODULUS_LENGTH:
                 raise TLSAlert(AlertDescription.handshake_failure, "RSA key too small for key exchange")
