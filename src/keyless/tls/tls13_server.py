@@ -12,6 +12,7 @@ The private-key step is an event answered later: this object never calls a key.
 from __future__ import annotations
 
 import hmac
+import weakref
 from enum import Enum, auto
 from typing import TYPE_CHECKING
 
@@ -89,7 +90,9 @@ class ServerHandshake13:
     _master_secret: ks.MasterSecret | None = None
 
     def __init__(self, host: HandshakeHost) -> None:
-        self.host = host
+        # The connection owns this driver; a strong reference back would make every connection a reference
+        # cycle that only the cyclic GC frees (~16 µs of GC per handshake, as measured for TLS 1.2).
+        self.host: HandshakeHost = weakref.proxy(host)
         self.config: ServerConfig = host.config
         self.state = State.EXPECT_CLIENT_HELLO
 
