@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, x25519
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from keyless.keys.schemes import SignatureScheme
+from keyless.keys.schemes import PSS_SCHEMES, SignatureScheme
 from keyless.tls.alerts import AlertDescription, TLSAlert
 
 TLS13 = 0x0304
@@ -75,21 +75,14 @@ GROUP_NAMES: dict[int, str] = {
 
 DEFAULT_GROUPS: tuple[NamedGroup, ...] = (NamedGroup.X25519, NamedGroup.SECP256R1, NamedGroup.SECP384R1)
 
-# RFC 8446 §4.4.3: RSASSA-PKCS1-v1_5 and SHA-1 schemes MUST NOT be used in CertificateVerify.
-TLS13_SIGNATURE_SCHEMES: frozenset[int] = frozenset(
-    {
-        SignatureScheme.ECDSA_SECP256R1_SHA256,
-        SignatureScheme.ECDSA_SECP384R1_SHA384,
-        SignatureScheme.ECDSA_SECP521R1_SHA512,
-        SignatureScheme.RSA_PSS_RSAE_SHA256,
-        SignatureScheme.RSA_PSS_RSAE_SHA384,
-        SignatureScheme.RSA_PSS_RSAE_SHA512,
-        SignatureScheme.RSA_PSS_PSS_SHA256,
-        SignatureScheme.RSA_PSS_PSS_SHA384,
-        SignatureScheme.RSA_PSS_PSS_SHA512,
-        SignatureScheme.ED25519,
-    }
-)
+# RFC 8446 §4.4.3: RSASSA-PKCS1-v1_5 and SHA-1 schemes MUST NOT be used in CertificateVerify: every PSS
+# scheme, ECDSA with the curve-bound hashes, and Ed25519.
+TLS13_SIGNATURE_SCHEMES: frozenset[int] = PSS_SCHEMES | {
+    SignatureScheme.ECDSA_SECP256R1_SHA256,
+    SignatureScheme.ECDSA_SECP384R1_SHA384,
+    SignatureScheme.ECDSA_SECP521R1_SHA512,
+    SignatureScheme.ED25519,
+}
 
 # RFC 8446 §4.1.3: the last 8 bytes of ServerHello.random when a TLS 1.3 server negotiates an older version.
 DOWNGRADE_TLS12 = b"DOWNGRD\x01"
@@ -127,7 +120,8 @@ def choose_signature_scheme(key_schemes: Sequence[int], offered: Sequence[int]) 
 
 # ---- (EC)DHE key exchange for the supported groups (RFC 8446 §4.2.8.2, §7.4) -------------------
 
-_NIST_CURVES: dict[int, ec.EllipticCurve] = {
+# The NIST groups we can do (EC)DHE on, for TLS 1.3 key shares and TLS 1.2 ECDHE alike.
+NIST_CURVES: dict[int, ec.EllipticCurve] = {
     NamedGroup.SECP256R1: ec.SECP256R1(),
     NamedGroup.SECP384R1: ec.SECP384R1(),
 }
@@ -147,7 +141,7 @@ def key_exchange(group: int, peer_public: bytes) -> tuple[bytes, bytes]:
             shared = private.exchange(x25519.X25519PublicKey.from_public_bytes(peer_public))
             ours = private.public_key().public_bytes_raw()
             return ours, shared
-        curve = _NIST_CURVES.get(group)
+        curve = NIST_CURVES.get(group)
         if curve is None:
             raise TLSAlert(AlertDescription.illegal_parameter, "unsupported group")
         # Only uncompressed points (0x04 || X || Y) are allowed in TLS 1.3.

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from keyless.keys.schemes import SignatureScheme
 from keyless.tls.alerts import AlertDescription, TLSAlert
 from keyless.tls.client_auth import verify_client_signature
-from keyless.tls.suites import TLS13_SIGNATURE_SCHEMES, NamedGroup
+from keyless.tls.suites import NIST_CURVES, TLS13_SIGNATURE_SCHEMES, NamedGroup
 
 KeyExchange = Literal["ECDHE_ECDSA", "ECDHE_RSA", "RSA"]
 
@@ -243,7 +243,6 @@ def verify_client_signature12(leaf_der: bytes, scheme: int, signature: bytes, si
 
 # ---- ephemeral ECDH, split at the key operation (RFC 8422 §5.4, §5.7) ------------------------------
 
-_NIST_CURVES: dict[int, ec.EllipticCurve] = {NamedGroup.SECP256R1: ec.SECP256R1(), NamedGroup.SECP384R1: ec.SECP384R1()}
 EphemeralKey = x25519.X25519PrivateKey | ec.EllipticCurvePrivateKey
 
 
@@ -252,7 +251,7 @@ def generate_ephemeral(group: int) -> tuple[EphemeralKey, bytes]:
     if group == NamedGroup.X25519:
         x_private = x25519.X25519PrivateKey.generate()
         return x_private, x_private.public_key().public_bytes_raw()
-    curve = _NIST_CURVES.get(group)
+    curve = NIST_CURVES.get(group)
     if curve is None:
         raise TLSAlert(AlertDescription.internal_error, "unsupported group chosen")
     ec_private = ec.generate_private_key(curve)
@@ -266,7 +265,7 @@ def agree(group: int, private: EphemeralKey, peer_public: bytes) -> bytes:
             if len(peer_public) != 32:
                 raise TLSAlert(AlertDescription.illegal_parameter, "bad x25519 public key length")
             return private.exchange(x25519.X25519PublicKey.from_public_bytes(peer_public))
-        curve = _NIST_CURVES.get(group)
+        curve = NIST_CURVES.get(group)
         if curve is None:
             raise TLSAlert(AlertDescription.internal_error, "unsupported group chosen")
         if not peer_public or peer_public[0] != 4:
