@@ -14,6 +14,11 @@ from keyless.tls.alerts import AlertDescription, TLSAlert
 from keyless.tls.codec import Reader, Writer, handshake_message
 from keyless.tls.messages import HandshakeType
 
+# DigitallySigned (RFC 5246 §4.7) has the same wire form as the TLS 1.3 CertificateVerify body: a 2-byte
+# SignatureAndHashAlgorithm (a SignatureScheme code point) and an opaque<0..2^16-1> signature — so
+# TLS 1.2 parses its client CertificateVerify with the same function.
+from keyless.tls.messages import parse_certificate_verify as parse_certificate_verify
+
 TLS12_VERSION = 0x0303
 NAMED_CURVE = 3  # ECCurveType.named_curve (RFC 8422 §5.4)
 UNCOMPRESSED = 0  # ECPointFormat.uncompressed
@@ -175,11 +180,3 @@ def parse_client_certificate(body: bytes) -> tuple[bytes, ...]:
             raise TLSAlert(AlertDescription.decode_error, "empty certificate entry")
         chain.append(der)
     return tuple(chain)
-
-
-def parse_certificate_verify(body: bytes) -> tuple[int, bytes]:
-    r = Reader(body)
-    scheme = r.u16()
-    signature = r.opaque16()
-    r.expect_end("CertificateVerify")
-    return scheme, signature
