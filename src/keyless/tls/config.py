@@ -128,6 +128,19 @@ class ClientHelloInfo:
     version: int
 
 
+def client_hello_info(hello: messages.ClientHello, version: int) -> ClientHelloInfo:
+    """The certificate callback's view of a ClientHello, for TLS 1.2 and 1.3 alike."""
+    alpn = hello.alpn_protocols
+    return ClientHelloInfo(
+        server_name=hello.server_name,
+        signature_schemes=hello.signature_algorithms,
+        groups=hello.supported_groups,
+        cipher_suites=hello.cipher_suites,
+        alpn_protocols=tuple([p.decode("latin-1") for p in alpn]) if alpn else (),
+        version=version,
+    )
+
+
 class TicketSealer(Protocol):
     """What the engine needs of ``keyless.tls.tickets.TicketKeyRing``."""
 

@@ -6,6 +6,7 @@ failure is a ``TLSAlert``. Vectors declared ``<1..n>`` must be non-empty.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -226,6 +227,18 @@ def parse_pre_shared_key(r: Reader) -> OfferedPsks:
 def encode_extension(w: Writer, ext_type: int, body: bytes) -> None:
     w.u16(ext_type)
     w.opaque16(body)
+
+
+def choose_alpn(ours: Sequence[str], offered: Sequence[bytes]) -> bytes | None:
+    """RFC 7301 §3.2: our preference; no overlap is fatal (no_application_protocol). Same in TLS 1.2 and 1.3."""
+    if not ours or not offered:
+        return None
+    offered_set = set(offered)
+    for protocol in ours:
+        encoded = protocol.encode()
+        if encoded in offered_set:
+            return encoded
+    raise TLSAlert(AlertDescription.no_application_protocol, "no ALPN protocol in common")
 
 
 def alpn_body(protocol: bytes) -> bytes:

@@ -32,8 +32,9 @@ from keyless.tls import messages, tls12_prf
 from keyless.tls import tls12_messages as msg12
 from keyless.tls.alerts import AlertDescription, AlertLevel, TLSAlert
 from keyless.tls.client_auth import verify_client_certificate
-from keyless.tls.config import CertifiedKey, ClientHelloInfo, ServerConfig
+from keyless.tls.config import CertifiedKey, ServerConfig, client_hello_info
 from keyless.tls.events import HandshakeComplete
+from keyless.tls.extensions import choose_alpn
 from keyless.tls.messages import ClientHello, ContentType, HandshakeType
 from keyless.tls.suites import (
     GROUP_NAMES,
@@ -133,7 +134,7 @@ class ServerHandshake12:
         self.check_client_hello(hello)
         self.hello = hello
         self.sni = hello.server_name
-        self.alpn = self.choose_alpn(hello)
+        self.alpn = choose_alpn(self.config.alpn_protocols, hello.alpn_protocols)
         self.ems = hello.extended_master_secret
         session = self.check_for_resumption(hello)
         if session is not None:
@@ -159,16 +160,6 @@ class ServerHandshake12:
             raise TLSAlert(AlertDescription.handshake_failure, "client does not support extended master secret")
         if hello.ec_point_formats is not None and 0 not in hello.ec_point_formats:
             raise TLSAlert(AlertDescription.illegal_parameter, "client does not support uncompressed points")
-
-    def choose_alpn(self, hello: ClientHello) -> bytes | None:
-        """RFC 7301 §3.2: our preference; no overlap is fatal (no_application_protocol)."""
-        if not self.config.alpn_protocols or not hello.alpn_protocols:
-            return None
-        offered = set(hello.alpn_protocols)
-        for protocol in self.config.alpn_protocols:
-            if protocol.encode() in offered:
-                return protocol.encode()
-        raise TLSAlert(AlertDescription.no_application_protocol, "no ALPN protocol in common")
 
     # ---- resumption: RFC 5077 tickets, then RFC 5246 session IDs ----------------------------------
 
@@ -244,14 +235,7 @@ class ServerHandshake12:
 
     def pick_certificate_and_suite(self, hello: ClientHello) -> None:
         """Go's GetCertificate, then the first suite in our order the client offers and the key can serve."""
-        info = ClientHelloInfo(
-            server_name=hello.server_name,
-            signature_schemes=hello.signature_algorithms,
-            groups=hello.supported_groups,
-            cipher_suites=hello.cipher_suites,
-            alpn_protocols=tuple(p.decode("latin-1") for p in hello.alpn_protocols),
-            version=TLS12,
-        )
+        info = client_hello_info(hello, TLS12)
         config = self.config
         certified = config.certificate_callback(info)
         if certified is None:

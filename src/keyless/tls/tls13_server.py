@@ -21,9 +21,9 @@ from keyless.tls import key_schedule as ks
 from keyless.tls import messages
 from keyless.tls.alerts import AlertDescription, TLSAlert
 from keyless.tls.client_auth import verify_client_certificate, verify_client_signature
-from keyless.tls.config import CertifiedKey, ClientHelloInfo, ServerConfig
+from keyless.tls.config import CertifiedKey, ServerConfig, client_hello_info
 from keyless.tls.events import HandshakeComplete
-from keyless.tls.extensions import PSK_DHE_KE, PSK_KE
+from keyless.tls.extensions import PSK_DHE_KE, PSK_KE, choose_alpn
 from keyless.tls.messages import ClientHello, ContentType, HandshakeType
 from keyless.tls.suites import (
     GROUP_NAMES,
@@ -137,7 +137,7 @@ class ServerHandshake13:
             raise TLSAlert(AlertDescription.illegal_parameter, "early_data after HelloRetryRequest")
         self._client_hello = hello
         self.sni = hello.server_name
-        self.alpn = self.choose_alpn(hello)
+        self.alpn = choose_alpn(self.config.alpn_protocols, hello.alpn_protocols)
 
         self.check_for_resumption(hello)
         if peer_share is None and not self.resumed:
@@ -190,17 +190,6 @@ class ServerHandshake13:
             if group in hello.supported_groups:
                 return group, None
         raise TLSAlert(AlertDescription.handshake_failure, "no key exchange group in common")
-
-    def choose_alpn(self, hello: ClientHello) -> bytes | None:
-        """RFC 7301 §3.2: our preference; no overlap is fatal (no_application_protocol)."""
-        if not self.config.alpn_protocols or not hello.alpn_protocols:
-            return None
-        offered = set(hello.alpn_protocols)
-        for protocol in self.config.alpn_protocols:
-            encoded = protocol.encode()
-            if encoded in offered:
-                return encoded
-        raise TLSAlert(AlertDescription.no_application_protocol, "no ALPN protocol in common")
 
     # ---- §4.1.4 HelloRetryRequest ---------------------------------------------------------------
 
@@ -269,14 +258,7 @@ class ServerHandshake13:
     # ---- certificate selection (Go's GetCertificate) ---------------------------------------------
 
     def pick_certificate(self, hello: ClientHello) -> None:
-        info = ClientHelloInfo(
-            server_name=hello.server_name,
-            signature_schemes=hello.signature_algorithms,
-            groups=hello.supported_groups,
-            cipher_suites=hello.cipher_suites,
-            alpn_protocols=tuple([p.decode("latin-1") for p in hello.alpn_protocols]) if hello.alpn_protocols else (),
-            version=TLS13,
-        )
+        info = client_hello_info(hello, TLS13)
         certified = self.config.certificate_callback(info)
         if certified is None:
             raise TLSAlert(AlertDescription.handshake_failure, "no certificate for this ClientHello")
