@@ -14,16 +14,18 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from keyless.keys.schemes import SignatureScheme
 from keyless.tls import messages
-from keyless.tls.suites import DEFAULT_GROUPS, DEFAULT_TLS13_SUITES, CipherSuite13, NamedGroup
+from keyless.tls.suites import (
+    DEFAULT_GROUPS,
+    DEFAULT_TLS13_SUITES,
+    ECDSA_SCHEME_FOR_CURVE,
+    CipherSuite13,
+    NamedGroup,
+)
 
 RSASSA_PSS_OID = x509.ObjectIdentifier("1.2.840.113549.1.1.10")
 MAX_TICKET_LIFETIME = 604800  # RFC 8446 §4.6.1: seven days
 
-_ECDSA_TLS13 = {
-    "secp256r1": (SignatureScheme.ECDSA_SECP256R1_SHA256,),
-    "secp384r1": (SignatureScheme.ECDSA_SECP384R1_SHA384,),
-    "secp521r1": (SignatureScheme.ECDSA_SECP521R1_SHA512,),
-}
+_ECDSA_TLS13 = {curve: (scheme,) for curve, scheme in ECDSA_SCHEME_FOR_CURVE.items()}
 _ECDSA_TLS12 = (
     SignatureScheme.ECDSA_SECP256R1_SHA256,
     SignatureScheme.ECDSA_SECP384R1_SHA384,

@@ -75,14 +75,17 @@ GROUP_NAMES: dict[int, str] = {
 
 DEFAULT_GROUPS: tuple[NamedGroup, ...] = (NamedGroup.X25519, NamedGroup.SECP256R1, NamedGroup.SECP384R1)
 
+# RFC 8446 §4.2.3: the ECDSA scheme bound to each curve (by cryptography's curve name). TLS 1.3 allows only
+# these; our TLS 1.2 ServerKeyExchange prefers them too.
+ECDSA_SCHEME_FOR_CURVE: dict[str, SignatureScheme] = {
+    "secp256r1": SignatureScheme.ECDSA_SECP256R1_SHA256,
+    "secp384r1": SignatureScheme.ECDSA_SECP384R1_SHA384,
+    "secp521r1": SignatureScheme.ECDSA_SECP521R1_SHA512,
+}
+
 # RFC 8446 §4.4.3: RSASSA-PKCS1-v1_5 and SHA-1 schemes MUST NOT be used in CertificateVerify: every PSS
 # scheme, ECDSA with the curve-bound hashes, and Ed25519.
-TLS13_SIGNATURE_SCHEMES: frozenset[int] = PSS_SCHEMES | {
-    SignatureScheme.ECDSA_SECP256R1_SHA256,
-    SignatureScheme.ECDSA_SECP384R1_SHA384,
-    SignatureScheme.ECDSA_SECP521R1_SHA512,
-    SignatureScheme.ED25519,
-}
+TLS13_SIGNATURE_SCHEMES: frozenset[int] = PSS_SCHEMES | set(ECDSA_SCHEME_FOR_CURVE.values()) | {SignatureScheme.ED25519}
 
 # RFC 8446 §4.1.3: the last 8 bytes of ServerHello.random when a TLS 1.3 server negotiates an older version.
 DOWNGRADE_TLS12 = b"DOWNGRD\x01"

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from keyless.keys.schemes import SignatureScheme
 from keyless.tls.alerts import AlertDescription, TLSAlert
 from keyless.tls.client_auth import verify_client_signature
-from keyless.tls.suites import NIST_CURVES, TLS13_SIGNATURE_SCHEMES, NamedGroup
+from keyless.tls.suites import ECDSA_SCHEME_FOR_CURVE, NIST_CURVES, TLS13_SIGNATURE_SCHEMES, NamedGroup
 
 KeyExchange = Literal["ECDHE_ECDSA", "ECDHE_RSA", "RSA"]
 
@@ -89,11 +89,6 @@ TLS_FALLBACK_SCSV = 0x5600  # RFC 7507
 SHA1_SCHEMES = frozenset({SignatureScheme.RSA_PKCS1_SHA1, SignatureScheme.ECDSA_SHA1})
 # RFC 5246 §7.4.1.4.1: a client without signature_algorithms is taken to offer {sha1, rsa} and {sha1, ecdsa}.
 DEFAULT_CLIENT_SCHEMES: tuple[int, ...] = (SignatureScheme.RSA_PKCS1_SHA1, SignatureScheme.ECDSA_SHA1)
-_CURVE_SCHEME = {
-    "secp256r1": SignatureScheme.ECDSA_SECP256R1_SHA256,
-    "secp384r1": SignatureScheme.ECDSA_SECP384R1_SHA384,
-    "secp521r1": SignatureScheme.ECDSA_SECP521R1_SHA512,
-}
 
 
 def configured_suites(codes: Sequence[int]) -> tuple[CipherSuite12, ...]:
@@ -121,7 +116,7 @@ def choose_signature_scheme(
     """
     client = set(offered if offered else DEFAULT_CLIENT_SCHEMES)
     preferred = list(key_schemes)
-    curve_scheme = _CURVE_SCHEME.get(key_type.removeprefix("ecdsa-"))
+    curve_scheme = ECDSA_SCHEME_FOR_CURVE.get(key_type.removeprefix("ecdsa-"))
     if curve_scheme is not None and curve_scheme in preferred:
         preferred.remove(curve_scheme)
         preferred.insert(0, curve_scheme)
