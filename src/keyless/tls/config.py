@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Callable
@@ -197,6 +198,11 @@ class ServerConfig:
         for proto in self.alpn_protocols:
             if not 0 < len(proto.encode()) < 256:
                 raise ValueError("ALPN protocol names are 1..255 bytes")
+
+    @functools.cached_property
+    def client_ca_names(self) -> tuple[bytes, ...]:
+        """The DER subjects of ``client_ca``: CertificateRequest's authorities in TLS 1.2 and 1.3 (made once)."""
+        return tuple(ca.subject.public_bytes() for ca in self.client_ca or ())
 
 
 def static_certificate(certified_key: CertifiedKey) -> Callable[[ClientHelloInfo], CertifiedKey | None]:

@@ -320,11 +320,7 @@ class ServerHandshake12:
     def send_server_hello_done(self) -> None:
         if self.config.client_ca:
             self.client_auth = True
-            self.send_handshake(
-                msg12.certificate_request(
-                    CLIENT_SIGNATURE_SCHEMES, tuple(ca.subject.public_bytes() for ca in self.config.client_ca)
-                )
-            )
+            self.send_handshake(msg12.certificate_request(CLIENT_SIGNATURE_SCHEMES, self.config.client_ca_names))
         self.send_handshake(msg12.server_hello_done())
         self.state = State.EXPECT_CLIENT_CERTIFICATE if self.client_auth else State.EXPECT_CLIENT_KEY_EXCHANGE
 
@@ -562,4 +558,3 @@ class ServerHandshake12:
         if self._transcript is None:
             raise TLSAlert(AlertDescription.internal_error, "no transcript")
         return bytes(self._transcript.copy().digest())
-

@@ -342,7 +342,7 @@ class ServerHandshake13:
             self.send_handshake(
                 messages.certificate_request(
                     sorted(TLS13_SIGNATURE_SCHEMES),
-                    tuple(ca.subject.public_bytes() for ca in self.config.client_ca),
+                    self.config.client_ca_names,
                 )
             )
         if hello.ocsp_requested:
