@@ -1,4 +1,4 @@
-"""Client-certificate authentication for the TLS 1.3 server (RFC 8446 §4.4.2.4, §4.4.3)."""
+"""Client-certificate authentication for the TLS 1.3 and 1.2 servers (RFC 8446 §4.4.2.4, §4.4.3; RFC 5246 §7.4.8)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from cryptography.x509.verification import (
     VerificationError,
 )
 
-from keyless.keys.schemes import SignatureScheme, scheme_hash, scheme_key_kind
+from keyless.keys.schemes import SignatureScheme, is_pss, scheme_hash, scheme_key_kind
 from keyless.tls.alerts import AlertDescription, TLSAlert
 
 MAX_CLIENT_CHAIN = 8
@@ -51,8 +51,13 @@ def verify_client_certificate(chain_der: Sequence[bytes], trusted: Sequence[x509
         raise TLSAlert(AlertDescription.bad_certificate, "client certificate does not verify") from exc
 
 
-def verify_client_signature(leaf_der: bytes, scheme: int, signature: bytes, signed: bytes) -> None:
-    """Check a client CertificateVerify; any failure is decrypt_error (§4.4.3)."""
+def verify_client_signature(
+    leaf_der: bytes, scheme: int, signature: bytes, signed: bytes, *, allow_pkcs1: bool = False
+) -> None:
+    """Check a client CertificateVerify; any failure is decrypt_error (§4.4.3).
+
+    RSA schemes verify as RSASSA-PSS unless ``allow_pkcs1`` (TLS 1.2 only: RFC 8446 §4.4.3 forbids PKCS#1 v1.5
+    in TLS 1.3), where a non-PSS RSA scheme verifies as RSASSA-PKCS1-v1_5."""
     try:
         public = x509.load_der_x509_certificate(leaf_der).public_key()
         sig_scheme = SignatureScheme(scheme)
@@ -63,8 +68,12 @@ def verify_client_signature(leaf_der: bytes, scheme: int, signature: bytes, sign
         elif isinstance(public, ec.EllipticCurvePublicKey) and kind.name == "ECDSA" and algorithm is not None:
             public.verify(signature, signed, ec.ECDSA(algorithm))
         elif isinstance(public, rsa.RSAPublicKey) and algorithm is not None and kind.name == "RSA":
-            pss = padding.PSS(mgf=padding.MGF1(algorithm), salt_length=algorithm.digest_size)
-            public.verify(signature, signed, pss, algorithm)
+            rsa_padding: padding.AsymmetricPadding
+            if allow_pkcs1 and not is_pss(sig_scheme):
+                rsa_padding = padding.PKCS1v15()
+            else:
+                rsa_padding = padding.PSS(mgf=padding.MGF1(algorithm), salt_length=algorithm.digest_size)
+            public.verify(signature, signed, rsa_padding, algorithm)
         else:
             raise TLSAlert(AlertDescription.illegal_parameter, "signature scheme does not match the certificate")
     except (InvalidSignature, ValueError, UnsupportedAlgorithm) as exc:

@@ -12,10 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, x25519
+from cryptography.hazmat.primitives.asymmetric import ec, x25519
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
@@ -209,31 +206,19 @@ _negotiate_cached = functools.lru_cache(maxsize=1024)(_negotiate)
 
 # ---- client CertificateVerify (RFC 5246 §7.4.8) ---------------------------------------------------------
 
-_CLIENT_PKCS1_SCHEMES: dict[int, type[hashes.HashAlgorithm]] = {
-    SignatureScheme.RSA_PKCS1_SHA256: hashes.SHA256,
-    SignatureScheme.RSA_PKCS1_SHA384: hashes.SHA384,
-    SignatureScheme.RSA_PKCS1_SHA512: hashes.SHA512,
-}
-# What our CertificateRequest offers: the TLS 1.3 schemes plus PKCS#1 v1.5, which TLS 1.2 clients (smart
-# cards, older HSMs) may only be able to produce.
-CLIENT_SIGNATURE_SCHEMES: tuple[int, ...] = tuple(sorted(set(TLS13_SIGNATURE_SCHEMES) | set(_CLIENT_PKCS1_SCHEMES)))
+# PKCS#1 v1.5 client signatures, which TLS 1.2 clients (smart cards, older HSMs) may only be able to produce.
+_CLIENT_PKCS1_SCHEMES = frozenset(
+    {SignatureScheme.RSA_PKCS1_SHA256, SignatureScheme.RSA_PKCS1_SHA384, SignatureScheme.RSA_PKCS1_SHA512}
+)
+# What our CertificateRequest offers: the TLS 1.3 schemes plus those.
+CLIENT_SIGNATURE_SCHEMES: tuple[int, ...] = tuple(sorted(set(TLS13_SIGNATURE_SCHEMES) | _CLIENT_PKCS1_SCHEMES))
 
 
 def verify_client_signature12(leaf_der: bytes, scheme: int, signature: bytes, signed: bytes) -> None:
     """A client CertificateVerify over ``signed`` (all handshake messages so far); failure is decrypt_error."""
     if scheme not in CLIENT_SIGNATURE_SCHEMES:
         raise TLSAlert(AlertDescription.illegal_parameter, "signature scheme we did not ask for")
-    algorithm = _CLIENT_PKCS1_SCHEMES.get(scheme)
-    if algorithm is None:
-        verify_client_signature(leaf_der, scheme, signature, signed)
-        return
-    try:
-        public = x509.load_der_x509_certificate(leaf_der).public_key()
-        if not isinstance(public, rsa.RSAPublicKey):
-            raise TLSAlert(AlertDescription.illegal_parameter, "signature scheme does not match the certificate")
-        public.verify(signature, signed, padding.PKCS1v15(), algorithm())
-    except (InvalidSignature, ValueError) as exc:
-        raise TLSAlert(AlertDescription.decrypt_error, "client CertificateVerify does not verify") from exc
+    verify_client_signature(leaf_der, scheme, signature, signed, allow_pkcs1=True)
 
 
 # ---- ephemeral ECDH, split at the key operation (RFC 8422 §5.4, §5.7) ------------------------------
