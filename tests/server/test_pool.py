@@ -1,0 +1,126 @@
+"""The RSA thread pool on a real event loop with real RSA keys: every job answered with its own
+context, failures as error answers, batches sized by queue depth, and results of a slow batch not
+held back for long."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa, utils
+
+from keyless.keys.store import LocalKeyHandle
+from keyless.protocol import ErrorCode, Opcode
+from keyless.server.dispatch import Answer, HookJob
+from keyless.server.pool import DEPTH_SHARE, MAX_BATCH, MAX_HOLD_SECONDS, CryptoPool, Done, PoolItem, batch_budget
+
+DIGEST = hashlib.sha256(b"pool").digest()
+PSS = int(Opcode.RSA_PSS_SIGN_SHA256)
+
+
+@pytest.fixture(scope="module")
+def rsa_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(65537, 2048)
+
+
+def run_pool(threads: int, items: list[PoolItem], timeout: float = 30.0,
+             on_result: Callable[[Done], None] | None = None) -> list[list[Done]]:
+    """Submit ``items`` at once on a fresh loop; returns the ``on_done`` calls in order."""
+    loop = asyncio.new_event_loop()
+    calls: list[list[Done]] = []
+    expected = len(items)
+
+    def on_done(results: list[Done]) -> None:
+        calls.append(results)
+        for result in results:
+            if on_result is not None:
+                on_result(result)
+        if sum(map(len, calls)) >= expected:
+            loop.stop()
+
+    pool = CryptoPool(loop, threads, on_done)
+    try:
+        loop.call_soon(pool.submit, items)
+        loop.call_later(timeout, loop.stop)
+        loop.run_forever()
+    finally:
+        pool.close()
+        loop.close()
+    return calls
+
+
+def test_every_job_is_answered_once_with_its_context(rsa_key: rsa.RSAPrivateKey) -> None:
+    handle = LocalKeyHandle(rsa_key, "test")
+    items: list[PoolItem] = [(("job", i), handle, PSS, DIGEST) for i in range(100)]
+    calls = run_pool(2, items)
+    results = [result for call in calls for result in call]
+    assert sorted(context[1] for context, _, _ in results) == list(range(100))
+    public = rsa_key.public_key()
+    pss = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)
+    for _, outcome, exec_seconds in results:
+        assert isinstance(outcome, bytes)
+        public.verify(outcome, DIGEST, pss, utils.Prehashed(hashes.SHA256()))
+        assert 0 < exec_seconds < 5
+
+
+def test_a_failing_job_is_an_error_answer_and_its_neighbours_succeed(rsa_key: rsa.RSAPrivateKey) -> None:
+    handle = LocalKeyHandle(rsa_key, "test")
+    items: list[PoolItem] = [
+        ("good", handle, PSS, DIGEST),
+        ("short digest", handle, PSS, DIGEST[:20]),
+        ("hook", HookJob(lambda: b"sealed"), int(Opcode.SEAL), b"x"),
+        ("good too", handle, PSS, DIGEST),
+    ]
+    outcomes = {context: outcome for call in run_pool(1, items) for context, outcome, _ in call}
+    assert isinstance(outcomes["good"], bytes) and isinstance(outcomes["good too"], bytes)
+    failed = outcomes["short digest"]
+    assert isinstance(failed, Answer) and failed.opcode == Opcode.ERROR and failed.error == ErrorCode.CRYPTO_FAILED
+    assert outcomes["hook"] == Answer(Opcode.RESPONSE, b"sealed")
+
+
+def test_batch_budget_grows_with_queue_depth() -> None:
+    assert batch_budget(0, 2) == 0
+    assert batch_budget(2 * DEPTH_SHARE - 1, 2) == 0  # a short queue: one submission per batch
+    assert batch_budget(2 * DEPTH_SHARE * 5, 2) == 5
+    assert batch_budget(10_000, 2) == MAX_BATCH
+
+
+def test_a_deep_queue_is_worked_off_in_large_batches(rsa_key: rsa.RSAPrivateKey) -> None:
+    """300 jobs queued at once on one thread: a batch takes several 16-job submissions."""
+    handle = LocalKeyHandle(rsa_key, "test")
+    items: list[PoolItem] = [(i, handle, PSS, DIGEST) for i in range(300)]
+    calls = run_pool(1, items)
+    assert sum(map(len, calls)) == 300
+    # Without gathering, each delivery would carry at most one 16-job submission.
+    assert max(map(len, calls)) > 16
+
+
+def test_a_slow_batch_hands_over_finished_results_early() -> None:
+    """The first job of a batch takes longer than MAX_HOLD_SECONDS; the second waits until the
+    event loop has the first one's result, which it only gets if the pool does not hold it for
+    the whole batch."""
+    first_delivered = threading.Event()
+
+    def slow_first() -> bytes:
+        time.sleep(MAX_HOLD_SECONDS * 1.5)
+        return b"first"
+
+    def waits_for_first() -> bytes:
+        return b"second" if first_delivered.wait(10) else b"second, after the first was held back"
+
+    def on_result(result: Done) -> None:
+        if result[0] == "first":
+            first_delivered.set()
+
+    items: list[PoolItem] = [
+        ("first", HookJob(slow_first), int(Opcode.CUSTOM), b""),
+        ("second", HookJob(waits_for_first), int(Opcode.CUSTOM), b""),
+    ]
+    calls = run_pool(1, items, on_result=on_result)
+    outcomes = {context: outcome for call in calls for context, outcome, _ in call}
+    assert outcomes == {"first": Answer(Opcode.RESPONSE, b"first"), "second": Answer(Opcode.RESPONSE, b"second")}
