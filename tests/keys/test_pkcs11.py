@@ -466,7 +466,7 @@ def test_key_server_process_signs_with_keys_in_the_token(softhsm: SoftHSM, tmp_p
 def test_forked_workers_each_open_the_token(softhsm: SoftHSM, tmp_path: Path) -> None:
     pki, keys, uri = token_for_demo_pki(tmp_path, "keyless-workers")
     with start_keyserver(pki, tmp_path, private_key_dirs=[], private_key_stores=[{"uri": uri}], workers=2) as ks:
-        assert ks.keys == 3
+        assert ks.keys == 3, ks.log()
         assert sign_and_verify(pki, keys, ks.port, rounds=10) == 40
         assert ks.sign_count() == 40
 

@@ -109,20 +109,20 @@ def run_workers(config: KeyServerConfig) -> int:
     signal.pthread_sigmask(signal.SIG_BLOCK, _WATCHED)
     workers: dict[int, int] = {}
     metrics_ports: list[int] = []
-    keys = 0
+    key_counts: list[int] = []
     try:
-        pipes = []
+        # One worker at a time: each loads the keys before the next starts, because key stores shared
+        # between processes (a PKCS#11 token such as SoftHSM2) were seen to show a worker a partial key set
+        # when several opened them at once.
         for index in range(config.workers):
             pid, read_fd = _start_worker(worker_config, index)
             workers[pid] = index
-            pipes.append(read_fd)
-        for read_fd in pipes:
             with os.fdopen(read_fd) as pipe:
                 line = pipe.readline().split()
             if len(line) != 2:
                 raise RuntimeError("a worker exited before it was ready")
             metrics_ports.append(int(line[0]))
-            keys = int(line[1])
+            key_counts.append(int(line[1]))
     except RuntimeError as exc:
         print(f"keyless keyserver: {exc}", file=sys.stderr)
         _stop(workers, signal.SIGTERM)
@@ -132,7 +132,9 @@ def run_workers(config: KeyServerConfig) -> int:
     http, bound = start_metrics_server(config.metrics_host, config.metrics_port, registry,
                                        {"workers": lambda: all(_alive(pid) for pid in workers)})
     log.info("%d workers serving port %d", len(workers), port)
-    print_ready_line(port, bound, keys)
+    if len(set(key_counts)) > 1:
+        log.warning("workers loaded different numbers of keys: %s (check the key stores)", key_counts)
+    print_ready_line(port, bound, min(key_counts))
     code = _supervise(workers)
     http.shutdown()
     reserved.close()
