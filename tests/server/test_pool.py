@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import threading
 import time
 from collections.abc import Callable
@@ -29,7 +30,8 @@ def rsa_key() -> rsa.RSAPrivateKey:
 
 
 def run_pool(threads: int, items: list[PoolItem], timeout: float = 30.0,
-             on_result: Callable[[Done], None] | None = None) -> list[list[Done]]:
+             on_result: Callable[[Done], None] | None = None,
+             clock: Callable[[], float] = time.perf_counter) -> list[list[Done]]:
     """Submit ``items`` at once on a fresh loop; returns the ``on_done`` calls in order."""
     loop = asyncio.new_event_loop()
     calls: list[list[Done]] = []
@@ -43,10 +45,10 @@ def run_pool(threads: int, items: list[PoolItem], timeout: float = 30.0,
         if sum(map(len, calls)) >= expected:
             loop.stop()
 
-    pool = CryptoPool(loop, threads, on_done)
+    pool = CryptoPool(loop, threads, on_done, clock=clock)
     try:
         loop.call_soon(pool.submit, items)
-        loop.call_later(timeout, loop.stop)
+        loop.call_later(timeout, loop.stop)  # only decides failure
         loop.run_forever()
     finally:
         pool.close()
@@ -90,28 +92,101 @@ def test_batch_budget_grows_with_queue_depth() -> None:
     assert batch_budget(10_000, 2) == MAX_BATCH
 
 
+class ManualClock:
+    """The pool's clock, moved only by the test: batch hand-over decisions depend on what the jobs do,
+    not on how fast this machine runs them."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def consecutive_groups(sizes: list[int], deliveries: list[int]) -> bool:
+    """True when ``deliveries`` splits ``sizes`` into runs of whole consecutive batches."""
+    position = 0
+    for delivered in deliveries:
+        total = 0
+        while total < delivered and position < len(sizes):
+            total += sizes[position]
+            position += 1
+        if total != delivered:
+            return False
+    return position == len(sizes)
+
+
+def test_consecutive_groups() -> None:
+    assert consecutive_groups([1, 32, 16], [33, 16]) and consecutive_groups([1, 32, 16], [1, 32, 16])
+    assert not consecutive_groups([1, 32, 16], [1, 48 - 16, 15]) and not consecutive_groups([1, 32], [1, 16, 16])
+
+
 def test_a_deep_queue_is_worked_off_in_large_batches(rsa_key: rsa.RSAPrivateKey) -> None:
-    """300 jobs queued at once on one thread: a batch takes several 16-job submissions."""
+    """300 jobs queued while the only worker is held busy: once released it takes several 16-job submissions
+    per batch while the queue is deep, then one at a time. The worker is blocked deliberately so that the whole
+    queue is there before it looks, and the clock stands still so that no batch is handed over early: the batch
+    sizes are determined by the queue, not raced against this machine's speed."""
     handle = LocalKeyHandle(rsa_key, "test")
-    items: list[PoolItem] = [(i, handle, PSS, DIGEST) for i in range(300)]
-    calls = run_pool(1, items)
-    assert sum(map(len, calls)) == 300
-    # Without gathering, each delivery would carry at most one 16-job submission.
-    assert max(map(len, calls)) > 16
+    started, release = threading.Event(), threading.Event()
+    # What is still queued when each job runs: every job of a batch sees the same number (the worker took the
+    # whole batch before running it), so the runs of equal numbers are the batches.
+    queued_when_run: list[int] = []
+    sign = handle.execute
+
+    def execute(opcode: int, payload: bytes) -> bytes:
+        queued_when_run.append(pool.queued)
+        return sign(opcode, payload)
+
+    handle.execute = execute
+
+    def blocker() -> bytes:
+        started.set()
+        return b"released" if release.wait(30) else b"never released"
+
+    loop = asyncio.new_event_loop()
+    deliveries: list[list[Done]] = []
+
+    def on_done(results: list[Done]) -> None:
+        deliveries.append(results)
+        if sum(map(len, deliveries)) == 301:
+            loop.stop()
+
+    pool = CryptoPool(loop, 1, on_done, clock=ManualClock())
+    try:
+        pool.submit([("blocker", HookJob(blocker), int(Opcode.CUSTOM), b"")])
+        assert started.wait(30), "the worker never took the blocking job"
+        pool.submit([(i, handle, PSS, DIGEST) for i in range(300)])  # 18 submissions of 16, one of 12
+        release.set()
+        loop.call_later(60, loop.stop)  # only decides failure
+        loop.run_forever()
+    finally:
+        release.set()
+        pool.close()
+        loop.close()
+    results = [result for delivery in deliveries for result in delivery]
+    assert sorted(context for context, _, _ in results if context != "blocker") == list(range(300))
+    assert all(isinstance(outcome, bytes) for context, outcome, _ in results if context != "blocker")
+    # batch_budget: 1/4 of the queue, at most MAX_BATCH, so two submissions per batch while 128+ jobs wait.
+    batches = [MAX_BATCH] * 7 + [16] * 4 + [12]
+    assert [len(list(run)) for _, run in itertools.groupby(queued_when_run)] == batches, queued_when_run
+    sizes = [len(delivery) for delivery in deliveries]
+    # One wake-up may collect several finished batches (the blocker's among them), never part of one.
+    assert consecutive_groups([1, *batches], sizes), f"deliveries {sizes} are not whole batches of {batches}"
 
 
 def test_a_slow_batch_hands_over_finished_results_early() -> None:
-    """The first job of a batch takes longer than MAX_HOLD_SECONDS; the second waits until the
-    event loop has the first one's result, which it only gets if the pool does not hold it for
-    the whole batch."""
+    """The first job of a batch takes longer than MAX_HOLD_SECONDS on the pool's clock; the second waits until
+    the event loop has the first one's result, which it only gets if the pool does not hold it for the whole
+    batch."""
     first_delivered = threading.Event()
+    clock = ManualClock()
 
     def slow_first() -> bytes:
-        time.sleep(MAX_HOLD_SECONDS * 1.5)
+        clock.now += MAX_HOLD_SECONDS * 1.5
         return b"first"
 
     def waits_for_first() -> bytes:
-        return b"second" if first_delivered.wait(10) else b"second, after the first was held back"
+        return b"second" if first_delivered.wait(30) else b"second, after the first was held back"
 
     def on_result(result: Done) -> None:
         if result[0] == "first":
@@ -121,6 +196,6 @@ def test_a_slow_batch_hands_over_finished_results_early() -> None:
         ("first", HookJob(slow_first), int(Opcode.CUSTOM), b""),
         ("second", HookJob(waits_for_first), int(Opcode.CUSTOM), b""),
     ]
-    calls = run_pool(1, items, on_result=on_result)
+    calls = run_pool(1, items, on_result=on_result, clock=clock)
     outcomes = {context: outcome for call in calls for context, outcome, _ in call}
     assert outcomes == {"first": Answer(Opcode.RESPONSE, b"first"), "second": Answer(Opcode.RESPONSE, b"second")}
