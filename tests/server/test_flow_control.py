@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from keyless.protocol import Message, Opcode, encode_message
 from keyless.server.config import load_config
 from keyless.server.service import KeyServer
 from tests.support.keyserver import keyserver_config
+from tests.support.waiting import wait_until
 from tests.support.wire import Peer, connect
 
 SKI = bytes(range(20))
@@ -64,7 +64,7 @@ class InProcessServer:
 
         self.thread = threading.Thread(target=self._run, args=(main, ready), daemon=True)
         self.thread.start()
-        assert ready.wait(10)
+        assert ready.wait(30)
 
     def _run(self, main: object, ready: threading.Event) -> None:
         asyncio.set_event_loop(self.loop)
@@ -74,6 +74,11 @@ class InProcessServer:
     def connections(self) -> list[object]:
         assert self.server is not None
         return list(self.server.connections)
+
+    def settle(self) -> None:
+        """Return once the server's loop has run everything that was ready to run when this was called."""
+        for _ in range(3):
+            asyncio.run_coroutine_threadsafe(asyncio.sleep(0), self.loop).result(30)
 
     def stop(self) -> None:
         self.key.release.set()
@@ -95,11 +100,9 @@ def test_at_most_1024_in_flight_then_everything_is_answered(server_pki: DemoPKI,
     peer = Peer(connect(server_pki, held.server.port if held.server else 0))
     # 1100 frames: the server takes 1024, the rest (76 KB) waits in socket buffers, so this returns
     peer.send(*(Message(i, Opcode.ECDSA_SIGN_SHA256, bytes(32), ski=SKI) for i in range(total)))
-    (edge,) = _wait_for(lambda: held.connections(), 10)
-    deadline = time.monotonic() + 20
-    while edge.conn.in_flight < 1024 and time.monotonic() < deadline:  # type: ignore[attr-defined]
-        time.sleep(0.01)
-    time.sleep(0.3)  # give it every chance to read further
+    (edge,) = wait_until(held.connections, "the server's connection")
+    wait_until(lambda: edge._reading_paused and edge.conn.in_flight >= 1024, "reading paused at 1024")  # type: ignore[attr-defined]
+    held.settle()  # whatever was already read and scheduled on the server's loop has now run
     assert edge.conn.in_flight == 1024  # type: ignore[attr-defined]
     assert edge.conn.requests_seen == 1024  # type: ignore[attr-defined]
     assert edge._reading_paused  # type: ignore[attr-defined]
@@ -111,33 +114,29 @@ def test_at_most_1024_in_flight_then_everything_is_answered(server_pki: DemoPKI,
     peer.close()
 
 
-def _wait_for(probe: object, timeout: float) -> list[object]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = probe()  # type: ignore[operator]
-        if found:
-            return list(found)
-        time.sleep(0.01)
-    raise AssertionError("timed out")
-
-
 def test_a_peer_that_does_not_read_replies_stops_being_read(server_pki: DemoPKI, held: InProcessServer) -> None:
     """Write back-pressure: while replies pile up unread, the server stops reading that peer
     (so its memory stays bounded), then answers everything once the peer reads."""
     held.key.release.set()
     peer = Peer(connect(server_pki, held.server.port if held.server else 0))
     batch = b"".join(encode_message(Message(i, Opcode.PING, b"p")) for i in range(100))
+    (edge,) = wait_until(held.connections, "the server's connection")
+
+    def paused() -> bool:
+        return bool(edge._writing_paused and edge._reading_paused)  # type: ignore[attr-defined]
+
+    # Send until the server has paused both directions. Each small batch fits the socket buffers (megabytes),
+    # which only fill once the server has stopped reading, long after the check before the batch saw it paused:
+    # the send timeout only decides a failure.
     sent_batches = 0
-    peer.sock.settimeout(2.0)
-    try:
-        for _ in range(1000):  # up to 100 MB: far more than socket buffers hold
-            peer.sock.sendall(batch)
-            sent_batches += 1
-        raise AssertionError("the server kept reading 100 MB without the peer reading a reply")
-    except TimeoutError:
-        pass  # the server stopped reading us (the last batch may be partly sent)
-    (edge,) = held.connections()
-    assert edge._writing_paused and edge._reading_paused  # type: ignore[attr-defined]
+    peer.sock.settimeout(60)
+    while not paused():
+        if sent_batches == 1000:  # 100 MB: far more than socket buffers hold
+            raise AssertionError("the server kept reading 100 MB without the peer reading a reply")
+        peer.sock.sendall(batch)
+        sent_batches += 1
+    held.settle()
+    assert paused()
     assert sent_batches > 10
     replies = peer.receive(sent_batches * 100, timeout=60)
     assert all(m.opcode == Opcode.PONG for m in replies)

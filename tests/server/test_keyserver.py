@@ -21,6 +21,7 @@ from tests.conftest import require_tool
 from tests.server.conftest import EXTRA_KEYS
 from tests.support.keyserver import KeyServerProcess, start_keyserver
 from tests.support.verify import payload_for, verify
+from tests.support.waiting import wait_until
 from tests.support.wire import Peer, client_context, connect
 
 KEY_NAMES = ("ecdsa-p256", "ecdsa-p384", "rsa-2048", "ed25519", *EXTRA_KEYS)
@@ -146,7 +147,7 @@ def _refused(pki: DemoPKI, port: int, context: ssl.SSLContext) -> bool:
         return True
     try:
         p.send(Message(1, Opcode.PING, b"let me in"))
-        p.receive(1, timeout=5)
+        p.receive(1, timeout=30)  # an accepted client gets its reply well before; only decides failure
     except (ssl.SSLError, ConnectionError, OSError):
         return True
     finally:
@@ -187,9 +188,7 @@ def test_malformed_and_truncated_frames_close_only_their_connection(server_pki: 
         polite.send_raw(encode_message(Message(8, Opcode.PING, b"x"))[:7])
         polite.sock.unwrap()
         assert good.request(Message(2, Opcode.PING, b"b")).payload == b"b"
-        deadline = time.monotonic() + 5
-        while keyserver.log().count("truncated frame") < 2 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: keyserver.log().count("truncated frame") >= 2, "two 'truncated frame' log lines")
         assert keyserver.log().count("truncated frame") == 2
         assert "malformed frame" in keyserver.log()
         assert keyserver.metric_value("keyless_failed_connection") == failed_before + 3
@@ -234,9 +233,7 @@ def test_logs_name_the_failure_but_never_key_material(server_pki: DemoPKI, keyse
     peer.request(Message(76, Opcode.ECDSA_SIGN_SHA256, digest, ski=bytes(20), sni=b"evil\nFORGED LINE"))
     peer.request(Message(77, Opcode.ECDSA_SIGN_SHA256, digest, ski=bytes(range(20)), sni=b"shop.example",
                          request_context=b'{"request_id": "req-123"}'))
-    deadline = time.monotonic() + 5
-    while "req-123" not in keyserver.log() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: "req-123" in keyserver.log(), "the failed request's log line")
     line = next(line for line in keyserver.log().splitlines() if "req-123" in line)
     for part in ("id=77", "ECDSA_SIGN_SHA256", bytes(range(20)).hex(), "shop.example", "KEY_NOT_FOUND",
                  "commonName=keyless edge"):
@@ -252,14 +249,12 @@ def test_logs_name_the_failure_but_never_key_material(server_pki: DemoPKI, keyse
 
 def test_handshake_timeout_closes_silent_connections(server_pki: DemoPKI, tmp_path: Path) -> None:
     with start_keyserver(server_pki, tmp_path, handshake_timeout=0.5, idle_timeout=1) as ks:
-        raw = socket.create_connection(("127.0.0.1", ks.port), timeout=5)
-        started = time.monotonic()
+        raw = socket.create_connection(("127.0.0.1", ks.port), timeout=30)  # the timeout only decides failure
         assert raw.recv(1) == b""  # closed by the server without a word
-        assert time.monotonic() - started < 4
         raw.close()
         idle = Peer(connect(server_pki, ks.port))
+        started = time.monotonic()  # before the request: the server's last activity is after this
         assert idle.request(Message(1, Opcode.PING)).opcode == Opcode.PONG
-        started = time.monotonic()
-        assert idle.closed_by_peer(timeout=6)
-        assert 0.9 < time.monotonic() - started < 5
+        assert idle.closed_by_peer(timeout=30)
+        assert time.monotonic() - started >= 0.9  # not before the idle timeout (1 s); how much after is not asserted
         idle.close()

@@ -59,7 +59,7 @@ def test_sigterm_answers_every_request_in_flight(server_pki: DemoPKI, tmp_path: 
             replies = p.receive(count, timeout=60)
             assert sorted(m.id for m in replies) == list(range(count))
             assert all(m.opcode == Opcode.RESPONSE for m in replies)
-            assert p.closed_by_peer(timeout=10)
+            assert p.closed_by_peer(timeout=30)
             p.close()
         assert ks.proc.wait(20) == 0
         assert "drained" in ks.log()
@@ -125,7 +125,7 @@ def test_workers_forward_sighup(server_pki: DemoPKI, tmp_path: Path) -> None:
             peer.close()
 
 
-def _eventually(check: object, timeout: float = 10.0) -> bool:
+def _eventually(check: object, timeout: float = 30.0) -> bool:
     import time
 
     deadline = time.monotonic() + timeout

@@ -19,7 +19,7 @@ def client_context(pki: DemoPKI, *, with_cert: bool = True, maximum: ssl.TLSVers
     return context
 
 
-def connect(pki: DemoPKI, port: int, context: ssl.SSLContext | None = None, timeout: float = 10.0) -> ssl.SSLSocket:
+def connect(pki: DemoPKI, port: int, context: ssl.SSLContext | None = None, timeout: float = 30.0) -> ssl.SSLSocket:
     raw = socket.create_connection(("127.0.0.1", port), timeout=timeout)
     return (context or client_context(pki)).wrap_socket(raw, server_hostname="localhost")
 
@@ -37,7 +37,7 @@ class Peer:
     def send_raw(self, data: bytes) -> None:
         self.sock.sendall(data)
 
-    def receive(self, count: int, timeout: float = 10.0) -> list[Message]:
+    def receive(self, count: int, timeout: float = 30.0) -> list[Message]:
         replies: list[Message] = []
         deadline = time.monotonic() + timeout
         while len(replies) < count:
@@ -58,12 +58,12 @@ class Peer:
             self.decoder.receive_data(data)
         return replies
 
-    def request(self, message: Message, timeout: float = 10.0) -> Message:
+    def request(self, message: Message, timeout: float = 30.0) -> Message:
         self.send(message)
         (reply,) = self.receive(1, timeout)
         return reply
 
-    def closed_by_peer(self, timeout: float = 5.0) -> bool:
+    def closed_by_peer(self, timeout: float = 30.0) -> bool:
         """True when the server closes the connection (EOF or reset) within ``timeout``."""
         deadline = time.monotonic() + timeout
         try:
