@@ -8,10 +8,11 @@ import subprocess
 import sys
 import threading
 from collections.abc import Awaitable, Callable, Iterator
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from keyless.edge.demo_origin import make_server
+from keyless.edge.demo_origin import OriginHandler, make_server
 from tests.conftest import require_tool
 
 
@@ -52,6 +53,38 @@ def origin_thread() -> Iterator[int]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+class HeldOrigin:
+    """The demo origin in a thread, where ``GET /held`` is answered only once the test sets ``release``; the
+    test learns from ``arrived`` that the request has reached the origin (so it is in flight at the edge)."""
+
+    def __init__(self) -> None:
+        self.arrived = threading.Event()
+        self.release = threading.Event()
+        origin = self
+
+        class Handler(OriginHandler):
+            def do_GET(self) -> None:
+                if self.path != "/held":
+                    return super().do_GET()
+                origin.arrived.set()
+                origin.release.wait(60)
+                return self._send(200, b"held\n", "text/plain")
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = int(self.server.server_address[1])
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> HeldOrigin:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
 
 
 class OriginProcess:

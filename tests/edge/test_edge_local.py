@@ -21,7 +21,9 @@ import pytest
 from tests.conftest import require_tool
 from tests.edge.certs import KINDS, SitePKI, make_pki
 from tests.edge.edgeproc import EdgeProcess
-from tests.edge.support import OriginProcess, s_client_get
+from tests.edge.support import HeldOrigin, OriginProcess, s_client_get
+from tests.support.redis_server import redis_server
+from tests.support.waiting import wait_until
 
 
 @pytest.fixture(scope="module")
@@ -165,9 +167,11 @@ def test_ticket_from_one_worker_resumes_on_another(pki: SitePKI, origin: OriginP
         assert len(per_worker) == 2 and all(count > 0 for count in per_worker), per_worker
 
 
-def test_sighup_reload_and_sigterm_drain(pki: SitePKI, origin: OriginProcess, tmp_path: Path) -> None:
-    config = edge_config(pki, origin.port)
-    with EdgeProcess(config, tmp_path) as edge:
+def test_sighup_reload_and_sigterm_drain(pki: SitePKI, tmp_path: Path) -> None:
+    held = HeldOrigin()
+    # The drain deadline only decides failure: the edge exits as soon as the request in flight is done.
+    config = edge_config(pki, held.port, limits={"drain_timeout": 60})
+    with held, EdgeProcess(config, tmp_path) as edge:
         assert "CN = ecdsa.edge.test" in s_client(edge.port, pki, "-brief", host="new.edge.test")
         config["certificates"][0]["default"] = False
         config["certificates"][1]["default"] = True  # RSA becomes the default
@@ -175,11 +179,12 @@ def test_sighup_reload_and_sigterm_drain(pki: SitePKI, origin: OriginProcess, tm
 
         edge.config_path.write_text(yaml.safe_dump(config))
         edge.signal(signal.SIGHUP)
-        deadline = time.monotonic() + 10
-        while "CN = rsa.edge.test" not in s_client(edge.port, pki, "-brief", host="new.edge.test"):
-            assert time.monotonic() < deadline, "reload did not take effect"
-            time.sleep(0.2)
-        # A slow request in flight survives SIGTERM; the edge exits once it is done.
+        wait_until(
+            lambda: "CN = rsa.edge.test" in s_client(edge.port, pki, "-brief", host="new.edge.test"),
+            "the reload to take effect",
+        )
+        # A request in flight (held at the origin until the edge is draining) survives SIGTERM; the edge exits
+        # once it is done.
         slow = subprocess.Popen(
             [
                 "curl",
@@ -188,15 +193,18 @@ def test_sighup_reload_and_sigterm_drain(pki: SitePKI, origin: OriginProcess, tm
                 str(pki.ca),
                 "--resolve",
                 f"ecdsa.edge.test:{edge.port}:127.0.0.1",
-                f"https://ecdsa.edge.test:{edge.port}/slow/1",
+                f"https://ecdsa.edge.test:{edge.port}/held",
             ],
             stdout=subprocess.PIPE,
         )
-        time.sleep(0.4)
+        assert held.arrived.wait(60), "the request never reached the origin"
         edge.signal(signal.SIGTERM)
-        out, _ = slow.communicate(timeout=20)
-        assert out == b"slow\n"
-        assert edge.proc.wait(timeout=20) == 0
+        wait_until(lambda: "draining" in edge.stderr_path.read_text(), "the edge to start draining")
+        held.release.set()
+        out, _ = slow.communicate(timeout=60)
+        assert out == b"held\n"
+        assert edge.proc.wait(timeout=60) == 0
+        assert "connections cut" not in edge.stderr_path.read_text()
 
 
 def test_two_edges_sharing_a_ticket_key_file_resume_each_others_tickets(
@@ -250,10 +258,10 @@ def test_tcp_mode_with_proxy_protocol_v2(pki: SitePKI, tmp_path: Path) -> None:
 def test_max_connections_refuses_at_accept(pki: SitePKI, origin: OriginProcess, tmp_path: Path) -> None:
     config = edge_config(pki, origin.port, limits={"max_connections": 2, "handshake_timeout": 5, "drain_timeout": 1})
     with EdgeProcess(config, tmp_path, name="limited") as edge:
-        held = [socket.create_connection(("127.0.0.1", edge.port), timeout=10) for _ in range(2)]
-        time.sleep(0.3)
-        with socket.create_connection(("127.0.0.1", edge.port), timeout=10) as extra:
-            extra.settimeout(5)
+        held = [socket.create_connection(("127.0.0.1", edge.port), timeout=30) for _ in range(2)]
+        wait_until(lambda: edge.metric("keyless_edge_active_connections") == 2, "both connections accepted")
+        with socket.create_connection(("127.0.0.1", edge.port), timeout=30) as extra:
+            extra.settimeout(30)  # the edge closes it at once; the timeout only decides failure
             try:
                 assert extra.recv(1) == b""  # closed without a byte
             except ConnectionResetError:
@@ -266,20 +274,17 @@ def test_max_connections_refuses_at_accept(pki: SitePKI, origin: OriginProcess, 
 
 def test_handshake_timeout_closes_silent_connections(pki: SitePKI, origin: OriginProcess, tmp_path: Path) -> None:
     config = edge_config(pki, origin.port, limits={"handshake_timeout": 0.5, "drain_timeout": 1})
-    with (
-        EdgeProcess(config, tmp_path, name="hs-timeout") as edge,
-        socket.create_connection(("127.0.0.1", edge.port), timeout=10) as silent,
-    ):
-        started = time.monotonic()
-        try:
-            assert silent.recv(1) == b""
-        except ConnectionResetError:
-            pass
-        assert 0.3 < time.monotonic() - started < 5
-        deadline = time.monotonic() + 5
-        while edge.metric("keyless_edge_handshake_failures_total", reason="disconnected") < 1:
-            assert time.monotonic() < deadline, edge.metrics()
-            time.sleep(0.1)
+    with EdgeProcess(config, tmp_path, name="hs-timeout") as edge:
+        started = time.monotonic()  # before connecting: the edge's timer starts after this
+        with socket.create_connection(("127.0.0.1", edge.port), timeout=30) as silent:  # timeout: failure only
+            try:
+                assert silent.recv(1) == b""
+            except ConnectionResetError:
+                pass
+        assert time.monotonic() - started >= 0.45  # not before the handshake timeout; how much after is not asserted
+        wait_until(
+            lambda: edge.metric("keyless_edge_handshake_failures_total", reason="disconnected") >= 1, edge.metrics
+        )
 
 
 def test_check_config_command(pki: SitePKI, origin: OriginProcess, tmp_path: Path) -> None:
@@ -308,32 +313,12 @@ def test_check_config_command(pki: SitePKI, origin: OriginProcess, tmp_path: Pat
 
 
 def test_two_edges_sharing_ticket_keys_through_redis(pki: SitePKI, origin: OriginProcess, tmp_path: Path) -> None:
-    server = require_tool("redis-server", "redis-server")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    redis = subprocess.Popen(
-        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "redis-server did not start"
-                time.sleep(0.1)
+    with redis_server() as port:
         config = edge_config(pki, origin.port, tickets={"redis": f"redis://127.0.0.1:{port}/0"})
         with EdgeProcess(config, tmp_path, name="ra") as a, EdgeProcess(config, tmp_path, name="rb") as b:
             session = tmp_path / "sess.pem"
             assert "New, TLSv1.3" in s_client(a.port, pki, "-sess_out", str(session))
             assert "Reused, TLSv1.3" in s_client(b.port, pki, "-sess_in", str(session))
-    finally:
-        redis.terminate()
-        redis.wait(10)
 
 
 @pytest.mark.parametrize("version", ["-tls1_3", "-tls1_2"])
@@ -362,10 +347,9 @@ def test_client_alert_is_counted_by_type(edge: EdgeProcess, pki: SitePKI, tmp_pa
         timeout=30,
     )
     assert result.returncode != 0
-    deadline = time.monotonic() + 5
-    while edge.metric("keyless_edge_alerts_received_total", description="unknown_ca") == before:
-        assert time.monotonic() < deadline, edge.metrics()
-        time.sleep(0.1)
+    wait_until(
+        lambda: edge.metric("keyless_edge_alerts_received_total", description="unknown_ca") > before, edge.metrics
+    )
     assert edge.metric("keyless_edge_handshake_failures_total") == failures_before + 1
     # the client's alert is reported, not answered with an alert of ours
     assert edge.metric("keyless_edge_alerts_sent_total", description="unexpected_message") == unexpected_before
@@ -380,14 +364,15 @@ def test_sighup_reaches_every_worker(pki: SitePKI, origin: OriginProcess, tmp_pa
         config["certificates"][2]["default"] = True  # Ed25519 becomes the default
         edge.config_path.write_text(yaml.safe_dump(config))
         edge.signal(signal.SIGHUP)
-        deadline = time.monotonic() + 15
         # Every worker must have switched: 12 connections in a row all see the new default.
-        while True:
-            seen = [s_client(edge.port, pki, "-brief", host="unknown.edge.test") for _ in range(12)]
-            if all("CN = ed25519.edge.test" in out for out in seen):
-                break
-            assert time.monotonic() < deadline, "not every worker reloaded"
-            time.sleep(0.3)
+        wait_until(
+            lambda: all(
+                "CN = ed25519.edge.test" in s_client(edge.port, pki, "-brief", host="unknown.edge.test")
+                for _ in range(12)
+            ),
+            "every worker to reload",
+            timeout=60,
+        )
 
 
 def test_tls12_session_id_resumption_without_tickets(edge: EdgeProcess, pki: SitePKI, tmp_path: Path) -> None:

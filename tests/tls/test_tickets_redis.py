@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-import subprocess
 import time
 from collections.abc import Iterator
 
@@ -11,45 +9,13 @@ import pytest
 import redis
 
 from keyless.tls.tickets import RedisTicketKeyStore, SessionState, TicketKeyRing
-from tests.conftest import require_tool
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.support.redis_server import free_port, redis_server
 
 
 @pytest.fixture(scope="module")
 def redis_port() -> Iterator[int]:
-    server = require_tool("redis-server", "redis-server")
-    for _attempt in range(3):  # the port may be taken between picking and binding
-        port = free_port()
-        proc = subprocess.Popen(
-            [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=1)
-        for _ in range(100):
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if proc.poll() is not None:
-                    break
-                time.sleep(0.05)
-        else:
-            proc.kill()
-            proc.wait()
-            continue
-        if proc.poll() is None:
-            try:
-                yield port
-            finally:
-                proc.terminate()
-                proc.wait(timeout=10)
-            return
-    pytest.fail("could not start redis-server")
+    with redis_server() as port:
+        yield port
 
 
 class Clock:
@@ -65,7 +31,7 @@ def state(now: float) -> SessionState:
 
 
 def ring(port: int, clock: Clock, prefix: str) -> TicketKeyRing:
-    client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=1)
+    client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=10)  # failure only
     store = RedisTicketKeyStore(client, prefix=prefix, rotation_interval=3600, ticket_lifetime=7200)
     return TicketKeyRing(store, now=clock, refresh_interval=60)
 
