@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import http.client
 import json
+import select
 import socket
 import subprocess
 import time
@@ -204,10 +205,10 @@ def test_origin_refusing_connections_gives_502(loop_thread: LoopThread) -> None:
 def test_slow_origin_gives_504_in_time(loop_thread: LoopThread, origin_port: int) -> None:
     p = make_proxy(loop_thread, origin_port, response_timeout=0.3)
     try:
-        started = time.monotonic()
+        # The origin answers after 3 s, ten times the response timeout: a 504 (rather than the origin's 200)
+        # shows the proxy gave up in time, whatever this machine's speed.
         result = curl("-o", "/dev/null", "-w", "%{http_code}", f"http://127.0.0.1:{p.port}/slow/3")
         assert result.stdout == b"504"
-        assert time.monotonic() - started < 2.5
         assert p.observer.origin_errors == ["response_timeout"]
     finally:
         p.close()
@@ -217,15 +218,13 @@ def test_killed_origin_gives_502_not_a_hang(loop_thread: LoopThread) -> None:
     with OriginProcess() as origin:
         p = make_proxy(loop_thread, origin.port)
         try:
-            conn = http.client.HTTPConnection("127.0.0.1", p.port, timeout=10)
+            conn = http.client.HTTPConnection("127.0.0.1", p.port, timeout=30)  # a hang fails at the timeout
             conn.request("GET", "/")
             assert conn.getresponse().read().startswith(b"<!doctype")
             origin.kill()
-            started = time.monotonic()
             conn.request("GET", "/")  # the pooled connection is dead, and so is every new one
             response = conn.getresponse()
             assert response.status == 502
-            assert time.monotonic() - started < 5
         finally:
             p.close()
 
@@ -247,26 +246,26 @@ def test_request_with_both_content_length_and_chunked_is_refused(proxy: ProxyUnd
 def test_slowly_dribbled_request_head_is_cut_at_idle_timeout(loop_thread: LoopThread, origin_port: int) -> None:
     p = make_proxy(loop_thread, origin_port, idle_timeout=1.0)
     try:
-        with socket.create_connection(("127.0.0.1", p.port), timeout=10) as sock:
-            started = time.monotonic()
+        started = time.monotonic()  # before connecting: the proxy's timer starts after this
+        with socket.create_connection(("127.0.0.1", p.port), timeout=30) as sock:
+            # A slow peer: one byte of the head, then a wait for the proxy's close of at most 50 ms (far less
+            # than the idle timeout, so only a limit on the whole head cuts it), and so on.
+            head = iter(b"GET / HTTP/1.1\r\nHost: a\r\nX-Slow: " + b"a" * 4000)
             closed = False
-            for byte in b"GET / HTTP/1.1\r\nHost: a\r\nX-Slow: " + b"a" * 100:
+            while not closed:
+                assert time.monotonic() - started < 60, "the dribbled head was never cut"
                 try:
-                    sock.sendall(bytes([byte]))
+                    sock.sendall(bytes([next(head)]))
                 except OSError:
-                    closed = True
                     break
-                time.sleep(0.05)  # each read is well within the timeout; the whole head is not
-                if time.monotonic() - started > 3:
-                    break
-            if not closed:
-                sock.settimeout(5)
-                try:
-                    closed = sock.recv(1) == b""
-                except ConnectionResetError:
-                    closed = True
-            assert closed
-            assert time.monotonic() - started < 4
+                readable, _, _ = select.select([sock], [], [], 0.05)
+                if readable:
+                    try:
+                        closed = sock.recv(1) == b""
+                    except ConnectionResetError:
+                        closed = True
+                    assert closed, "the proxy answered a head it never got in full"
+            assert time.monotonic() - started >= 0.9  # not cut before the idle timeout (1 s)
     finally:
         p.close()
 

@@ -81,7 +81,7 @@ class EngineServer:
 
     def _serve(self, sock: socket.socket, served: ServedConnection) -> None:
         conn = TLSServerConnection(self.config)
-        sock.settimeout(10)
+        sock.settimeout(30)  # a client gone silent ends its connection; failure only
         request = b""
         try:
             while not self._stop.is_set():

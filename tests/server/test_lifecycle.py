@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import shutil
 import signal
 from pathlib import Path
@@ -15,6 +16,7 @@ from keyless.pki import DemoPKI, write_private_key
 from keyless.protocol import Message, Opcode
 from tests.support.keyserver import start_keyserver
 from tests.support.verify import verify
+from tests.support.waiting import wait_until
 from tests.support.wire import Peer, connect
 
 DIGEST = hashlib.sha256(b"lifecycle").digest()
@@ -30,17 +32,15 @@ def test_sighup_picks_up_a_new_key_without_dropping_connections(server_pki: Demo
         assert peer.request(Message(1, Opcode.ECDSA_SIGN_SHA256, DIGEST, ski=ski)).error_code == 0x02
         write_private_key(keys / "sub" / "new.key", new_key)
         ks.send_signal(signal.SIGHUP)
-        reply = None
-        for attempt in range(100):  # the reload runs in the background: poll, on the same connection
-            reply = peer.request(Message(2 + attempt, Opcode.ECDSA_SIGN_SHA256, DIGEST, ski=ski))
-            if reply.opcode == Opcode.RESPONSE:
-                break
-            peer.sock.settimeout(0.05)
-            try:
-                peer.sock.recv(1)
-            except TimeoutError:
-                pass
-        assert reply is not None and reply.opcode == Opcode.RESPONSE and reply.payload is not None
+        request_ids = itertools.count(2)
+
+        def signed_with_the_new_key() -> Message | None:
+            reply = peer.request(Message(next(request_ids), Opcode.ECDSA_SIGN_SHA256, DIGEST, ski=ski))
+            return reply if reply.opcode == Opcode.RESPONSE else None
+
+        # The reload runs in the background: poll, on the same connection.
+        reply = wait_until(signed_with_the_new_key, "the reloaded key to sign")
+        assert reply.payload is not None
         verify(Opcode.ECDSA_SIGN_SHA256, new_key, DIGEST, reply.payload)
         assert "reloaded keys: 7 loaded" in ks.log()
         peer.close()
