@@ -17,10 +17,12 @@ class DelayRelay:
         self.target = target
         self.delay = one_way_delay
         self.tasks: set[asyncio.Task[None]] = set()
+        self.connections = 0  # accepted so far
         self.server: asyncio.Server = loop.run(asyncio.start_server(self._handle, "127.0.0.1", 0))
         self.port: int = self.server.sockets[0].getsockname()[1]
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
         try:
             up_reader, up_writer = await asyncio.open_connection(*self.target)
         except OSError:

@@ -10,10 +10,8 @@ from __future__ import annotations
 import signal
 import socket
 import ssl
-import statistics
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +24,7 @@ from tests.edge.edgeproc import EdgeProcess
 from tests.edge.relay import DelayRelay
 from tests.edge.support import LoopThread, OriginProcess, s_client_get
 from tests.support.keyserver import KeyServerProcess, start_keyserver
+from tests.support.waiting import wait_until
 
 HOST = "keyless.test"
 SITES = {"ecdsa": "ecdsa-p256", "rsa": "rsa-2048", "ed25519": "ed25519"}
@@ -39,7 +38,7 @@ def edge_config(pki: DemoPKI, origin_port: int, key_servers: list[str], **change
             "client_cert": str(pki.edge_cert),
             "client_key": str(pki.edge_key),
             "ca": str(pki.ca),
-            "timeout": 3,
+            "timeout": 30,  # only decides failure: a loaded machine must not turn slow answers into errors
         },
         "certificates": [
             {
@@ -52,7 +51,7 @@ def edge_config(pki: DemoPKI, origin_port: int, key_servers: list[str], **change
         ],
         "rsa_key_exchange": True,
         "origin": {"mode": "http", "address": f"127.0.0.1:{origin_port}"},
-        "limits": {"drain_timeout": 2, "handshake_timeout": 10},
+        "limits": {"drain_timeout": 2, "handshake_timeout": 30},
     }
     config.update(changes)
     return config
@@ -85,11 +84,8 @@ def edge(
         yield process
 
 
-def wait_ready(edge: EdgeProcess, want: int = 200, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while edge.status("/readyz") != want:
-        assert time.monotonic() < deadline, f"/readyz never answered {want}"
-        time.sleep(0.1)
+def wait_ready(edge: EdgeProcess, want: int = 200) -> None:
+    wait_until(lambda: edge.status("/readyz") == want, f"/readyz to answer {want}")
 
 
 def s_client(port: int, pki: DemoPKI, *args: str, host: str = HOST) -> str:
@@ -97,15 +93,9 @@ def s_client(port: int, pki: DemoPKI, *args: str, host: str = HOST) -> str:
 
 
 def settle(ks: KeyServerProcess) -> int:
-    """The key server's operation count once it stops moving (it counts as it answers)."""
-    last = ks.sign_count()
-    for _ in range(20):
-        time.sleep(0.05)
-        now = ks.sign_count()
-        if now == last:
-            return now
-        last = now
-    return last
+    """The key server's operation count. No waiting needed: the key server counts an operation before it
+    writes the reply, so an operation that a finished handshake needed is already counted."""
+    return ks.sign_count()
 
 
 def requests_by_opcode(ks: KeyServerProcess, fragment: str) -> float:
@@ -213,26 +203,24 @@ def test_key_server_killed_full_fails_fast_resumed_works_then_recovers(
 ) -> None:
     ks = start_keyserver(pki, tmp_path)
     port = ks.port
-    with EdgeProcess(edge_config(pki, origin.port, [f"127.0.0.1:{port}"]), tmp_path, name="edge-kill") as edge:
+    config = edge_config(pki, origin.port, [f"127.0.0.1:{port}"])
+    config["key_server_tls"]["timeout"] = 60
+    with EdgeProcess(config, tmp_path, name="edge-kill") as edge:
         wait_ready(edge)
         context = ssl.create_default_context(cafile=str(pki.ca))
         session, _ = python_handshake(edge.port, pki, context=context)
         ks.kill()
-        started = time.monotonic()
+        # Fails fast: the key-server timeout here (60 s) is longer than the handshake timeout (30 s), so an edge
+        # that waited for the dead key server would cut the connection without this alert.
         out = s_client(edge.port, pki)
-        elapsed = time.monotonic() - started
         assert "alert handshake failure" in out, out
-        assert elapsed < 5, f"a full handshake took {elapsed:.1f}s to fail"
         assert edge.metric("keyless_edge_handshake_failures_total", reason="handshake_failure") >= 1
         assert edge.metric("keyless_edge_alerts_sent_total", description="handshake_failure") >= 1
         _, reused = python_handshake(edge.port, pki, session=session, context=context)
         assert reused  # resumption needs no key server
         wait_ready(edge, want=503)
         with start_keyserver(pki, tmp_path, port=port):
-            deadline = time.monotonic() + 20
-            while "New, TLSv1.3" not in s_client(edge.port, pki):
-                assert time.monotonic() < deadline, "the edge did not recover when the key server came back"
-                time.sleep(0.3)
+            wait_until(lambda: "New, TLSv1.3" in s_client(edge.port, pki), "the edge to recover", timeout=60)
             wait_ready(edge)
 
 
@@ -261,14 +249,17 @@ def test_two_key_servers_one_killed_under_load_fails_no_handshake(
             threads = [threading.Thread(target=load) for _ in range(4)]
             for thread in threads:
                 thread.start()
-            time.sleep(1.0)
-            ks1.kill()
-            time.sleep(2.0)
-            done.set()
-            for thread in threads:
-                thread.join(30)
+            try:
+                wait_until(lambda: count[0] >= 8 or failures, "handshakes under load before the kill")
+                ks1.kill()
+                at_kill = count[0]
+                # Handshakes keep succeeding after the kill: at least 20 more, however long that takes here.
+                wait_until(lambda: count[0] >= at_kill + 20 or failures, "20 handshakes after the kill", timeout=120)
+            finally:
+                done.set()
+                for thread in threads:
+                    thread.join(60)
             assert not failures, failures[:3]
-            assert count[0] > 20
             assert ks2.sign_count() > 0
     finally:
         ks1.kill()
@@ -282,7 +273,6 @@ def test_origin_killed_gives_502(pki: DemoPKI, keyserver: KeyServerProcess, tmp_
         EdgeProcess(edge_config(pki, doomed.port, [f"127.0.0.1:{keyserver.port}"]), tmp_path, name="e502") as edge,
     ):
         doomed.kill()
-        started = time.monotonic()
         result = subprocess.run(
             [
                 curl,
@@ -300,52 +290,53 @@ def test_origin_killed_gives_502(pki: DemoPKI, keyserver: KeyServerProcess, tmp_
             capture_output=True,
             timeout=30,
         )
-        assert result.stdout == b"502"
-        assert time.monotonic() - started < 5
+        assert result.stdout == b"502"  # the subprocess timeout (30 s) catches a hang
         assert edge.metric("keyless_edge_origin_errors_total", kind="connect") >= 1
 
 
-# --- latency: one key-server round trip per full handshake, none per resumed one ------------------
+# --- one key-server round trip per full handshake, none per resumed one ----------------------------
+# Counted, not timed: the latency this adds (one round trip, not two) is measured by bench/edge_round_trip.py.
 
 
-def handshake_seconds(port: int, pki: DemoPKI, resume_from: tuple[ssl.SSLContext, ssl.SSLSession] | None) -> float:
+def handshake(port: int, pki: DemoPKI, resume_from: tuple[ssl.SSLContext, ssl.SSLSession] | None) -> None:
     context = resume_from[0] if resume_from else ssl.create_default_context(cafile=str(pki.ca))
     session = resume_from[1] if resume_from else None
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
-        started = time.perf_counter()
-        with context.wrap_socket(raw, server_hostname=HOST, session=session) as tls:
-            elapsed = time.perf_counter() - started
-            assert tls.session_reused == (resume_from is not None)
-    return elapsed
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=30) as raw,
+        context.wrap_socket(raw, server_hostname=HOST, session=session) as tls,
+    ):
+        assert tls.session_reused == (resume_from is not None)
+
+
+def key_server_requests(ks: KeyServerProcess) -> float:
+    """Requests other than the edge's health pings."""
+    return requests_by_opcode(ks, "") - requests_by_opcode(ks, "PING")
 
 
 def test_key_server_round_trip_costs_full_handshakes_only(
     pki: DemoPKI, origin: OriginProcess, keyserver: KeyServerProcess, tmp_path: Path
 ) -> None:
     loop = LoopThread()
-    fast = DelayRelay(loop, ("127.0.0.1", keyserver.port), 0.0)
-    slow = DelayRelay(loop, ("127.0.0.1", keyserver.port), 0.050)  # 100 ms round trip
-    medians: dict[str, dict[str, float]] = {}
+    relay = DelayRelay(loop, ("127.0.0.1", keyserver.port), 0.0)  # counts the edge's key-server connections
     try:
-        for name, relay in (("fast", fast), ("slow", slow)):
-            config = edge_config(pki, origin.port, [f"127.0.0.1:{relay.port}"])
-            with EdgeProcess(config, tmp_path, name=f"edge-{name}") as edge:
-                wait_ready(edge)
-                context = ssl.create_default_context(cafile=str(pki.ca))
-                session, _ = python_handshake(edge.port, pki, context=context)  # warms the key-server link
-                full = [handshake_seconds(edge.port, pki, None) for _ in range(5)]
-                assert session is not None
-                resumed = [handshake_seconds(edge.port, pki, (context, session)) for _ in range(5)]
-                medians[name] = {"full": statistics.median(full), "resumed": statistics.median(resumed)}
+        config = edge_config(pki, origin.port, [f"127.0.0.1:{relay.port}"])
+        with EdgeProcess(config, tmp_path, name="edge-round-trips") as edge:
+            wait_ready(edge)
+            context = ssl.create_default_context(cafile=str(pki.ca))
+            session, _ = python_handshake(edge.port, pki, context=context)  # opens the key-server link
+            assert session is not None
+            links, signs, requests = relay.connections, settle(keyserver), key_server_requests(keyserver)
+            for _ in range(5):
+                handshake(edge.port, pki, None)
+            # One request each, on the link already open: one round trip per full handshake.
+            assert (settle(keyserver), key_server_requests(keyserver)) == (signs + 5, requests + 5)
+            for _ in range(5):
+                handshake(edge.port, pki, (context, session))
+            assert (settle(keyserver), key_server_requests(keyserver)) == (signs + 5, requests + 5)
+            assert relay.connections == links
     finally:
-        fast.close()
-        slow.close()
+        relay.close()
         loop.stop()
-    print(f"handshake medians (s): {medians}")
-    extra_full = medians["slow"]["full"] - medians["fast"]["full"]
-    extra_resumed = medians["slow"]["resumed"] - medians["fast"]["resumed"]
-    assert 0.080 <= extra_full <= 0.190, medians  # one round trip of 100 ms, not two (200 ms)
-    assert extra_resumed < 0.040, medians
 
 
 def test_readyz_follows_key_server(edge: EdgeProcess) -> None:
@@ -376,12 +367,10 @@ def test_workers_share_metrics_readiness_and_are_restarted(
         assert len(first) == 2
         victim = min(first)
         os.kill(victim, signal.SIGKILL)
-        deadline = time.monotonic() + 20
-        while True:
-            now = worker_pids(edge)
-            if len(now) == 2 and victim not in now:
-                break
-            assert time.monotonic() < deadline, f"worker not restarted: {now}"
-            time.sleep(0.2)
+        wait_until(
+            lambda: (lambda now: len(now) == 2 and victim not in now)(worker_pids(edge)),
+            lambda: f"the worker to be restarted: {worker_pids(edge)}",
+            timeout=60,
+        )
         for _ in range(4):
             python_handshake(edge.port, pki, context=context)
