@@ -103,7 +103,7 @@ class AdapterServer:
             self._ready.set()  # a failed start must not leave __enter__ waiting
             self._loop.close()
 
-    def wait_for(self, count: int, timeout: float = 5.0) -> list[HandshakeComplete]:
+    def wait_for(self, count: int, timeout: float = 30.0) -> list[HandshakeComplete]:
         for _ in range(int(timeout / 0.02)):
             if len(self.completed) >= count:
                 break

@@ -5,14 +5,16 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
-import time
+import threading
 from pathlib import Path
+from typing import IO
 
 import pytest
 
 from keyless.tls.events import ApplicationData
 from tests.conftest import require_tool
 from tests.interop.tls13_server_driver import EngineServer
+from tests.support.waiting import wait_until
 from tests.tls.tls13_helpers import HOSTNAME, KEY_KINDS, pki, server_config
 
 
@@ -52,10 +54,7 @@ def test_openssl_s_client_resumption(tmp_path: Path) -> None:
         assert "New, TLSv1.3" in first, first
         second = s_client(server.port, "-tls1_3", "-ign_eof", "-sess_in", str(session), stdin=b"hello\n")
         assert "Reused, TLSv1.3" in second, second
-        for _ in range(50):
-            if len([c for c in server.connections if c.complete]) >= 2:
-                break
-            time.sleep(0.05)
+        wait_until(lambda: len([c for c in server.connections if c.complete]) >= 2, "both handshakes to complete")
     full, resumed = (c.complete for c in server.connections[:2])
     assert full is not None and not full.resumed and full.key_operations == 1 and full.session_ticket_sent
     assert resumed is not None and resumed.resumed and resumed.key_operations == 0
@@ -71,18 +70,46 @@ def test_openssl_s_client_hello_retry_request() -> None:
     assert info is not None and info.group == "secp384r1"
 
 
+def _collect(stream: IO[bytes], into: bytearray) -> None:
+    while chunk := stream.read1(4096):  # type: ignore[attr-defined]
+        into += chunk
+
+
 def test_openssl_s_client_key_update() -> None:
-    # s_client sends a KeyUpdate (update_requested) for a line "K" (commands need stdin kept open, so a
-    # shell feeds it slowly); our reply must then decrypt under the updated keys on both sides.
+    # s_client sends a KeyUpdate (update_requested) for a line "K" read on its own; the next line is sent
+    # only once it reported the KeyUpdate. Our reply must then decrypt under the updated keys on both sides.
     openssl = require_tool("openssl")
     with EngineServer(server_config()) as server:
-        script = (
-            "(printf 'K\\n'; sleep 0.5; printf 'after-update\\n'; sleep 3) | "
-            f"{openssl} s_client -connect 127.0.0.1:{server.port} -servername {HOSTNAME} "
-            f"-CAfile {pki().ca_pem} -tls1_3 -no_ign_eof"
+        proc = subprocess.Popen(
+            [openssl, "s_client", "-connect", f"127.0.0.1:{server.port}", "-servername", HOSTNAME,
+             "-CAfile", str(pki().ca_pem), "-tls1_3", "-no_ign_eof"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )
-        proc = subprocess.run(["bash", "-c", script], capture_output=True, timeout=20)
-    out, err = proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace")
+        assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+        try:
+            streams: dict[str, bytearray] = {"out": bytearray(), "err": bytearray()}
+            readers = [
+                threading.Thread(target=_collect, args=(stream, buffer), daemon=True)
+                for stream, buffer in ((proc.stdout, streams["out"]), (proc.stderr, streams["err"]))
+            ]
+            for reader in readers:
+                reader.start()
+            proc.stdin.write(b"K\n")
+            proc.stdin.flush()
+            wait_until(lambda: b"KEYUPDATE" in streams["err"], lambda: f"s_client's KeyUpdate: {streams['err']!r}")
+            proc.stdin.write(b"after-update\n")
+            proc.stdin.flush()
+            proc.wait(60)  # the server closes after echoing the line; the timeout only decides failure
+            for reader in readers:
+                reader.join(60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            proc.stdin.close()
+            proc.stdout.close()
+            proc.stderr.close()
+    out, err = streams["out"].decode(errors="replace"), streams["err"].decode(errors="replace")
     assert "KEYUPDATE" in err, err
     echoed = [e.data for e in server.connections[0].events if isinstance(e, ApplicationData)]
     assert b"after-update\n" in b"".join(echoed), echoed
