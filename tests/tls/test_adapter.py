@@ -19,6 +19,7 @@ from keyless.tls.config import CertifiedKey, ServerConfig, static_certificate
 from keyless.tls.events import ConnectionClosed, HandshakeComplete, KeyOperationRequired
 from keyless.tls.tickets import RotatingKeySource, TicketKeyRing
 from tests.conftest import require_tool
+from tests.support.waiting import async_wait_until
 from tests.tls.tls13_helpers import HOSTNAME, client_context, pki, server_config, site
 
 pytestmark = pytest.mark.timeout(60)
@@ -168,7 +169,7 @@ def test_stalled_client_is_dropped_at_the_handshake_deadline() -> None:
         async with Server(server_config(), handshake_timeout=0.2) as server:
             reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
             writer.write(b"\x16\x03\x01\x00\x10")  # a record header, then nothing
-            assert await asyncio.wait_for(reader.read(), 5) == b""
+            assert await asyncio.wait_for(reader.read(), 30) == b""
             writer.close()
 
     asyncio.run(main())
@@ -179,7 +180,7 @@ def test_non_tls_client_gets_an_alert_and_close() -> None:
         async with Server(server_config()) as server:
             reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
             writer.write(b"GET / HTTP/1.1\r\n\r\n")
-            answer = await asyncio.wait_for(reader.read(), 5)
+            answer = await asyncio.wait_for(reader.read(), 30)
             assert answer == b"\x15\x03\x03\x00\x02\x02\x0a"  # fatal unexpected_message, then EOF
             writer.close()
 
@@ -201,10 +202,7 @@ def test_close_notify_reaches_the_handler() -> None:
             await writer.drain()
             writer.close()
             await writer.wait_closed()
-            for _ in range(100):
-                if seen and seen[-1] == b"<eof>":
-                    break
-                await asyncio.sleep(0.02)
+            await async_wait_until(lambda: seen and seen[-1] == b"<eof>", 'seen and seen[-1] == b"<eof>"')
         assert b"".join(seen) == b"bye<eof>"
 
     asyncio.run(main())
@@ -215,7 +213,8 @@ def test_bulk_transfer_with_a_slow_reader_is_bounded() -> None:
     peak: list[int] = []
 
     async def slow_sink(stream: TLSStream) -> None:
-        await asyncio.sleep(0.3)  # the client keeps sending: the adapter must pause the socket
+        # The client keeps sending while nobody reads: the adapter must pause the socket.
+        await async_wait_until(lambda: stream._protocol._reading_paused, "the adapter to pause reading")
         peak.append(stream._protocol._buffered)
         received = 0
         while received < total:
@@ -275,7 +274,7 @@ def test_handler_exception_closes_only_that_connection() -> None:
         async with Server(server_config(), broken) as server:
             for _ in range(2):
                 reader, writer = await server.connect()
-                assert await asyncio.wait_for(reader.read(), 5) == b""  # close_notify, then EOF
+                assert await asyncio.wait_for(reader.read(), 30) == b""  # close_notify, then EOF
                 writer.close()
 
     asyncio.run(main())
@@ -334,14 +333,9 @@ def test_decrypt_timeout_fails_at_finished_and_closes() -> None:
     async def main() -> None:
         config = config_with_key(key, "rsa-2048", enable_rsa_key_exchange=True)
         async with Server(config, handshake_timeout=0.3) as server:
-            started = asyncio.get_running_loop().time()
-            with pytest.raises((ssl.SSLError, ConnectionError)):
-                await asyncio.wait_for(server.connect(tls12_rsa_client()), 10)
-            assert asyncio.get_running_loop().time() - started < 5
-            for _ in range(100):
-                if server.of(ConnectionClosed):
-                    break
-                await asyncio.sleep(0.02)
+            with pytest.raises((ssl.SSLError, ConnectionError)):  # within the handshake timeout; 60 s: a hang
+                await asyncio.wait_for(server.connect(tls12_rsa_client()), 60)
+            await async_wait_until(lambda: server.of(ConnectionClosed), 'server.of(ConnectionClosed)')
         assert key.calls == 1
         (closed,) = server.of(ConnectionClosed)
         # Implicit rejection: no key error shows; the random premaster makes the client's Finished fail.
@@ -356,6 +350,8 @@ def test_large_write_and_coalesced_reads() -> None:
 
     async def handler(stream: TLSStream) -> None:
         await stream.write(blob)  # sliced into 64 KiB pieces on the way out
+        # Several records arrived before the first read: it must hand them over at once.
+        await async_wait_until(lambda: stream._protocol._buffered > 16384, "two records buffered")
         while data := await stream.read(200_000):
             reads.append(len(data))
 
@@ -365,13 +361,9 @@ def test_large_write_and_coalesced_reads() -> None:
             assert await reader.readexactly(len(blob)) == blob
             writer.write(bytes(500_000))
             await writer.drain()
-            await asyncio.sleep(0.1)
             writer.close()
             await writer.wait_closed()
-            for _ in range(100):
-                if sum(reads) == 500_000:
-                    break
-                await asyncio.sleep(0.02)
+            await async_wait_until(lambda: sum(reads) == 500_000, 'sum(reads) == 500_000')
         assert sum(reads) == 500_000
         assert max(reads) > 16384  # several records handed over in one read
         assert all(n <= 200_000 for n in reads)
@@ -391,7 +383,7 @@ def test_handler_may_answer_after_the_peers_close_notify() -> None:
         incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
         tls = client_context().wrap_bio(incoming, outgoing, server_hostname=HOSTNAME)
         with socket.create_connection(("127.0.0.1", port)) as raw:
-            raw.settimeout(5)
+            raw.settimeout(30)  # failure only
 
             def pump(step: Callable[[], Any]) -> Any:
                 for _ in range(50):
@@ -445,7 +437,7 @@ def test_openssl_s_client_through_the_adapter() -> None:
             try:
                 proc.stdin.write(b"hello from openssl\n")
                 await proc.stdin.drain()
-                line = await asyncio.wait_for(proc.stdout.readline(), 10)
+                line = await asyncio.wait_for(proc.stdout.readline(), 30)
                 assert line == b"echo:hello from openssl\n"
             finally:
                 proc.terminate()
@@ -464,10 +456,7 @@ def test_refresh_ticket_keys_runs_in_the_background() -> None:
     async def main() -> None:
         task = asyncio.create_task(refresh_ticket_keys(ring, interval=0.01))
         now[0] += 3600
-        for _ in range(200):
-            if ring.key_names[0] != first:
-                break
-            await asyncio.sleep(0.01)
+        await async_wait_until(lambda: ring.key_names[0] != first, 'ring.key_names[0] != first')
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
