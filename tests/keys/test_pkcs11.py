@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +31,7 @@ from keyless.server.config import load_config
 from tests.conftest import REQUIRE_ALL, require_tool
 from tests.support.keyserver import start_keyserver
 from tests.support.verify import payload_for, verify
+from tests.support.waiting import wait_until
 
 try:
     import pkcs11
@@ -453,9 +453,7 @@ def test_key_server_process_signs_with_keys_in_the_token(softhsm: SoftHSM, tmp_p
         with pkcs11.lib(MODULE).get_token(token_label=label).open(rw=True, user_pin=PIN) as session:
             import_key(session, added, "site-added", b"\x4f")
         ks.send_signal(signal.SIGHUP)
-        deadline = time.monotonic() + 10
-        while "reloaded keys" not in ks.log() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: "reloaded keys" in ks.log(), "the key server to reload its keys")
         assert "reloaded keys: 4 loaded" in ks.log()
         assert ks.metric_value("keyless_keys_loaded") == 4
         assert sign_and_verify(pki, keys, ks.port) == 4  # the old keys keep working after the reload
