@@ -59,7 +59,9 @@ def run_pool(threads: int, items: list[PoolItem], timeout: float = 30.0,
 def test_every_job_is_answered_once_with_its_context(rsa_key: rsa.RSAPrivateKey) -> None:
     handle = LocalKeyHandle(rsa_key, "test")
     items: list[PoolItem] = [(("job", i), handle, PSS, DIGEST) for i in range(100)]
+    started = time.perf_counter()
     calls = run_pool(2, items)
+    whole_run = time.perf_counter() - started
     results = [result for call in calls for result in call]
     assert sorted(context[1] for context, _, _ in results) == list(range(100))
     public = rsa_key.public_key()
@@ -67,7 +69,7 @@ def test_every_job_is_answered_once_with_its_context(rsa_key: rsa.RSAPrivateKey)
     for _, outcome, exec_seconds in results:
         assert isinstance(outcome, bytes)
         public.verify(outcome, DIGEST, pss, utils.Prehashed(hashes.SHA256()))
-        assert 0 < exec_seconds < 5
+        assert 0 < exec_seconds < whole_run  # seconds spent on this job, measured inside the run
 
 
 def test_a_failing_job_is_an_error_answer_and_its_neighbours_succeed(rsa_key: rsa.RSAPrivateKey) -> None:

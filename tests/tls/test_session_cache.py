@@ -9,7 +9,8 @@ import redis
 
 from keyless.tls.session_cache import MemorySessionCache, RedisSessionCache, SessionCache
 from keyless.tls.tickets import SessionState, TicketKey, TicketKeyRing
-from tests.tls.test_tickets_redis import Clock, free_port, redis_port
+from tests.support.redis_server import free_port
+from tests.tls.test_tickets_redis import Clock, redis_port
 
 __all__ = ["redis_port"]  # the module-scoped redis-server fixture, reused
 
