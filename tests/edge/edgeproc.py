@@ -48,7 +48,7 @@ class EdgeProcess:
         return result[0] if result else None
 
     def metrics(self) -> str:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10) as response:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=30) as response:
             return response.read().decode()
 
     def metric(self, name: str, **labels: str) -> float:
@@ -67,7 +67,7 @@ class EdgeProcess:
 
     def status(self, path: str) -> int:
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}{path}", timeout=10) as response:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}{path}", timeout=30) as response:
                 return int(response.status)
         except urllib.error.HTTPError as exc:
             return int(exc.code)

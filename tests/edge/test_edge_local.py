@@ -112,7 +112,7 @@ def test_sni_selects_certificate_by_key_type(edge: EdgeProcess, pki: SitePKI) ->
     # An unknown name and no SNI at all get the default (ECDSA) site.
     ctx = ssl.create_default_context(cafile=str(pki.ca))
     ctx.check_hostname = False
-    with socket.create_connection(("127.0.0.1", edge.port), timeout=10) as raw, ctx.wrap_socket(raw) as tls:
+    with socket.create_connection(("127.0.0.1", edge.port), timeout=30) as raw, ctx.wrap_socket(raw) as tls:
         cert = tls.getpeercert()
         assert ("commonName", "ecdsa.edge.test") in cert["subject"][0]
     assert expected  # the key algorithms are asserted through the certificate names above
@@ -237,12 +237,12 @@ def test_tcp_mode_with_proxy_protocol_v2(pki: SitePKI, tmp_path: Path) -> None:
         with EdgeProcess(config, tmp_path, name="tcp") as edge:
             ctx = ssl.create_default_context(cafile=str(pki.ca))
             with (
-                socket.create_connection(("127.0.0.1", edge.port), timeout=10) as raw,
+                socket.create_connection(("127.0.0.1", edge.port), timeout=30) as raw,
                 ctx.wrap_socket(raw, server_hostname="ecdsa.edge.test") as tls,
             ):
                 client_port = tls.getsockname()[1]
                 tls.sendall(b"ping")
-                origin.settimeout(10)
+                origin.settimeout(30)
                 conn, _ = origin.accept()
                 with conn:
                     while len(received) < 28 + 4:

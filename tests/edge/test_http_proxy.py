@@ -94,7 +94,7 @@ def curl(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[bytes]:
 
 
 def test_get_and_keep_alive_reuses_one_origin_connection(proxy: ProxyUnderTest) -> None:
-    conn = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=10)
+    conn = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=30)
     for _ in range(3):
         conn.request("GET", "/")
         response = conn.getresponse()
@@ -107,7 +107,7 @@ def test_get_and_keep_alive_reuses_one_origin_connection(proxy: ProxyUnderTest) 
 
 
 def test_forwarding_headers_replace_client_claims_and_hop_by_hop_is_dropped(proxy: ProxyUnderTest) -> None:
-    conn = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=10)
+    conn = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=30)
     conn.request(
         "GET",
         "/headers",
@@ -183,7 +183,7 @@ def test_oversized_header_gets_431(loop_thread: LoopThread, origin_port: int) ->
 
 
 def test_garbage_request_gets_400(proxy: ProxyUnderTest) -> None:
-    with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as sock:
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=30) as sock:
         sock.sendall(b"\x16\x03\x01 this is not http\r\n\r\n")
         answer = sock.recv(4096)
     assert answer.startswith(b"HTTP/1.1 400 ")
@@ -234,7 +234,7 @@ def test_request_with_both_content_length_and_chunked_is_refused(proxy: ProxyUnd
         b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
         b"0\r\n\r\nGET /headers HTTP/1.1\r\nHost: a\r\n\r\n"
     )
-    with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as sock:
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=30) as sock:
         sock.sendall(smuggle)
         answer = b""
         while chunk := sock.recv(65536):
@@ -289,7 +289,7 @@ def test_stale_keep_alive_connection_is_retried_on_a_fresh_one(loop_thread: Loop
     server = loop_thread.run(start())
     p = make_proxy(loop_thread, server.sockets[0].getsockname()[1])
     try:
-        conn = http.client.HTTPConnection("127.0.0.1", p.port, timeout=10)
+        conn = http.client.HTTPConnection("127.0.0.1", p.port, timeout=30)
         for _ in range(3):
             conn.request("GET", "/")
             response = conn.getresponse()

@@ -63,7 +63,7 @@ def test_tcp_pipe_with_proxy_header_end_to_end() -> None:
         edge_port = edge.sockets[0].getsockname()[1]
 
         def client() -> tuple[bytes, int]:
-            with socket.create_connection(("127.0.0.1", edge_port), timeout=10) as sock:
+            with socket.create_connection(("127.0.0.1", edge_port), timeout=30) as sock:
                 sock.sendall(b"hello origin")
                 sock.shutdown(socket.SHUT_WR)
                 chunks = []

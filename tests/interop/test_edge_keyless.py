@@ -187,7 +187,7 @@ def python_handshake(
 ) -> tuple[ssl.SSLSession | None, bool]:
     ctx = context or ssl.create_default_context(cafile=str(pki.ca))
     with (
-        socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+        socket.create_connection(("127.0.0.1", port), timeout=30) as raw,
         ctx.wrap_socket(raw, server_hostname=HOST, session=session) as tls,
     ):
         tls.sendall(f"GET / HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n".encode())

@@ -211,7 +211,7 @@ def test_tlslite_without_ems_is_refused_by_default() -> None:
         settings.minVersion = settings.maxVersion = (3, 3)
         settings.useExtendedMasterSecret = False
         settings.requireExtendedMasterSecret = False
-        sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        sock = socket.create_connection(("127.0.0.1", server.port), timeout=30)
         tls = TLSConnection(sock)
         with pytest.raises(TLSRemoteAlert) as alert:
             tls.handshakeClientCert(settings=settings, serverName=HOSTNAME)
@@ -264,7 +264,7 @@ def test_tlslite_client(kind: str, key_exchange: str, cipher: str, overrides: di
         settings.minVersion = settings.maxVersion = (3, 3)
         settings.keyExchangeNames = [key_exchange]
         settings.cipherNames = [cipher]
-        sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        sock = socket.create_connection(("127.0.0.1", server.port), timeout=30)
         tls = TLSConnection(sock)
         try:
             tls.handshakeClientCert(settings=settings, serverName=HOSTNAME)
@@ -341,7 +341,7 @@ def test_tlslite_resumes_by_session_id() -> None:
     with AdapterServer(config) as server:
         session = None
         for _ in range(2):
-            tls = TLSConnection(socket.create_connection(("127.0.0.1", server.port), timeout=10))
+            tls = TLSConnection(socket.create_connection(("127.0.0.1", server.port), timeout=30))
             try:
                 tls.handshakeClientCert(settings=settings, serverName=HOSTNAME, session=session)
                 tls.write(b"again\n")
@@ -382,7 +382,7 @@ def test_concurrent_clients_mixed_key_exchanges_and_resumption() -> None:
             ctx = contexts[i % 2]
             session = None
             for _ in range(2):
-                raw = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+                raw = socket.create_connection(("127.0.0.1", server.port), timeout=30)
                 with ctx.wrap_socket(raw, server_hostname=HOSTNAME, session=session) as tls:
                     tls.sendall(b"%d\n" % i)
                     assert tls.recv(100) == b"%d\n" % i

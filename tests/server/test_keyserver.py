@@ -96,7 +96,7 @@ def test_error_codes_over_the_wire_keep_the_connection(server_pki: DemoPKI, peer
 def test_spec_worked_bytes(peer: Peer) -> None:
     ping0 = bytes.fromhex("010003f8 00000000 110001f1 2003f1".replace(" ", "")) + bytes(1009)
     peer.send_raw(ping0)
-    peer.sock.settimeout(10)
+    peer.sock.settimeout(30)
     data = b""
     while len(data) < 1024:
         data += peer.sock.recv(4096)

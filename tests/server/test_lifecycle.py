@@ -90,7 +90,7 @@ def test_not_ready_without_keys_and_strict_reload_keeps_the_old_keys(server_pki:
     with start_keyserver(server_pki, tmp_path, private_key_dirs=[str(keys)], strict=True) as ks:
         assert ks.keys == 0
         try:
-            urllib.request.urlopen(f"http://127.0.0.1:{ks.metrics_port}/readyz", timeout=5)
+            urllib.request.urlopen(f"http://127.0.0.1:{ks.metrics_port}/readyz", timeout=30)
             raise AssertionError("/readyz answered 200 without keys")
         except urllib.error.HTTPError as exc:
             assert exc.code == 503 and b"keys_loaded" in exc.read()
@@ -100,7 +100,7 @@ def test_not_ready_without_keys_and_strict_reload_keeps_the_old_keys(server_pki:
         peer = Peer(connect(server_pki, ks.port))
         message = Message(1, Opcode.ECDSA_SIGN_SHA256, DIGEST, ski=ski_of(key.public_key()))
         assert _eventually(lambda: peer.request(message).opcode == Opcode.RESPONSE)
-        with urllib.request.urlopen(f"http://127.0.0.1:{ks.metrics_port}/readyz", timeout=5) as response:
+        with urllib.request.urlopen(f"http://127.0.0.1:{ks.metrics_port}/readyz", timeout=30) as response:
             assert response.status == 200
         (keys / "broken.key").write_bytes(b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
         ks.send_signal(signal.SIGHUP)
