@@ -13,8 +13,14 @@ import shutil
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 REQUIRE_ALL = os.environ.get("KEYLESS_REQUIRE_ALL") == "1"
+
+# Tests assert behaviour, never speed (CONTRIBUTING.md): no per-example deadline (hypothesis' default is
+# 200 ms) and no "generation too slow" health check, both of which a loaded 2-core CI runner can trip.
+settings.register_profile("keyless", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("keyless")
 
 
 def require_tool(name: str, package: str | None = None) -> str:
