@@ -206,6 +206,9 @@ def test_metrics_names_and_health_with_curl(server_pki: DemoPKI, keyserver: KeyS
     before = keyserver.sign_count()
     reply = peer.request(Message(1, Opcode.ECDSA_SIGN_SHA256, hashlib.sha256(b"m").digest(), ski=ski))
     assert reply.opcode == Opcode.RESPONSE
+    # An error of our own for the error labels (in any test order: the key server is shared by the module).
+    unknown = peer.request(Message(2, Opcode.ECDSA_SIGN_SHA256, hashlib.sha256(b"m").digest(), ski=bytes(20)))
+    assert unknown.error_code == ErrorCode.KEY_NOT_FOUND
     text = subprocess.run([curl, "-s", f"http://127.0.0.1:{keyserver.metrics_port}/metrics"],
                           capture_output=True, text=True, check=True, timeout=30).stdout
     lines = [line for line in text.splitlines() if "keyless" in line or line.startswith("certificate_")]
