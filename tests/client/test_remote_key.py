@@ -92,8 +92,10 @@ def verify(public: object, scheme: SignatureScheme, message: bytes, signature: b
 def test_every_scheme_round_trips_and_verifies(client_pki: DemoPKI, keyserver: KeyServerProcess) -> None:
     async def body(client: KeylessClient) -> list[tuple[str, SignatureScheme, bytes]]:
         keys = {name: client.remote_key(certificate(client_pki, name)) for name in {n for n, _ in CASES}}
-        for key in keys.values():
+        for name, key in keys.items():
             assert isinstance(key, AsyncPrivateKey)
+            assert key.blocking is None  # every operation is awaited: a round trip to a key server
+            assert key.signature_schemes == {scheme for n, scheme in CASES if n == name}  # all signed below
         signatures = await asyncio.gather(*(keys[name].sign(scheme, MESSAGE) for name, scheme in CASES))
         return [(name, scheme, sig) for (name, scheme), sig in zip(CASES, signatures, strict=True)]
 

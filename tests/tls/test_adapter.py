@@ -36,6 +36,19 @@ class AwaitedKey:
     def public_key(self) -> Any:
         return self.inner.public_key
 
+    @property
+    def ski(self) -> bytes:
+        return self.inner.ski
+
+    @property
+    def signature_schemes(self) -> frozenset[SignatureScheme]:
+        return self.inner.signature_schemes
+
+    blocking = None  # only awaited, like a remote key
+
+    def with_context(self, **context: str | None) -> AwaitedKey:
+        return self
+
     async def sign(self, scheme: SignatureScheme, message: bytes) -> bytes:
         self.calls += 1
         if self.hang:

@@ -18,10 +18,10 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from keyless.client.cli_support import UsageError, add_connection_arguments, format_ms, servers, tls_files
+from keyless.cli.options import UsageError, add_connection_arguments, format_ms, servers, tls_files
 
 if TYPE_CHECKING:
-    from keyless.client.bench_load import LoadResult
+    from keyless.cli.bench_load import LoadResult
 
 OPERATIONS = ("sign", "decrypt", "ping")
 
@@ -60,8 +60,8 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError("--duration, --workers, --rate and --connections must be positive")
         import asyncio
 
+        from keyless.cli.bench_load import LoadSpec, build_operation, run_load
         from keyless.client import make_ssl_context
-        from keyless.client.bench_load import LoadSpec, build_operation, run_load
 
         context = make_ssl_context(cert, key, ca)
         spec = LoadSpec(

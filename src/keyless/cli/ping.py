@@ -13,7 +13,15 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from keyless.client.cli_support import UsageError, add_connection_arguments, format_ms, servers, tls_files
+from keyless.cli.options import (
+    UsageError,
+    add_connection_arguments,
+    format_ms,
+    load_public_key,
+    scheme_for,
+    servers,
+    tls_files,
+)
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
@@ -85,9 +93,6 @@ def with_hint(detail: str) -> str:
 def find_public_keys(directory: Path) -> list[tuple[str, CertificatePublicKeyTypes]]:
     """(file name, public key) for each certificate or public key file in ``directory``; private keys
     are skipped (ping never needs one)."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import serialization
-
     if not directory.is_dir():
         raise UsageError(f"--keys {directory}: not a directory")
     found: list[tuple[str, CertificatePublicKeyTypes]] = []
@@ -100,14 +105,11 @@ def find_public_keys(directory: Path) -> list[tuple[str, CertificatePublicKeyTyp
                   file=sys.stderr)
             continue
         try:
-            public: object = x509.load_pem_x509_certificate(data).public_key()
+            public = load_public_key(data)
         except ValueError:
-            try:
-                public = serialization.load_pem_public_key(data)
-            except ValueError:
-                print(f"skipping {path.name}: not a PEM certificate or public key", file=sys.stderr)
-                continue
-        found.append((path.name, public))  # type: ignore[arg-type]
+            print(f"skipping {path.name}: not a PEM certificate or public key", file=sys.stderr)
+            continue
+        found.append((path.name, public))
     return found
 
 
@@ -192,21 +194,6 @@ async def check_key(client: KeylessClient, address: str, name: str, public: Cert
         except KeyOperationError as exc:
             rows.append(Row(address, name, ski, "rsa_decrypt", None, False, str(exc)))
     return rows
-
-
-def scheme_for(public: CertificatePublicKeyTypes) -> SignatureScheme:
-    from cryptography.hazmat.primitives.asymmetric import ec, rsa
-
-    from keyless.keys.schemes import SignatureScheme
-
-    if isinstance(public, rsa.RSAPublicKey):
-        return SignatureScheme.RSA_PSS_RSAE_SHA256
-    if isinstance(public, ec.EllipticCurvePublicKey):
-        return {
-            "secp384r1": SignatureScheme.ECDSA_SECP384R1_SHA384,
-            "secp521r1": SignatureScheme.ECDSA_SECP521R1_SHA512,
-        }.get(public.curve.name, SignatureScheme.ECDSA_SECP256R1_SHA256)
-    return SignatureScheme.ED25519
 
 
 def verify_signature(public: CertificatePublicKeyTypes, scheme: SignatureScheme, message: bytes,

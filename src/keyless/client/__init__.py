@@ -7,7 +7,8 @@
 
 Layers (h11/aioquic shape): ``core`` is the sans-IO ID correlation and framing of one connection;
 ``connection`` drives it over an asyncio TLS transport; ``endpoint`` pools connections to one address;
-``client`` picks endpoints, retries and checks health; ``remote_key`` maps TLS signature schemes to opcodes.
+``client`` picks endpoints, retries and checks health; ``remote_key`` is a key on key servers (an
+``AsyncPrivateKey``) made by ``KeylessClient.remote_key``.
 """
 
 from keyless.client.client import ClientTLS, KeylessClient, ServerAddress, make_ssl_context

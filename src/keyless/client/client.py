@@ -43,13 +43,12 @@ from keyless.client.errors import (
     ResponseError,
     error_for_code,
 )
+from keyless.client.remote_key import OperationContext, RemoteKey
 from keyless.protocol import DEFAULT_PORT, Opcode
 
 if TYPE_CHECKING:
     from cryptography import x509
     from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
-
-    from keyless.client.remote_key import OperationContext, RemoteKey
 
 log = logging.getLogger("keyless.client")
 
@@ -409,8 +408,6 @@ class KeylessClient:
         timeout: float | None = None,
     ) -> RemoteKey:
         """A ``RemoteKey`` for the key of ``key`` (a certificate or a public key) held by these servers."""
-        from keyless.client.remote_key import RemoteKey
-
         return RemoteKey(self, key, context=context, timeout=timeout)
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import NoReturn
 
 from keyless.client.errors import ResponseError
-from keyless.protocol import NEED_DATA, Message, MessageDecoder, Opcode, ProtocolError, Tag
+from keyless.protocol import NEED_DATA, MessageDecoder, Opcode, ProtocolError, Tag, take_frames
 from keyless.protocol.constants import HEADER_SIZE, ITEM_HEADER_SIZE, MAX_BODY_SIZE, VERSION_MAJOR, VERSION_MINOR
 from keyless.protocol.message import decode_message, padding_item
 from keyless.sentinel import NeedData
@@ -70,19 +70,6 @@ class Request:
             raise ValueError(f"keyless request body of {len(body)} bytes exceeds {MAX_BODY_SIZE}")
         return _HEADER.pack(VERSION_MAJOR, VERSION_MINOR, len(body), message_id) + body
 
-    def to_message(self, message_id: int) -> Message:
-        return Message(
-            id=message_id,
-            opcode=self.opcode,
-            payload=self.payload,
-            ski=self.ski,
-            sni=self.sni,
-            server_ip=self.server_ip,
-            cert_id=self.cert_id,
-            client_ip=self.client_ip,
-            request_context=self.request_context,
-        )
-
 
 @dataclass(frozen=True, slots=True)
 class Answer:
@@ -129,11 +116,7 @@ class ClientConnection:
 
     def data_to_send(self) -> bytes:
         """Every frame queued since the last call, joined (empty when nothing is queued)."""
-        if not self._outgoing:
-            return b""
-        data = b"".join(self._outgoing)
-        self._outgoing.clear()
-        return data
+        return take_frames(self._outgoing)
 
     def abandon(self, message_id: int) -> None:
         """The caller stopped waiting for ``message_id`` (timeout, cancellation): drop its answer when it
@@ -152,9 +135,6 @@ class ClientConnection:
     @property
     def abandoned(self) -> int:
         return len(self._abandoned)
-
-    def pending_ids(self) -> list[int]:
-        return list(self._in_flight)
 
     # -- answers ----------------------------------------------------------------------------------
 

@@ -2,85 +2,45 @@
 
 It implements ``keyless.keys.base.AsyncPrivateKey``, so the TLS engine cannot tell it from a local
 key. The SKI that selects the key on the key server is computed from the public key (spec: never read
-from a certificate extension). A TLS signature scheme becomes an opcode by the key's type and the
-scheme's hash (TLS 1.2 lets an ECDSA key sign with any hash, so the curve in the scheme's name is
-not used); the request carries the digest, or the whole message for Ed25519.
+from a certificate extension). A TLS signature scheme becomes an opcode as for every key
+(``keyless.keys.operations.opcode_for``); the request carries the digest, or the whole message for Ed25519.
+
+It needs of the client only ``KeyServerCaller``: ``KeylessClient.remote_key`` makes remote keys, and
+this module does not import the client back.
 """
 
 from __future__ import annotations
 
-import hashlib
+import functools
 import ipaddress
 import json
-import os
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Protocol
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes, PublicKeyTypes
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 
-from keyless.client.client import KeylessClient
 from keyless.client.core import Request
-from keyless.keys.base import KeyOperationError
-from keyless.keys.premaster import PREMASTER_LENGTH, unpad_premaster
-from keyless.keys.schemes import SignatureScheme, digest_for, is_pss, scheme_hash
+from keyless.keys.base import AsyncPrivateKey, KeyOperationError
+from keyless.keys.operations import opcode_for
+from keyless.keys.premaster import PREMASTER_LENGTH, decrypt_premaster
+from keyless.keys.schemes import SignatureScheme, digest_for, signature_schemes_for
 from keyless.keys.ski import ski_of
 from keyless.protocol import Opcode
 
-_RSA_PKCS1_BY_HASH = {
-    "sha1": Opcode.RSA_SIGN_SHA1,
-    "sha224": Opcode.RSA_SIGN_SHA224,
-    "sha256": Opcode.RSA_SIGN_SHA256,
-    "sha384": Opcode.RSA_SIGN_SHA384,
-    "sha512": Opcode.RSA_SIGN_SHA512,
-}
-_RSA_PSS_BY_HASH = {
-    "sha256": Opcode.RSA_PSS_SIGN_SHA256,
-    "sha384": Opcode.RSA_PSS_SIGN_SHA384,
-    "sha512": Opcode.RSA_PSS_SIGN_SHA512,
-}
-_ECDSA_BY_HASH = {
-    "sha1": Opcode.ECDSA_SIGN_SHA1,
-    "sha224": Opcode.ECDSA_SIGN_SHA224,
-    "sha256": Opcode.ECDSA_SIGN_SHA256,
-    "sha384": Opcode.ECDSA_SIGN_SHA384,
-    "sha512": Opcode.ECDSA_SIGN_SHA512,
-}
 
+class KeyServerCaller(Protocol):
+    """What a ``RemoteKey`` needs of ``keyless.client.KeylessClient``."""
 
-def opcode_for(scheme: SignatureScheme, public_key: PublicKeyTypes) -> Opcode:
-    """The keyless opcode that signs with ``scheme`` using the private half of ``public_key``.
-    Raises ``KeyOperationError`` when the key cannot sign with the scheme."""
-    if isinstance(public_key, ed25519.Ed25519PublicKey):
-        if scheme == SignatureScheme.ED25519:
-            return Opcode.ED25519_SIGN
-    elif isinstance(public_key, rsa.RSAPublicKey):
-        if scheme == SignatureScheme.RSA_PKCS1_MD5_SHA1:
-            return Opcode.RSA_SIGN_MD5SHA1
-        algorithm = scheme_hash(scheme)
-        if algorithm is not None and scheme.name.startswith("RSA"):
-            table = _RSA_PSS_BY_HASH if is_pss(scheme) else _RSA_PKCS1_BY_HASH
-            opcode = table.get(algorithm.name)
-            if opcode is not None:
-                return opcode
-    elif isinstance(public_key, ec.EllipticCurvePublicKey):
-        algorithm = scheme_hash(scheme)
-        if algorithm is not None and scheme.name.startswith("ECDSA"):
-            opcode = _ECDSA_BY_HASH.get(algorithm.name)
-            if opcode is not None:
-                return opcode
-    raise KeyOperationError(f"{_kind(public_key)} cannot sign with {scheme.name.lower()}")
+    @property
+    def send_client_ip(self) -> bool: ...
 
+    @property
+    def send_request_id(self) -> bool: ...
 
-def _kind(public_key: PublicKeyTypes) -> str:
-    if isinstance(public_key, rsa.RSAPublicKey):
-        return f"an RSA-{public_key.key_size} key"
-    if isinstance(public_key, ec.EllipticCurvePublicKey):
-        return f"an ECDSA {public_key.curve.name} key"
-    if isinstance(public_key, ed25519.Ed25519PublicKey):
-        return "an Ed25519 key"
-    return f"a {type(public_key).__name__}"
-
+    async def call(self, request: Request, *, timeout: float | None = None, deadline: float | None = None) -> bytes:
+        ...
 
 @dataclass(frozen=True, slots=True)
 class OperationContext:
@@ -101,11 +61,11 @@ class OperationContext:
 class RemoteKey:
     """A private key on key servers. Implements ``keyless.keys.base.AsyncPrivateKey``."""
 
-    __slots__ = ("_client", "_context_items", "_modulus_length", "_opcodes", "_public", "_ski", "context", "timeout")
+    __slots__ = ("_client", "_context_items", "_modulus_length", "_opcodes", "context", "public_key", "ski", "timeout")
 
     def __init__(
         self,
-        client: KeylessClient,
+        client: KeyServerCaller,
         key: x509.Certificate | CertificatePublicKeyTypes,
         *,
         context: OperationContext | None = None,
@@ -115,8 +75,8 @@ class RemoteKey:
         if not isinstance(public, rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey):
             raise TypeError(f"keyless supports RSA, ECDSA and Ed25519 keys, not {type(public).__name__}")
         self._client = client
-        self._public: CertificatePublicKeyTypes = public
-        self._ski = ski_of(public)
+        self.public_key: CertificatePublicKeyTypes = public
+        self.ski = ski_of(public)
         self._modulus_length = (public.key_size + 7) // 8 if isinstance(public, rsa.RSAPublicKey) else 0
         self.context = context or OperationContext()
         self.timeout = timeout
@@ -124,22 +84,22 @@ class RemoteKey:
         self._opcodes: dict[SignatureScheme, Opcode] = {}
 
     def __repr__(self) -> str:
-        return f"<RemoteKey {type(self._public).__name__} ski={self._ski.hex()}>"
+        return f"<RemoteKey {type(self.public_key).__name__} ski={self.ski.hex()}>"
 
     @property
-    def public_key(self) -> PublicKeyTypes:
-        return self._public
+    def signature_schemes(self) -> frozenset[SignatureScheme]:
+        return signature_schemes_for(self.public_key)
 
     @property
-    def ski(self) -> bytes:
-        return self._ski
+    def blocking(self) -> None:
+        return None  # every operation is a round trip to a key server: always awaited
 
     def with_context(self, **context: str | None) -> RemoteKey:
         """The same key with (part of) its ``OperationContext`` replaced, e.g. ``with_context(sni=name)``."""
         derived = object.__new__(RemoteKey)  # per handshake: skip recomputing the SKI
         derived._client = self._client
-        derived._public = self._public
-        derived._ski = self._ski
+        derived.public_key = self.public_key
+        derived.ski = self.ski
         derived._modulus_length = self._modulus_length
         derived._opcodes = self._opcodes  # shared cache: same key, same opcodes
         derived.context = replace(self.context, **context)
@@ -153,16 +113,12 @@ class RemoteKey:
         """Sign ``message`` with ``scheme`` on a key server (``message`` is hashed here)."""
         opcode = self._opcodes.get(scheme)
         if opcode is None:
-            opcode = self._opcodes[scheme] = opcode_for(scheme, self._public)
-        return await self._call(opcode, _digest(scheme, message), deadline)
-
-    async def sign_digest(self, opcode: Opcode, digest: bytes, *, deadline: float | None = None) -> bytes:
-        """Send an already-computed digest with an explicit opcode (for tools; TLS uses ``sign``)."""
-        return await self._call(opcode, digest, deadline)
+            opcode = self._opcodes[scheme] = opcode_for(scheme, self.public_key)
+        return await self._call(opcode, digest_for(scheme, message), deadline)
 
     async def decrypt(self, ciphertext: bytes, *, deadline: float | None = None) -> bytes:
         """Raw RSA decryption on the key server: the k-byte block, padding NOT removed."""
-        if not isinstance(self._public, rsa.RSAPublicKey):
+        if not isinstance(self.public_key, rsa.RSAPublicKey):
             raise KeyOperationError("decryption needs an RSA key")
         return await self._call(Opcode.RSA_DECRYPT, ciphertext, deadline)
 
@@ -170,50 +126,26 @@ class RemoteKey:
         self, ciphertext: bytes, client_version: bytes, length: int = PREMASTER_LENGTH,
         *, deadline: float | None = None,
     ) -> bytes:
-        """The TLS 1.2 RSA premaster secret in ``ciphertext``, or a random one (RFC 5246 7.4.7.1).
-
-        The random premaster is drawn before the key server is asked, and a bad padding, a wrong
-        version, a wrong-length answer and a failed operation all take the same path through
-        ``unpad_premaster``: no error escapes, so nothing distinguishes them to the TLS client.
-        """
+        """The TLS 1.2 RSA premaster secret in ``ciphertext``, or a random one, by
+        ``keyless.keys.premaster.decrypt_premaster`` (implicit rejection: no error escapes)."""
         if length != PREMASTER_LENGTH:
             raise ValueError(f"TLS premaster secrets are {PREMASTER_LENGTH} bytes")  # caller bug
-        if not isinstance(self._public, rsa.RSAPublicKey):
+        if not isinstance(self.public_key, rsa.RSAPublicKey):
             raise KeyOperationError("decryption needs an RSA key")
-        random_premaster = os.urandom(PREMASTER_LENGTH)
-        try:
-            raw_block = await self._call(Opcode.RSA_DECRYPT, ciphertext, deadline)
-        except KeyOperationError:
-            raw_block = b""  # checked like any wrong-length block: the random premaster comes out
-        return unpad_premaster(raw_block, self._modulus_length, client_version, random_premaster)
+        decrypt = functools.partial(self._call, Opcode.RSA_DECRYPT, deadline=deadline)
+        return await decrypt_premaster(decrypt, self._modulus_length, ciphertext, client_version)
 
     async def _call(self, opcode: int, payload: bytes, deadline: float | None) -> bytes:
         sni, server_ip, cert_id, client_ip, request_context = self._context_items
         request = Request(
-            opcode, payload, self._ski, sni=sni, server_ip=server_ip, cert_id=cert_id, client_ip=client_ip,
+            opcode, payload, self.ski, sni=sni, server_ip=server_ip, cert_id=cert_id, client_ip=client_ip,
             request_context=request_context,
         )
         return await self._client.call(request, timeout=self.timeout, deadline=deadline)
 
 
-# hashlib for the common hashes: the same digests as ``digest_for``, at a fraction of the per-call cost.
-_HASHLIB: dict[SignatureScheme, str] = {
-    scheme: name
-    for scheme in SignatureScheme
-    if (algorithm := scheme_hash(scheme)) is not None and (name := algorithm.name) in ("sha1", "sha256", "sha384",
-                                                                                       "sha512")
-}
-
-
-def _digest(scheme: SignatureScheme, message: bytes) -> bytes:
-    name = _HASHLIB.get(scheme)
-    if name is not None:
-        return hashlib.new(name, message).digest()
-    return digest_for(scheme, message)
-
-
 def _context_items(
-    context: OperationContext, client: KeylessClient
+    context: OperationContext, client: KeyServerCaller
 ) -> tuple[bytes | None, bytes | None, bytes | None, bytes | None, bytes | None]:
     """The wire form of ``context``, computed once per key (not per operation)."""
     sni = context.sni.encode() if context.sni else None
@@ -232,4 +164,11 @@ def _ip_bytes(text: str | None) -> bytes | None:
     return ipaddress.ip_address(text).packed
 
 
-__all__ = ["OperationContext", "RemoteKey", "opcode_for"]
+__all__ = ["KeyServerCaller", "OperationContext", "RemoteKey", "opcode_for"]
+
+
+if TYPE_CHECKING:  # mypy --strict proves RemoteKey fits a handshake's seam (KeylessClient.remote_key proves
+    # that the client is a KeyServerCaller)
+
+    def _fits_the_seam(key: RemoteKey) -> AsyncPrivateKey:
+        return key

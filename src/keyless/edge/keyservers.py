@@ -12,6 +12,7 @@ import ssl
 
 from cryptography import x509
 
+from keyless.client import KeylessClient, RemoteKey, make_ssl_context
 from keyless.edge.config import ConfigError, KeyServerTLS
 
 log = logging.getLogger("keyless.edge.keyservers")
@@ -19,8 +20,6 @@ log = logging.getLogger("keyless.edge.keyservers")
 
 class ClientGroup:
     def __init__(self, servers: tuple[tuple[str, int], ...], tls: KeyServerTLS) -> None:
-        from keyless.client.client import KeylessClient, make_ssl_context
-
         try:
             context = make_ssl_context(tls.client_cert, tls.client_key, tls.ca)
         except (ssl.SSLError, OSError, ValueError) as exc:
@@ -45,7 +44,7 @@ class ClientGroup:
     def __repr__(self) -> str:
         return f"<ClientGroup {','.join(f'{h}:{p}' for h, p in self.servers)}>"
 
-    def remote_key(self, certificate: x509.Certificate) -> object:
+    def remote_key(self, certificate: x509.Certificate) -> RemoteKey:
         return self.client.remote_key(certificate, timeout=self.timeout)
 
     async def ping(self) -> bool:

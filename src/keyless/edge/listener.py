@@ -17,7 +17,10 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
+
 from keyless.edge.metrics import EdgeMetrics, alert_name, version_name
+from keyless.keys.base import AsyncPrivateKey, BlockingPrivateKey, KeyOperationError
 from keyless.keys.schemes import SignatureScheme
 from keyless.tls.asyncio_adapter import Admission, TLSStream, start_tls_server
 from keyless.tls.config import ServerConfig
@@ -110,14 +113,11 @@ class TLSListener:
         observer = ConnectionObserver(metrics)
         client_ip = peername[0] if isinstance(peername, tuple) and peername else None
 
-        def key_for_operation(event: KeyOperationRequired) -> object:
+        def key_for_operation(event: KeyOperationRequired) -> AsyncPrivateKey:
             """The key with this connection's context for the key server: the SNI and the client's IP
             (the keyless client sends the IP only where ``send_client_ip`` is configured)."""
-            key = event.key
-            if isinstance(key, InstrumentedKey):
-                context = {"sni": event.server_name, "client_ip": client_ip}
-                return key.with_context(**{name: value for name, value in context.items() if value})
-            return key
+            context = {"sni": event.server_name, "client_ip": client_ip}
+            return event.key.with_context(**{name: value for name, value in context.items() if value})
 
         def closed() -> None:
             observer.socket_closed()
@@ -165,36 +165,58 @@ def _listening_socket(host: str, port: int, reuse_port: bool) -> socket.socket:
 
 
 class InstrumentedKey:
-    """Wraps a key to count its operations and time them; everything else passes through."""
+    """Wraps a key to count its operations and time them; everything else passes through. A key with
+    synchronous operations keeps them (timed too), so the adapter still answers it inline."""
 
-    def __init__(self, inner: Any, metrics: EdgeMetrics) -> None:
+    __slots__ = ("_blocking", "_inner", "_metrics", "public_key", "signature_schemes", "ski")
+
+    def __init__(self, inner: AsyncPrivateKey, metrics: EdgeMetrics) -> None:
         self._inner = inner
+        self._blocking = inner.blocking
         self._metrics = metrics
+        self.public_key: PublicKeyTypes = inner.public_key
+        self.ski: bytes = inner.ski
+        self.signature_schemes: frozenset[SignatureScheme] = inner.signature_schemes
 
     def __repr__(self) -> str:
         return f"<InstrumentedKey {self._inner!r}>"
 
     @property
-    def public_key(self) -> Any:
-        return self._inner.public_key
-
-    @property
-    def inner(self) -> Any:
+    def inner(self) -> AsyncPrivateKey:
         return self._inner
 
-    def with_context(self, **context: str) -> InstrumentedKey:
+    @property
+    def blocking(self) -> InstrumentedKey | None:
+        return self if self._blocking is not None else None
+
+    @property
+    def offload(self) -> bool:
+        return self._blocking is not None and self._blocking.offload
+
+    def with_context(self, **context: str | None) -> InstrumentedKey:
         """The same key carrying per-handshake context (a remote key's ``with_context``); a key without
-        context (a local one) is itself."""
-        derive = getattr(self._inner, "with_context", None)
-        if derive is None or not context:
-            return self
-        return type(self)(derive(**context), self._metrics)
+        use for context (a local one) is itself."""
+        inner = self._inner.with_context(**context) if context else self._inner
+        return self if inner is self._inner else InstrumentedKey(inner, self._metrics)
 
     async def sign(self, scheme: SignatureScheme, message: bytes) -> bytes:
         return await self._timed("sign", self._inner.sign(scheme, message))
 
     async def decrypt(self, ciphertext: bytes) -> bytes:
         return await self._timed("decrypt", self._inner.decrypt(ciphertext))
+
+    def sign_sync(self, scheme: SignatureScheme, message: bytes) -> bytes:
+        blocking = self._sync_operations()
+        return self._sync("sign", lambda: blocking.sign_sync(scheme, message))
+
+    def decrypt_sync(self, ciphertext: bytes) -> bytes:
+        blocking = self._sync_operations()
+        return self._sync("decrypt", lambda: blocking.decrypt_sync(ciphertext))
+
+    def _sync_operations(self) -> BlockingPrivateKey:
+        if self._blocking is None:
+            raise KeyOperationError("this key has no synchronous operations (blocking is None)")
+        return self._blocking
 
     async def _timed(self, kind: str, operation: Awaitable[bytes]) -> bytes:
         started = time.monotonic()
@@ -204,20 +226,8 @@ class InstrumentedKey:
             outcome = "timeout" if isinstance(exc, TimeoutError | asyncio.CancelledError) else "error"
             self._metrics.child(self._metrics.key_operations, kind, outcome).inc()
             raise
-        m = self._metrics
-        m.child(m.key_operations, kind, "ok").inc()
-        m.child(m.key_operation_seconds, kind).observe(time.monotonic() - started)
+        self._count_ok(kind, started)
         return result
-
-
-class InstrumentedLocalKey(InstrumentedKey):
-    """The same for in-process keys, keeping the synchronous methods the adapter calls inline."""
-
-    def sign_sync(self, scheme: SignatureScheme, message: bytes) -> bytes:
-        return self._sync("sign", lambda: self._inner.sign_sync(scheme, message))
-
-    def decrypt_sync(self, ciphertext: bytes) -> bytes:
-        return self._sync("decrypt", lambda: self._inner.decrypt_sync(ciphertext))
 
     def _sync(self, kind: str, operation: Callable[[], bytes]) -> bytes:
         started = time.monotonic()
@@ -226,15 +236,16 @@ class InstrumentedLocalKey(InstrumentedKey):
         except BaseException:
             self._metrics.child(self._metrics.key_operations, kind, "error").inc()
             raise
+        self._count_ok(kind, started)
+        return result
+
+    def _count_ok(self, kind: str, started: float) -> None:
         m = self._metrics
         m.child(m.key_operations, kind, "ok").inc()
         m.child(m.key_operation_seconds, kind).observe(time.monotonic() - started)
-        return result
 
 
-def instrument(key: Any, metrics: EdgeMetrics) -> InstrumentedKey:
-    if hasattr(key, "sign_sync"):
-        return InstrumentedLocalKey(key, metrics)
+def instrument(key: AsyncPrivateKey, metrics: EdgeMetrics) -> InstrumentedKey:
     return InstrumentedKey(key, metrics)
 
 

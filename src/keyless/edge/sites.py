@@ -11,15 +11,16 @@ client offers (so an ECDSA site can keep an RSA certificate for old clients).
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from keyless.edge.config import ConfigError, EdgeConfig, KeyServerTLS, SiteConfig
+from keyless.keys.base import AsyncPrivateKey
 from keyless.keys.local import LocalKey
 from keyless.tls.config import CertifiedKey, ClientHelloInfo
 
@@ -31,7 +32,7 @@ TLS13 = 0x0304
 class KeyServerGroup(Protocol):
     """A client to one list of key servers, shared by the sites whose keys live there."""
 
-    def remote_key(self, certificate: x509.Certificate) -> object: ...
+    def remote_key(self, certificate: x509.Certificate) -> AsyncPrivateKey: ...
 
     async def ping(self) -> bool: ...
 
@@ -39,6 +40,7 @@ class KeyServerGroup(Protocol):
 
 
 GroupFactory = Callable[[tuple[tuple[str, int], ...], KeyServerTLS], KeyServerGroup]
+GroupKey = tuple[tuple[tuple[str, int], ...], KeyServerTLS]  # one group per (key servers, mTLS settings)
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,7 @@ class Site:
 class SiteTable:
     """Immutable lookup tables; an edge swaps the whole table on reload."""
 
-    def __init__(self, sites: Sequence[Site], groups: dict[Any, KeyServerGroup]) -> None:
+    def __init__(self, sites: Sequence[Site], groups: dict[GroupKey, KeyServerGroup]) -> None:
         if not sites:
             raise ValueError("a site table needs at least one site")
         self.sites = tuple(sites)
@@ -108,7 +110,7 @@ class SiteTable:
         return results
 
 
-def _group_label(key: Any) -> str:
+def _group_label(key: GroupKey) -> str:
     servers = key[0]
     return ",".join(f"{host}:{port}" for host, port in servers)
 
@@ -147,19 +149,19 @@ def load_local_key(path: Path, leaf: x509.Certificate, key: str) -> LocalKey:
 def build_sites(
     config: EdgeConfig,
     group_factory: GroupFactory | None = None,
-    wrap_key: Callable[[object], object] | None = None,
+    wrap_key: Callable[[AsyncPrivateKey], AsyncPrivateKey] | None = None,
 ) -> SiteTable:
     """Load every site; key-server groups are created through ``group_factory`` (default: keyless.client);
     ``wrap_key`` may wrap each key (the edge instruments them for metrics)."""
     factory = group_factory if group_factory is not None else default_group_factory
-    groups: dict[Any, KeyServerGroup] = {}
+    groups: dict[GroupKey, KeyServerGroup] = {}
     sites = []
     for index, site_config in enumerate(config.sites):
         key_name = f"certificates[{index}]"
         chain = load_chain(site_config.chain, f"{key_name}.chain")
         group = None
         if site_config.key_file is not None:
-            key: object = load_local_key(site_config.key_file, chain[0], f"{key_name}.key_file")
+            key: AsyncPrivateKey = load_local_key(site_config.key_file, chain[0], f"{key_name}.key_file")
         else:
             tls = site_config.key_server_tls
             if tls is None:  # the config parser guarantees it; keep mypy and a future caller honest
@@ -196,7 +198,5 @@ def default_group_factory(servers: tuple[tuple[str, int], ...], tls: KeyServerTL
 
     return ClientGroup(servers, tls)
 
-
-PingFunction = Callable[[], Awaitable[bool]]
 
 __all__ = ["KeyServerGroup", "Site", "SiteTable", "build_sites", "load_chain", "load_local_key"]

@@ -10,6 +10,7 @@ import asyncio
 import ipaddress
 import logging
 import struct
+from dataclasses import KW_ONLY, dataclass, field
 
 from keyless.edge.metrics import ProxyObserver
 from keyless.edge.streams import ByteStream, SocketStream
@@ -50,23 +51,17 @@ def proxy_v2_header(source: tuple[str, int] | None, destination: tuple[str, int]
     return PROXY_V2_SIGNATURE + struct.pack("!BBH", _VERSION_2_LOCAL, 0x00, 0)
 
 
+@dataclass(eq=False)
 class TCPProxy:
-    def __init__(
-        self,
-        origin_host: str,
-        origin_port: int,
-        *,
-        proxy_protocol: bool = False,
-        connect_timeout: float = 5.0,
-        idle_timeout: float = 300.0,
-        observer: ProxyObserver | None = None,
-    ) -> None:
-        self.origin_host = origin_host
-        self.origin_port = origin_port
-        self.proxy_protocol = proxy_protocol
-        self.connect_timeout = connect_timeout
-        self.idle_timeout = idle_timeout
-        self.observer = observer if observer is not None else ProxyObserver()
+    """Pipes each decrypted client stream to ``origin_host:origin_port`` (a fresh connection per client)."""
+
+    origin_host: str
+    origin_port: int
+    _: KW_ONLY
+    proxy_protocol: bool = False
+    connect_timeout: float = 5.0
+    idle_timeout: float = 300.0
+    observer: ProxyObserver = field(default_factory=ProxyObserver)
 
     async def serve(
         self, client: ByteStream, peer: tuple[str, int] | None, local: tuple[str, int] | None = None
@@ -77,27 +72,26 @@ class TCPProxy:
             self.observer.origin_error("connect_timeout" if isinstance(exc, TimeoutError) else "connect")
             log.warning("origin %s:%d unreachable: %r", self.origin_host, self.origin_port, exc)
             return
-        received = sent = 0
+        moved = [0, 0]  # bytes read from the client, from the origin
         loop = asyncio.get_running_loop()
         last_activity = loop.time()
         try:
             if self.proxy_protocol:
                 await origin.write(proxy_v2_header(peer, local))
 
-            async def upstream() -> None:
-                nonlocal received, last_activity
-                while data := await client.read(READ_SIZE):
-                    received += len(data)
+            async def pump(source: ByteStream, sink: ByteStream, count: int) -> None:
+                nonlocal last_activity
+                while data := await source.read(READ_SIZE):
+                    moved[count] += len(data)
                     last_activity = loop.time()
-                    await origin.write(data)
+                    await sink.write(data)
+
+            async def upstream() -> None:
+                await pump(client, origin, 0)
                 await origin.write_eof()
 
             async def downstream() -> None:
-                nonlocal sent, last_activity
-                while data := await origin.read(READ_SIZE):
-                    sent += len(data)
-                    last_activity = loop.time()
-                    await client.write(data)
+                await pump(origin, client, 1)
 
             async def idle_watchdog() -> None:
                 while True:
@@ -124,7 +118,7 @@ class TCPProxy:
             pass
         finally:
             await origin.close()
-            self.observer.transferred(received, sent)
+            self.observer.transferred(moved[0], moved[1])
 
 
 __all__ = ["PROXY_V2_SIGNATURE", "TCPProxy", "proxy_v2_header"]

@@ -1,9 +1,17 @@
 """The one interface between "a handshake needs a private-key operation" and where the key lives.
 
-The TLS engine never calls a key: it emits a key-operation event carrying the key reference that
-the certificate callback returned, and the asyncio adapter awaits one of these methods. A key may
-be a local ``cryptography`` key (``keyless.keys.local.LocalKey``), a key behind a key server
-(``keyless.client.RemoteKey``) or anything else that implements this protocol.
+The TLS engine never calls a key: it emits a key-operation event carrying the key that the certificate
+callback returned, and the asyncio adapter performs it. Three kinds of key implement ``AsyncPrivateKey``:
+
+- ``keyless.keys.local.LocalKey``: a ``cryptography`` key in this process (an edge with a key file, tests);
+- ``keyless.keys.pkcs11.Pkcs11KeyHandle``: a key on a PKCS#11 token (every call blocks on the token);
+- ``keyless.client.RemoteKey``: a key on key servers, reached through ``keyless.client.KeylessClient``.
+
+A key whose operations are plain function calls (the first two) also offers them synchronously through
+``blocking`` (a ``BlockingPrivateKey``), so the adapter can answer inline instead of scheduling a task, or
+on a thread pool when ``offload`` says a call may block. mypy --strict checks all three against these
+protocols; ``isinstance(key, AsyncPrivateKey)`` checks a key handed over at run time (configuration only:
+it is too slow for a handshake).
 """
 
 from __future__ import annotations
@@ -17,10 +25,32 @@ from keyless.keys.schemes import SignatureScheme
 
 @runtime_checkable
 class AsyncPrivateKey(Protocol):
-    """A private key the caller may only use through these operations."""
+    """A private key the caller may only use through these operations; it never reveals the key itself."""
 
     @property
-    def public_key(self) -> PublicKeyTypes: ...
+    def public_key(self) -> PublicKeyTypes:
+        """The public half: what the certificate must carry."""
+        ...
+
+    @property
+    def ski(self) -> bytes:
+        """The Subject Key Identifier of ``public_key`` (``keyless.keys.ski``): how key servers name it."""
+        ...
+
+    @property
+    def signature_schemes(self) -> frozenset[SignatureScheme]:
+        """The schemes ``sign`` accepts (``keyless.keys.schemes.signature_schemes_for``, or fewer)."""
+        ...
+
+    @property
+    def blocking(self) -> BlockingPrivateKey | None:
+        """The same key with synchronous operations, or None when every operation must be awaited."""
+        ...
+
+    def with_context(self, **context: str | None) -> AsyncPrivateKey:
+        """This key carrying one handshake's context for a key server (``sni``, ``client_ip``, see
+        ``keyless.client.OperationContext``); a key with no use for context returns itself."""
+        ...
 
     async def sign(self, scheme: SignatureScheme, message: bytes) -> bytes:
         """Sign the whole ``message`` (not a digest) with ``scheme``; the implementation hashes
@@ -36,6 +66,20 @@ class AsyncPrivateKey(Protocol):
         ...
 
 
+class BlockingPrivateKey(Protocol):
+    """The synchronous operations of a key held in this process or on a local token."""
+
+    @property
+    def offload(self) -> bool:
+        """True when a call may block long enough to belong on a thread pool (an HSM, a large RSA key);
+        False when it is cheap enough to make on the event loop."""
+        ...
+
+    def sign_sync(self, scheme: SignatureScheme, message: bytes) -> bytes: ...
+
+    def decrypt_sync(self, ciphertext: bytes) -> bytes: ...
+
+
 class KeyOperationError(Exception):
     """A key operation failed (the key server answered an error, timed out, or the key refused).
 
@@ -46,3 +90,6 @@ class KeyOperationError(Exception):
     def __init__(self, message: str, code: int | None = None) -> None:
         super().__init__(message)
         self.code = code
+
+
+__all__ = ["AsyncPrivateKey", "BlockingPrivateKey", "KeyOperationError"]

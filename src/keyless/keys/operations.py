@@ -4,19 +4,27 @@ Each opcode of the spec (table "Opcodes") maps to one ``Operation``: which kind 
 which hash (and so which payload length) it expects, and how the signature is padded. Failures
 raise ``OperationError`` carrying the protocol error code the spec assigns (0x01 for a wrong
 digest length, a key of the wrong type, or a failed operation).
+
+A TLS signature scheme becomes an opcode by the key's type and the scheme's hash (``opcode_for``;
+TLS 1.2 lets an ECDSA key sign with any hash, so the curve in the scheme's name is not used). That
+one mapping serves a key server's keys, the client's ``RemoteKey`` and ``OpcodeKey`` below, through
+which every key that runs opcodes in this process (a file, a PKCS#11 token) is an ``AsyncPrivateKey``.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa, utils
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
+from keyless.keys.base import KeyOperationError
 from keyless.keys.rsa_raw import RawRSA, RawRSAError
-from keyless.keys.schemes import KeyKind
+from keyless.keys.schemes import KeyKind, SignatureScheme, digest_for, is_pss, scheme_hash, signature_schemes_for
 from keyless.protocol import ErrorCode, Opcode
 
 
@@ -59,33 +67,27 @@ class Operation:
     hash: hashes.HashAlgorithm | None  # None: the payload is not a digest (decrypt, Ed25519)
 
 
-def _op(opcode: Opcode, kind: KeyKind, action: Action, algorithm: hashes.HashAlgorithm | None = None) -> Operation:
-    return Operation(opcode, kind, action, algorithm)
+# The hashes each signing family takes, by the suffix of its opcodes' names (RSA_SIGN_SHA256, ECDSA_SIGN_SHA256...).
+_PKCS1_AND_ECDSA_HASHES: tuple[tuple[str, hashes.HashAlgorithm], ...] = (
+    ("MD5SHA1", MD5SHA1()), ("SHA1", hashes.SHA1()), ("SHA224", hashes.SHA224()), ("SHA256", hashes.SHA256()),
+    ("SHA384", hashes.SHA384()), ("SHA512", hashes.SHA512()),
+)
+_PSS_HASHES = _PKCS1_AND_ECDSA_HASHES[3:]  # RSA-PSS: SHA-256 and up
 
 
-OPERATIONS: dict[int, Operation] = {
-    op.opcode: op
-    for op in (
-        _op(Opcode.RSA_DECRYPT, KeyKind.RSA, Action.RSA_DECRYPT),
-        _op(Opcode.RSA_DECRYPT_RAW, KeyKind.RSA, Action.RSA_DECRYPT),
-        _op(Opcode.RSA_SIGN_MD5SHA1, KeyKind.RSA, Action.RSA_PKCS1, MD5SHA1()),
-        _op(Opcode.RSA_SIGN_SHA1, KeyKind.RSA, Action.RSA_PKCS1, hashes.SHA1()),
-        _op(Opcode.RSA_SIGN_SHA224, KeyKind.RSA, Action.RSA_PKCS1, hashes.SHA224()),
-        _op(Opcode.RSA_SIGN_SHA256, KeyKind.RSA, Action.RSA_PKCS1, hashes.SHA256()),
-        _op(Opcode.RSA_SIGN_SHA384, KeyKind.RSA, Action.RSA_PKCS1, hashes.SHA384()),
-        _op(Opcode.RSA_SIGN_SHA512, KeyKind.RSA, Action.RSA_PKCS1, hashes.SHA512()),
-        _op(Opcode.RSA_PSS_SIGN_SHA256, KeyKind.RSA, Action.RSA_PSS, hashes.SHA256()),
-        _op(Opcode.RSA_PSS_SIGN_SHA384, KeyKind.RSA, Action.RSA_PSS, hashes.SHA384()),
-        _op(Opcode.RSA_PSS_SIGN_SHA512, KeyKind.RSA, Action.RSA_PSS, hashes.SHA512()),
-        _op(Opcode.ECDSA_SIGN_MD5SHA1, KeyKind.ECDSA, Action.ECDSA, MD5SHA1()),
-        _op(Opcode.ECDSA_SIGN_SHA1, KeyKind.ECDSA, Action.ECDSA, hashes.SHA1()),
-        _op(Opcode.ECDSA_SIGN_SHA224, KeyKind.ECDSA, Action.ECDSA, hashes.SHA224()),
-        _op(Opcode.ECDSA_SIGN_SHA256, KeyKind.ECDSA, Action.ECDSA, hashes.SHA256()),
-        _op(Opcode.ECDSA_SIGN_SHA384, KeyKind.ECDSA, Action.ECDSA, hashes.SHA384()),
-        _op(Opcode.ECDSA_SIGN_SHA512, KeyKind.ECDSA, Action.ECDSA, hashes.SHA512()),
-        _op(Opcode.ED25519_SIGN, KeyKind.ED25519, Action.ED25519),
+def _operations() -> tuple[Operation, ...]:
+    rsa_, ecdsa = KeyKind.RSA, KeyKind.ECDSA
+    return (
+        Operation(Opcode.RSA_DECRYPT, rsa_, Action.RSA_DECRYPT, None),
+        Operation(Opcode.RSA_DECRYPT_RAW, rsa_, Action.RSA_DECRYPT, None),
+        *(Operation(Opcode[f"RSA_SIGN_{name}"], rsa_, Action.RSA_PKCS1, h) for name, h in _PKCS1_AND_ECDSA_HASHES),
+        *(Operation(Opcode[f"RSA_PSS_SIGN_{name}"], rsa_, Action.RSA_PSS, h) for name, h in _PSS_HASHES),
+        *(Operation(Opcode[f"ECDSA_SIGN_{name}"], ecdsa, Action.ECDSA, h) for name, h in _PKCS1_AND_ECDSA_HASHES),
+        Operation(Opcode.ED25519_SIGN, KeyKind.ED25519, Action.ED25519, None),
     )
-}
+
+
+OPERATIONS: dict[int, Operation] = {op.opcode: op for op in _operations()}
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
 
@@ -178,3 +180,98 @@ def _rsa_executor(key: rsa.RSAPrivateKey, raw_rsa: RawRSA | None) -> Executor:
             raise OperationError(f"{op.opcode.name} failed") from None
 
     return execute
+
+
+# (action, hash name) -> the opcode that signs so: how a TLS scheme finds its opcode. MD5+SHA1 has no TLS 1.2+
+# scheme of its own (SignatureScheme.RSA_PKCS1_MD5_SHA1 is handled by name), so it is left out.
+_SIGNING_OPCODES: dict[tuple[Action, str], Opcode] = {
+    (op.action, op.hash.name): op.opcode for op in OPERATIONS.values() if op.hash is not None
+    and not isinstance(op.hash, MD5SHA1)
+}
+
+
+def opcode_for(scheme: SignatureScheme, public_key: PublicKeyTypes) -> Opcode:
+    """The keyless opcode that signs with ``scheme`` using the private half of ``public_key``.
+    Raises ``KeyOperationError`` when the key cannot sign with the scheme."""
+    if isinstance(public_key, ed25519.Ed25519PublicKey):
+        if scheme == SignatureScheme.ED25519:
+            return Opcode.ED25519_SIGN
+    elif isinstance(public_key, rsa.RSAPublicKey):
+        if scheme == SignatureScheme.RSA_PKCS1_MD5_SHA1:
+            return Opcode.RSA_SIGN_MD5SHA1
+        algorithm = scheme_hash(scheme)
+        if algorithm is not None and scheme.name.startswith("RSA"):
+            action = Action.RSA_PSS if is_pss(scheme) else Action.RSA_PKCS1
+            opcode = _SIGNING_OPCODES.get((action, algorithm.name))
+            if opcode is not None:
+                return opcode
+    elif isinstance(public_key, ec.EllipticCurvePublicKey):
+        algorithm = scheme_hash(scheme)
+        if algorithm is not None and scheme.name.startswith("ECDSA"):
+            opcode = _SIGNING_OPCODES.get((Action.ECDSA, algorithm.name))
+            if opcode is not None:
+                return opcode
+    raise KeyOperationError(f"{_kind(public_key)} cannot sign with {scheme.name.lower()}")
+
+
+def _kind(public_key: PublicKeyTypes) -> str:
+    if isinstance(public_key, rsa.RSAPublicKey):
+        return f"an RSA-{public_key.key_size} key"
+    if isinstance(public_key, ec.EllipticCurvePublicKey):
+        return f"an ECDSA {public_key.curve.name} key"
+    if isinstance(public_key, ed25519.Ed25519PublicKey):
+        return "an Ed25519 key"
+    return f"a {type(public_key).__name__}"
+
+
+class OpcodeKey:
+    """An ``AsyncPrivateKey`` (and ``BlockingPrivateKey``) over ``execute(opcode, payload)``.
+
+    A subclass provides ``public_key``, ``ski``, ``offload`` and ``execute``; a handshake's operation
+    then goes through the same opcode checks and code as a key server's request for the same key.
+    """
+
+    __slots__ = ()
+
+    public_key: PublicKeyTypes
+    ski: bytes
+    offload: bool
+    execute: Executor
+
+    @property
+    def signature_schemes(self) -> frozenset[SignatureScheme]:
+        return signature_schemes_for(self.public_key)
+
+    @property
+    def blocking(self) -> OpcodeKey:
+        return self
+
+    def with_context(self, **context: str | None) -> OpcodeKey:
+        return self  # context is for key servers; this key is here
+
+    def sign_sync(self, scheme: SignatureScheme, message: bytes) -> bytes:
+        opcode = opcode_for(scheme, self.public_key)
+        try:
+            return self.execute(opcode, digest_for(scheme, message))
+        except OperationError as exc:
+            raise KeyOperationError(exc.reason, exc.code) from None
+
+    def decrypt_sync(self, ciphertext: bytes) -> bytes:
+        """Raw RSA: c^d mod n, left-padded to the modulus length; padding is NOT removed (the caller does
+        that in constant time)."""
+        if not isinstance(self.public_key, rsa.RSAPublicKey):
+            raise KeyOperationError("decryption needs an RSA key")
+        try:
+            return self.execute(Opcode.RSA_DECRYPT, ciphertext)
+        except OperationError as exc:
+            raise KeyOperationError(exc.reason, exc.code) from None
+
+    async def sign(self, scheme: SignatureScheme, message: bytes) -> bytes:
+        if self.offload:
+            return await asyncio.to_thread(self.sign_sync, scheme, message)
+        return self.sign_sync(scheme, message)
+
+    async def decrypt(self, ciphertext: bytes) -> bytes:
+        if self.offload:
+            return await asyncio.to_thread(self.decrypt_sync, ciphertext)
+        return self.decrypt_sync(ciphertext)

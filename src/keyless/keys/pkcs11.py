@@ -31,7 +31,7 @@ import queue
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pkcs11
 from cryptography import x509
@@ -40,10 +40,12 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
 from pkcs11.exceptions import PKCS11Error
 
-from keyless.keys.operations import Action, OperationError, operation_for
+from keyless.keys.base import AsyncPrivateKey, BlockingPrivateKey
+from keyless.keys.operations import Action, OpcodeKey, OperationError, operation_for
 from keyless.keys.pkcs11_uri import Pkcs11Uri, Pkcs11UriError
 from keyless.keys.schemes import KeyKind
 from keyless.keys.ski import ski_of
+from keyless.keys.store import KeyHandle, legacy_rsa_digest
 from keyless.protocol import ErrorCode
 
 log = logging.getLogger(__name__)
@@ -382,13 +384,14 @@ def _kind_and_description(public: PublicKey) -> tuple[KeyKind, str]:
 def _legacy_digest(public: PublicKey) -> bytes | None:
     if not isinstance(public, rsa.RSAPublicKey):
         return None
-    from keyless.keys.store import legacy_rsa_digest  # store imports this module's users; avoid a cycle
-
     return legacy_rsa_digest(public)
 
 
-class Pkcs11KeyHandle:
-    """A private key on a token: the ``KeyHandle`` the server uses, with every operation on the token."""
+class Pkcs11KeyHandle(OpcodeKey):
+    """A private key on a token: the ``KeyHandle`` the server uses, with every operation on the token.
+
+    Being an ``OpcodeKey`` it is also an ``AsyncPrivateKey``: a TLS server can sign with a token's key
+    directly (on a thread pool, ``offload``), through the same opcode checks as the key server."""
 
     __slots__ = ("_always_authenticate", "_k", "_locate", "_modulus", "_token", "description", "kind", "legacy_digest",
                  "offload", "public_key", "ski", "source")
@@ -549,3 +552,9 @@ def load_pkcs11_keys(uri: Pkcs11Uri) -> tuple[list[Pkcs11KeyHandle], list[str]]:
 
 
 PIN_HINT = "the KEYLESS_PKCS11_PIN environment variable"
+
+
+if TYPE_CHECKING:  # mypy --strict proves a token's key fits both seams: the key server's and a handshake's
+
+    def _fits_the_seams(handle: Pkcs11KeyHandle) -> tuple[KeyHandle, AsyncPrivateKey, BlockingPrivateKey]:
+        return handle, handle, handle

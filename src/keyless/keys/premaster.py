@@ -27,6 +27,10 @@ Python instructions; ``bench/premaster_timing.py`` measures the time statistical
 from __future__ import annotations
 
 import hmac
+import os
+from collections.abc import Awaitable, Callable
+
+from keyless.keys.base import KeyOperationError
 
 PREMASTER_LENGTH = 48
 # 0x00 0x02, at least 8 nonzero padding bytes, 0x00, the 48-byte premaster (RFC 8017 §7.2.2).
@@ -68,4 +72,23 @@ def unpad_premaster(raw_block: bytes, modulus_len: int, client_version: bytes, r
     return chosen.to_bytes(1 + PREMASTER_LENGTH, "big")[1:]
 
 
-__all__ = ["MIN_MODULUS_LENGTH", "PREMASTER_LENGTH", "unpad_premaster"]
+async def decrypt_premaster(
+    decrypt: Callable[[bytes], Awaitable[bytes]], modulus_len: int, ciphertext: bytes, client_version: bytes
+) -> bytes:
+    """The TLS 1.2 RSA premaster secret in ``ciphertext``, or a random one (RFC 5246 7.4.7.1), for any key:
+    ``decrypt`` is its raw decryption (``AsyncPrivateKey.decrypt``), ``modulus_len`` its modulus in bytes.
+
+    The random premaster is drawn before the key is asked, and a bad padding, a wrong version, a
+    wrong-length answer and a failed operation all take the same path through ``unpad_premaster``: no
+    error escapes, so nothing distinguishes them to the TLS client. (The TLS engine does the same in its
+    own steps, since it asks for the key operation through an event.)
+    """
+    random_premaster = os.urandom(PREMASTER_LENGTH)
+    try:
+        raw_block = await decrypt(ciphertext)
+    except KeyOperationError:
+        raw_block = b""  # checked like any wrong-length block: the random premaster comes out
+    return unpad_premaster(raw_block, modulus_len, client_version, random_premaster)
+
+
+__all__ = ["MIN_MODULUS_LENGTH", "PREMASTER_LENGTH", "decrypt_premaster", "unpad_premaster"]

@@ -95,10 +95,6 @@ def _load_libcrypto() -> _LibCrypto | None:
         return _libcrypto
 
 
-def openssl_available() -> bool:
-    return _load_libcrypto() is not None
-
-
 class _OpenSSLRawRSA:
     """An EVP_PKEY in the system's libcrypto holding the key; freed with this object."""
 

@@ -7,9 +7,12 @@ keyless opcode) and local keys (which sign in-process). Code points are those of
 
 from __future__ import annotations
 
+import hashlib
 from enum import IntEnum
 
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
 
 class SignatureScheme(IntEnum):
@@ -90,9 +93,37 @@ def is_pss(scheme: SignatureScheme) -> bool:
     return scheme in PSS_SCHEMES
 
 
+# The key operations of an RSA key serve every RSA scheme (PKCS#1 v1.5 and both PSS families: which
+# of rsae/pss a handshake may use is the certificate's business, see keyless.tls.config); an ECDSA key
+# signs with any hash (TLS 1.2 does not tie the hash to the curve); Ed25519 has one scheme.
+_RSA_SCHEMES = frozenset(s for s in SignatureScheme if s.name.startswith("RSA"))
+_ECDSA_SCHEMES = frozenset(s for s in SignatureScheme if s.name.startswith("ECDSA"))
+_ED25519_SCHEMES = frozenset({SignatureScheme.ED25519})
+
+
+def signature_schemes_for(public_key: PublicKeyTypes) -> frozenset[SignatureScheme]:
+    """The schemes the private half of ``public_key`` can sign with (empty for an unsupported type)."""
+    if isinstance(public_key, rsa.RSAPublicKey):
+        return _RSA_SCHEMES
+    if isinstance(public_key, ec.EllipticCurvePublicKey):
+        return _ECDSA_SCHEMES
+    if isinstance(public_key, ed25519.Ed25519PublicKey):
+        return _ED25519_SCHEMES
+    return frozenset()
+
+
+# hashlib for the common hashes: the same digests as cryptography's, at a fraction of the per-call cost.
+_HASHLIB: dict[SignatureScheme, str] = {
+    scheme: name for scheme, cls in _HASHES.items() if (name := cls().name) in ("sha1", "sha256", "sha384", "sha512")
+}
+
+
 def digest_for(scheme: SignatureScheme, message: bytes) -> bytes:
     """What a keyless request carries for ``scheme``: the digest of ``message``, the MD5||SHA-1
     concatenation for the TLS 1.0 scheme, or the whole message for Ed25519."""
+    name = _HASHLIB.get(scheme)
+    if name is not None:
+        return hashlib.new(name, message).digest()
     if scheme == SignatureScheme.ED25519:
         return message
     if scheme == SignatureScheme.RSA_PKCS1_MD5_SHA1:

@@ -15,6 +15,3 @@ def ski_of(public_key: CertificatePublicKeyTypes) -> bytes:
     """The 20-byte SKI of ``public_key``."""
     return x509.SubjectKeyIdentifier.from_public_key(public_key).digest
 
-
-def ski_of_certificate(certificate: x509.Certificate) -> bytes:
-    return ski_of(certificate.public_key())

@@ -15,10 +15,9 @@ from typing import Protocol
 
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from keyless.keys.operations import Executor, PrivateKey, kind_of, make_executor
-from keyless.keys.rsa_raw import raw_rsa_for
+from keyless.keys.local import LocalKey
+from keyless.keys.operations import PrivateKey, kind_of
 from keyless.keys.schemes import KeyKind
-from keyless.keys.ski import ski_of
 
 log = logging.getLogger(__name__)
 
@@ -77,24 +76,20 @@ def describe_key(key: PrivateKey) -> str:
     return type(key).__name__
 
 
-class LocalKeyHandle:
-    """A key held in this process by ``cryptography`` (loaded from a file)."""
+class LocalKeyHandle(LocalKey):
+    """A key held in this process by ``cryptography`` (loaded from a file): a ``LocalKey`` with what the
+    key server needs besides. Every RSA operation goes to the server's thread pool (``offload``)."""
 
-    __slots__ = ("description", "execute", "kind", "legacy_digest", "offload", "public_key", "ski", "source")
+    __slots__ = ("description", "kind", "legacy_digest", "source")
 
     def __init__(self, private_key: PrivateKey, source: str) -> None:
-        self.public_key = private_key.public_key()
-        self.ski = ski_of(self.public_key)
+        super().__init__(private_key)
         self.kind = kind_of(private_key)
         self.offload = self.kind is KeyKind.RSA
         self.source = source
         self.description = describe_key(private_key)
-        raw = raw_rsa_for(private_key) if isinstance(private_key, rsa.RSAPrivateKey) else None
         public = self.public_key
         self.legacy_digest = legacy_rsa_digest(public) if isinstance(public, rsa.RSAPublicKey) else None
-        # The executor closes over the key; this object keeps no attribute holding it, so repr() or
-        # a debugger walking attributes never reaches private numbers.
-        self.execute: Executor = make_executor(private_key, raw)
 
     def __repr__(self) -> str:
         return f"<LocalKeyHandle {self.description} ski={self.ski.hex()} from {self.source}>"

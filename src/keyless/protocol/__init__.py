@@ -9,7 +9,7 @@ from keyless.protocol.constants import (
     Tag,
 )
 from keyless.protocol.errors import ProtocolError
-from keyless.protocol.framing import NEED_DATA, MessageDecoder
+from keyless.protocol.framing import NEED_DATA, MessageDecoder, take_frames
 from keyless.protocol.message import Message, decode_message, encode_message
 
 __all__ = [
@@ -25,4 +25,5 @@ __all__ = [
     "Tag",
     "decode_message",
     "encode_message",
+    "take_frames",
 ]

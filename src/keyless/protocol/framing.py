@@ -1,4 +1,5 @@
-"""Streaming framer: bytes in, whole messages out (h11's receive_data / next_event shape)."""
+"""Streaming framer: bytes in, whole messages out (h11's receive_data / next_event shape); and
+``take_frames``, how both ends hand their queued frames to the transport."""
 
 from __future__ import annotations
 
@@ -8,8 +9,6 @@ from keyless.protocol.constants import HEADER_SIZE
 from keyless.protocol.message import Message, decode_message
 from keyless.sentinel import NEED_DATA as NEED_DATA
 from keyless.sentinel import NeedData as NeedData
-
-_NeedData = NeedData  # the name this module used to define (sentinel shared with keyless.tls since)
 
 _LENGTH = struct.Struct(">H")
 
@@ -34,7 +33,7 @@ class MessageDecoder:
     def buffered(self) -> int:
         return len(self._buffer)
 
-    def next_frame(self) -> bytes | _NeedData:
+    def next_frame(self) -> bytes | NeedData:
         """The next whole frame, undecoded, or NEED_DATA."""
         buffer = self._buffer
         if len(buffer) < HEADER_SIZE:
@@ -47,12 +46,22 @@ class MessageDecoder:
         del buffer[:end]
         return frame
 
-    def next_message(self) -> Message | _NeedData:
+    def next_message(self) -> Message | NeedData:
         """The next message, NEED_DATA, or ``ProtocolError`` for a malformed frame.
 
         After a ProtocolError the stream is not resynchronised: the connection must close.
         """
         frame = self.next_frame()
-        if isinstance(frame, _NeedData):
+        if isinstance(frame, NeedData):
             return frame
         return decode_message(frame)
+
+
+def take_frames(queued: list[bytes]) -> bytes:
+    """Every frame in ``queued``, joined into one buffer for one write (empty when none); ``queued`` is
+    emptied. The client's requests and the key server's replies both leave this way."""
+    if not queued:
+        return b""
+    data = b"".join(queued)
+    queued.clear()
+    return data

@@ -17,25 +17,18 @@ import struct
 from dataclasses import dataclass
 from typing import Final
 
-from keyless.protocol import NEED_DATA, ErrorCode, Opcode, ProtocolError
+from keyless.protocol import NEED_DATA, ErrorCode, Opcode, ProtocolError, take_frames
 from keyless.protocol.constants import HEADER_SIZE, ITEM_HEADER_SIZE, PADDED_SIZE, Tag
 from keyless.protocol.message import padding_item
-from keyless.sentinel import NeedData
+from keyless.sentinel import NeedData, Sentinel
 from keyless.server.wire import Request, RequestFramer
 
 DEFAULT_MAX_IN_FLIGHT = 1024
 
 
-class _Paused:
-    _instance: _Paused | None = None
-
-    def __new__(cls) -> _Paused:
-        if cls._instance is None:
-            cls._instance = super().__new__(cls)
-        return cls._instance
-
-    def __repr__(self) -> str:
-        return "PAUSED"
+class _Paused(Sentinel):
+    __slots__ = ()
+    name = "PAUSED"
 
 
 PAUSED: Final = _Paused()
@@ -136,11 +129,7 @@ class ServerConnection:
 
     def data_to_send(self) -> bytes:
         """Every reply queued since the last call, coalesced into one buffer."""
-        if not self._outgoing:
-            return b""
-        data = b"".join(self._outgoing)
-        self._outgoing.clear()
-        return data
+        return take_frames(self._outgoing)
 
     @property
     def finished(self) -> bool:

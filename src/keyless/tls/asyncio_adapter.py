@@ -3,12 +3,13 @@
 One ``asyncio.Protocol`` per connection (aioquic's ``asyncio/protocol.py`` shape): ``data_received`` feeds the
 engine, drains its events and writes what it queued. The only place it waits is the private-key operation:
 
-* a key with ``sign_sync``/``decrypt_sync`` (``keyless.keys.local.LocalKey``) is used inline — no task, no
-  thread — except RSA keys above 3072 bits, which go to the default thread pool (``cryptography`` releases
-  the GIL there). A thread hop costs about as much CPU as an RSA-2048 operation (bench/tls.py, TLS 1.2 RSA
-  key exchange: 0.89 ms of server CPU per handshake through the pool, 0.68 ms inline), and an edge scales
-  with worker processes, not threads; only the multi-millisecond operations of larger keys would stall
-  the other connections of the loop for long;
+* a key with synchronous operations (``key.blocking``: ``keyless.keys.local.LocalKey``, a PKCS#11 key) is
+  used inline — no task, no thread — unless its ``offload`` says a call may block (RSA above 3072 bits, an
+  HSM), then on the default thread pool (``cryptography`` and python-pkcs11 release the GIL there). A thread
+  hop costs about as much CPU as an RSA-2048 operation (bench/tls.py, TLS 1.2 RSA key exchange: 0.89 ms of
+  server CPU per handshake through the pool, 0.68 ms inline), and an edge scales with worker processes, not
+  threads; only the multi-millisecond operations of larger keys would stall the other connections of the
+  loop for long;
 * any other key (``keyless.client.RemoteKey``) is awaited in a task: ``await key.sign(scheme, data)`` or
   ``await key.decrypt(data)``.
 
@@ -27,6 +28,7 @@ that connection or None to refuse it (the socket is aborted).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import socket
 from collections import deque
@@ -34,8 +36,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
-from cryptography.hazmat.primitives.asymmetric import rsa
-
+from keyless.keys.base import AsyncPrivateKey
 from keyless.tls.alerts import AlertDescription, TLSUsageError
 from keyless.tls.config import ServerConfig
 from keyless.tls.connection import TLSServerConnection
@@ -67,7 +68,7 @@ class Admission:
 
     on_event: EventCallback | None = None
     on_close: Callable[[], None] | None = None
-    key_for_operation: Callable[[KeyOperationRequired], object] | None = None
+    key_for_operation: Callable[[KeyOperationRequired], AsyncPrivateKey] | None = None
     handshake_timeout: float | None = None
 
 
@@ -75,7 +76,6 @@ Admit = Callable[[Any], Admission | None]  # peername -> Admission, or None to r
 
 DEFAULT_READ_BUFFER_LIMIT = 256 * 1024
 WRITE_SLICE = 4 * 16384  # application writes are protected and handed to the transport this much at a time
-INLINE_RSA_MAX_BITS = 3072  # larger local RSA keys run on the thread pool (see the module docstring)
 HANDSHAKE_GRACE = 1.0  # after a key operation timed out: time left to send the alert / finish
 
 
@@ -121,7 +121,7 @@ class _TLSServerProtocol(asyncio.Protocol):
                  on_event: EventCallback | None, read_buffer_limit: int, admit: Admit | None = None) -> None:
         self._admit = admit
         self._on_close: Callable[[], None] | None = None
-        self._key_for_operation: Callable[[KeyOperationRequired], object] | None = None
+        self._key_for_operation: Callable[[KeyOperationRequired], AsyncPrivateKey] | None = None
         self._handler = handler
         self._config = config
         self._handshake_timeout = handshake_timeout
@@ -291,7 +291,7 @@ class _TLSServerProtocol(asyncio.Protocol):
 
     def _start_key_operation(self, request: KeyOperationRequired) -> bool:
         """True if answered inline; False if a task (thread pool or awaited key) will answer."""
-        key: Any = request.key
+        key = request.key
         if self._key_for_operation is not None:
             try:
                 key = self._key_for_operation(request)
@@ -299,26 +299,26 @@ class _TLSServerProtocol(asyncio.Protocol):
                 log.exception("key_for_operation callback failed")
                 self._conn.complete_key_operation(request.op_id, exc)
                 return True
-        if request.kind == "sign":
-            sync = getattr(key, "sign_sync", None)
-            args: tuple[Any, ...] = (request.scheme, request.data)
-        else:
-            sync = getattr(key, "decrypt_sync", None)
-            args = (request.data,)
-        public = getattr(key, "public_key", None)
-        # key_size first: most keys are below the limit, and isinstance against an ABC costs a Python call.
-        large_rsa = getattr(public, "key_size", 0) > INLINE_RSA_MAX_BITS and isinstance(public, rsa.RSAPublicKey)
-        if sync is not None and not large_rsa:
-            try:
-                result: bytes | BaseException = sync(*args)
-            except Exception as exc:
-                result = exc
-            self._conn.complete_key_operation(request.op_id, result)
+        scheme = request.scheme if request.kind == "sign" else None  # from here on: None means decrypt
+        if request.kind == "sign" and scheme is None:  # the engine always names the scheme of a signature
+            self._conn.complete_key_operation(request.op_id, ValueError("a signature request without a scheme"))
             return True
-        if sync is not None:
-            awaitable: Awaitable[bytes] = self._loop.run_in_executor(None, sync, *args)
-        elif request.kind == "sign":
-            awaitable = key.sign(request.scheme, request.data)
+        blocking = key.blocking
+        if blocking is not None:
+            call: Callable[[], bytes] = (
+                functools.partial(blocking.sign_sync, scheme, request.data) if scheme is not None
+                else functools.partial(blocking.decrypt_sync, request.data)
+            )
+            if not blocking.offload:
+                try:
+                    result: bytes | BaseException = call()
+                except Exception as exc:
+                    result = exc
+                self._conn.complete_key_operation(request.op_id, result)
+                return True
+            awaitable: Awaitable[bytes] = self._loop.run_in_executor(None, call)
+        elif scheme is not None:
+            awaitable = key.sign(scheme, request.data)
         else:
             awaitable = key.decrypt(request.data)
         self._key_task = self._loop.create_task(self._await_key(request.op_id, awaitable))

@@ -11,8 +11,10 @@ from typing import Any, Protocol
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from keyless.keys.base import AsyncPrivateKey
 from keyless.keys.schemes import SignatureScheme
 from keyless.tls import messages
 from keyless.tls.suites import (
@@ -53,13 +55,14 @@ _RSA_PKCS1 = (
 
 @dataclass(frozen=True)
 class CertifiedKey:
-    """One site: its certificate chain (leaf first) and a reference to where its private key is.
+    """One site: its certificate chain (leaf first) and its private key (local, on a token or on key servers).
 
-    Everything derivable from the chain is computed once here, not per handshake.
+    Everything derivable from the chain is computed once here, not per handshake. The schemes offered are
+    those the certificate allows and the key can sign with.
     """
 
     chain: tuple[x509.Certificate, ...]
-    key: object = field(repr=False)  # an AsyncPrivateKey; the engine only hands it back in KeyOperationRequired
+    key: AsyncPrivateKey = field(repr=False)  # the engine only hands it back in KeyOperationRequired
     ocsp_response: bytes | None = field(default=None, repr=False)
     chain_der: tuple[bytes, ...] = field(init=False, repr=False)
     key_type: str = field(init=False)  # "ecdsa-secp256r1", "rsa", "rsa-pss", "ed25519", ...
@@ -91,6 +94,9 @@ class CertifiedKey:
         else:
             raise ValueError(f"unsupported certificate key type {type(public).__name__}")
         _check_key_matches(public, self.key)
+        key_schemes = self.key.signature_schemes
+        tls13 = tuple(scheme for scheme in tls13 if scheme in key_schemes)
+        tls12 = tuple(scheme for scheme in tls12 if scheme in key_schemes)
         chain_der = tuple(cert.public_bytes(Encoding.DER) for cert in self.chain)
         setattr_ = object.__setattr__
         setattr_(self, "chain_der", chain_der)
@@ -105,18 +111,14 @@ class CertifiedKey:
         setattr_(self, "certificate_message_with_ocsp", stapled)
 
 
-def _check_key_matches(certificate_key: object, key: object) -> None:
+def _check_key_matches(certificate_key: PublicKeyTypes, key: AsyncPrivateKey) -> None:
     """A key whose public half differs from the leaf's would only show up as clients failing the
     CertificateVerify: refuse the pairing at configuration time instead."""
-    public = getattr(key, "public_key", None)
-    if callable(public):  # a raw cryptography private key was passed instead of an AsyncPrivateKey
+    if not isinstance(key, AsyncPrivateKey):  # e.g. a raw cryptography private key
         raise TypeError("CertifiedKey.key must be an AsyncPrivateKey (e.g. keyless.keys.local.LocalKey)")
-    if isinstance(public, ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | rsa.RSAPublicKey):
-        fmt = PublicFormat.SubjectPublicKeyInfo
-        if public.public_bytes(Encoding.DER, fmt) != certificate_key.public_bytes(  # type: ignore[attr-defined]
-            Encoding.DER, fmt
-        ):
-            raise ValueError("the key does not match the leaf certificate")
+    fmt = PublicFormat.SubjectPublicKeyInfo
+    if key.public_key.public_bytes(Encoding.DER, fmt) != certificate_key.public_bytes(Encoding.DER, fmt):
+        raise ValueError("the key does not match the leaf certificate")
 
 
 @dataclass(frozen=True, slots=True)

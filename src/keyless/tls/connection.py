@@ -27,6 +27,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Literal, Protocol
 
+from keyless.keys.base import AsyncPrivateKey
 from keyless.keys.schemes import SignatureScheme
 from keyless.tls import messages
 from keyless.tls.alerts import AlertDescription, AlertLevel, TLSAlert, TLSUsageError
@@ -89,7 +90,7 @@ class HandshakeHost(Protocol):
     def emit(self, event: Event) -> None: ...
 
     def request_key_operation(
-        self, key: object, kind: Literal["sign", "decrypt"], scheme: SignatureScheme | None, data: bytes
+        self, key: AsyncPrivateKey, kind: Literal["sign", "decrypt"], scheme: SignatureScheme | None, data: bytes
     ) -> None: ...
 
     def set_read_key_tls13(self, suite: CipherSuite13, secret: bytes) -> None: ...
@@ -203,7 +204,7 @@ class TLSServerConnection:
         self._events.append(event)
 
     def request_key_operation(
-        self, key: object, kind: Literal["sign", "decrypt"], scheme: SignatureScheme | None, data: bytes
+        self, key: AsyncPrivateKey, kind: Literal["sign", "decrypt"], scheme: SignatureScheme | None, data: bytes
     ) -> None:
         op_id = self._next_op_id
         self._next_op_id += 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from keyless.keys.base import AsyncPrivateKey
 from keyless.keys.schemes import SignatureScheme
 from keyless.sentinel import NEED_DATA as NEED_DATA
 from keyless.sentinel import NeedData as NeedData
@@ -25,7 +26,7 @@ class KeyOperationRequired(Event):
     """
 
     op_id: int
-    key: object = field(repr=False)
+    key: AsyncPrivateKey = field(repr=False)
     kind: Literal["sign", "decrypt"]
     scheme: SignatureScheme | None
     data: bytes = field(repr=False)

@@ -1,4 +1,5 @@
-"""Options shared by ``keyless ping`` and ``keyless bench``: which key servers, and the mutual-TLS files.
+"""Options shared by ``keyless ping`` and ``keyless bench``: which key servers, the mutual-TLS files,
+and the public keys to test.
 
 ``--pki DIR`` (a directory made by ``keyless pki init DIR``) stands for ``--ca DIR/ca.pem --cert
 DIR/edge.pem --key DIR/edge-key.pem`` and, for ``ping``, ``--keys DIR/certs``; explicit options win.
@@ -8,6 +9,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
+
+from keyless.keys.schemes import SignatureScheme
 
 
 def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
@@ -53,4 +61,28 @@ def format_ms(seconds: float) -> str:
     return f"{seconds * 1000:.2f} ms"
 
 
-__all__ = ["UsageError", "add_connection_arguments", "format_ms", "servers", "tls_files"]
+def load_public_key(data: bytes) -> CertificatePublicKeyTypes:
+    """The public key of a PEM certificate, or a PEM public key; ``ValueError`` for anything else."""
+    try:
+        return x509.load_pem_x509_certificate(data).public_key()
+    except ValueError:
+        public = serialization.load_pem_public_key(data)
+    if not isinstance(public, rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey):
+        raise ValueError(f"keyless supports RSA, ECDSA and Ed25519 keys, not {type(public).__name__}")
+    return public
+
+
+def scheme_for(public: CertificatePublicKeyTypes) -> SignatureScheme:
+    """The signature scheme a TLS 1.3 server would use with this key (RSA: PSS; ECDSA: the curve's)."""
+    if isinstance(public, rsa.RSAPublicKey):
+        return SignatureScheme.RSA_PSS_RSAE_SHA256
+    if isinstance(public, ec.EllipticCurvePublicKey):
+        return {
+            "secp384r1": SignatureScheme.ECDSA_SECP384R1_SHA384,
+            "secp521r1": SignatureScheme.ECDSA_SECP521R1_SHA512,
+        }.get(public.curve.name, SignatureScheme.ECDSA_SECP256R1_SHA256)
+    return SignatureScheme.ED25519
+
+
+__all__ = ["UsageError", "add_connection_arguments", "format_ms", "load_public_key", "scheme_for", "servers",
+           "tls_files"]

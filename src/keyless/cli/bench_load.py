@@ -1,5 +1,5 @@
-"""The load generator behind ``keyless bench`` and ``bench/client.py``: closed- and open-loop load over
-a ``KeylessClient``, with latencies kept for percentiles and a histogram."""
+"""The load generator behind ``keyless bench``: closed- and open-loop load over a ``KeylessClient``, with
+latencies kept for percentiles and a histogram."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from keyless.client.client import KeylessClient
-from keyless.client.core import Request
-from keyless.client.errors import KeylessClientError
+from keyless.cli.options import load_public_key, scheme_for
+from keyless.client import KeylessClient, KeylessClientError, Request
 from keyless.keys.base import KeyOperationError
+from keyless.keys.operations import opcode_for
 from keyless.protocol import Opcode
 
 # A call factory: given the client, returns a coroutine doing one operation.
@@ -106,19 +106,13 @@ def build_operation(op: str, key_file: Path | None, scheme_name: str | None) -> 
 
         return "ping", ping_factory
 
-    from cryptography import x509
-    from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
     from keyless.keys.schemes import SignatureScheme
 
     if key_file is None:
         raise ValueError("a key is needed")
-    data = key_file.read_bytes()
-    try:
-        public: Any = x509.load_pem_x509_certificate(data).public_key()
-    except ValueError:
-        public = serialization.load_pem_public_key(data)
+    public = load_public_key(key_file.read_bytes())
 
     if op == "decrypt":
         if not isinstance(public, rsa.RSAPublicKey):
@@ -131,8 +125,6 @@ def build_operation(op: str, key_file: Path | None, scheme_name: str | None) -> 
 
         return f"rsa_decrypt ({key_file.name})", decrypt_factory
 
-    from keyless.cli.ping import scheme_for
-
     if scheme_name:
         try:
             scheme = SignatureScheme[scheme_name.upper()]
@@ -140,8 +132,6 @@ def build_operation(op: str, key_file: Path | None, scheme_name: str | None) -> 
             raise ValueError(f"unknown signature scheme {scheme_name!r}") from None
     else:
         scheme = scheme_for(public)
-    from keyless.client.remote_key import opcode_for
-
     try:
         opcode_for(scheme, public)
     except KeyOperationError as exc:
