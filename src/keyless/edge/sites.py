@@ -23,6 +23,7 @@ from typing import Any, Protocol
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from keyless.edge.client_auth import NO_CLIENT_AUTH, ClientAuthConfig, check_shared_names, strip_prefixes
 from keyless.edge.config import ConfigError, EdgeConfig, KeyServerTLS, SiteConfig
 from keyless.keys.local import LocalKey
 from keyless.tls.config import CertifiedKey, ClientHelloInfo
@@ -58,6 +59,10 @@ class Site:
     certified: CertifiedKey
     group: KeyServerGroup | None = field(default=None, repr=False)
 
+    @property
+    def client_auth(self) -> ClientAuthConfig:
+        return self.config.client_auth or NO_CLIENT_AUTH
+
 
 class SiteTable:
     """Immutable lookup tables; an edge swaps the whole table on reload."""
@@ -85,6 +90,10 @@ class SiteTable:
         self.default_sites = [self.default] + [
             s for s in sites if s is not self.default and default_names.intersection(s.config.names)
         ]
+        # Client authentication is per name (certificates sharing a name agree: build_sites checks).
+        self.client_auth_policies = tuple(dict.fromkeys(site.client_auth for site in sites))
+        self.client_auth_in_use = any(policy.enabled for policy in self.client_auth_policies)
+        self.identity_header_prefixes = strip_prefixes(self.client_auth_policies)
         self._tls12_suite_order = {
             suite.code: rank for rank, suite in enumerate(enabled_suites(_TLS12_SUITES, enable_rsa_key_exchange))
         }
@@ -101,6 +110,10 @@ class SiteTable:
                 if found:
                     return found
         return self.default_sites
+
+    def client_auth_for(self, server_name: str | None) -> ClientAuthConfig:
+        """The client authentication of the names ``server_name`` selects (the default names without one)."""
+        return self.lookup(server_name)[0].client_auth
 
     def select(self, hello: ClientHelloInfo) -> CertifiedKey | None:
         """The certificate callback: never raises; None only if nothing at all fits."""
@@ -200,6 +213,7 @@ def build_sites(
     """Load every site; key-server groups are created through ``group_factory`` (default: keyless.client);
     ``wrap_key`` may wrap each key (the edge instruments them for metrics)."""
     factory = group_factory if group_factory is not None else default_group_factory
+    check_shared_names([(site.names, site.client_auth or NO_CLIENT_AUTH) for site in config.sites])
     groups: dict[Any, KeyServerGroup] = {}
     sites = []
     for index, site_config in enumerate(config.sites):
