@@ -94,7 +94,7 @@ def make_client_pki(directory: Path) -> ClientPKI:
 
     Identities: ``alice`` (ECDSA, SANs), ``bob`` (RSA), ``carol`` (under the intermediate, chain sent),
     ``expired``, ``server-only`` (serverAuth EKU), ``mallory`` (signed by the other CA), ``mismatch``
-    (alice's certificate with bob's key: its CertificateVerify cannot verify).
+    (bob's certificate with another RSA key: its CertificateVerify cannot verify).
     """
     directory.mkdir(parents=True, exist_ok=True)
     pki = ClientPKI(directory)
@@ -123,8 +123,7 @@ def make_client_pki(directory: Path) -> ClientPKI:
     identities["server-only"] = ([server_only], server_key)
     mallory_key = ec.generate_private_key(ec.SECP256R1())
     identities["mallory"] = ([_client(_name("mallory"), mallory_key, other, other_key)], mallory_key)
-    mismatch_key = ec.generate_private_key(ec.SECP256R1())
-    identities["mismatch"] = ([alice], mismatch_key)
+    identities["mismatch"] = (identities["bob"][0], rsa.generate_private_key(65537, 2048))
     for name, (chain, key) in identities.items():
         pki.cert(name).write_bytes(b"".join(_pem(c) for c in chain))
         _write_key(pki.key(name), key)
