@@ -297,3 +297,29 @@ def test_tls13_certificate_request_names_the_client_ca(edge: EdgeProcess, pki: S
     match = re.search(r"Acceptable client certificate CA names\n(.*)\n", output)
     assert match is not None and "keyless test client CA" in match.group(1), output
     assert "Acceptable client certificate CA names" not in s_client(edge, pki, "open.edge.test", "-tls1_3")
+
+
+def test_reload_to_required_refuses_sessions_made_without_a_certificate(
+    pki: SitePKI, clients: ClientPKI, origin: RawOrigin, tmp_path: Path
+) -> None:
+    import signal
+    import time
+
+    import yaml
+
+    config = edge_config(pki, clients, origin.port)
+    with EdgeProcess(config, tmp_path) as edge:
+        sessions = {version: tmp_path / f"session-{version}.pem" for version in VERSIONS}
+        for version, path in sessions.items():
+            first = s_client(edge, pki, "optional.edge.test", *VERSIONS[version], "-sess_out", str(path))
+            assert "x-mtls-verify: NONE" in first, first
+        config["certificates"][2]["client_auth"]["mode"] = "required"
+        edge.config_path.write_text(yaml.safe_dump(config))
+        edge.signal(signal.SIGHUP)
+        deadline = time.monotonic() + 15
+        while "alert certificate required" not in s_client(edge, pki, "optional.edge.test", "-tls1_3"):
+            assert time.monotonic() < deadline, "reload did not take effect"
+            time.sleep(0.2)
+        for version, path in sessions.items():
+            again = s_client(edge, pki, "optional.edge.test", *VERSIONS[version], "-sess_in", str(path))
+            assert "HTTP/1.1 200" not in again and "x-mtls-verify" not in again, again
