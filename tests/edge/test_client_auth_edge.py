@@ -28,7 +28,7 @@ from tests.edge.edgeproc import EdgeProcess
 
 
 class RawOrigin:
-    """An HTTP/1.1 origin answering each request with its head, byte for byte (keep-alive)."""
+    """An HTTP/1.1 origin answering each request with its head, byte for byte (keep-alive unless asked to close)."""
 
     def __init__(self) -> None:
         self.sock = socket.create_server(("127.0.0.1", 0))
@@ -58,6 +58,8 @@ class RawOrigin:
                 body = head + b"\r\n"
                 conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n%s"
                              % (len(body), body))
+                if b"\r\nconnection: close" in head.lower():
+                    return
 
     def close(self) -> None:
         self.sock.close()
@@ -323,3 +325,19 @@ def test_reload_to_required_refuses_sessions_made_without_a_certificate(
         for version, path in sessions.items():
             again = s_client(edge, pki, "optional.edge.test", *VERSIONS[version], "-sess_in", str(path))
             assert "HTTP/1.1 200" not in again and "x-mtls-verify" not in again, again
+
+
+def test_tcp_mode_enforces_client_auth_but_has_no_headers_to_add(
+    pki: SitePKI, clients: ClientPKI, origin: RawOrigin, tmp_path: Path
+) -> None:
+    config = edge_config(pki, clients, origin.port)
+    config["origin"]["mode"] = "tcp"
+    with EdgeProcess(config, tmp_path) as edge:
+        refused = s_client(edge, pki, "required.edge.test", "-tls1_3")
+        assert "alert certificate required" in refused and "HTTP/1.1 200" not in refused, refused
+        piped = s_client(edge, pki, "required.edge.test", "-tls1_3", *openssl_cert(clients, "alice"),
+                         request_host="required.edge.test\r\nX-Client-Cert-Subject: CN=admin")
+        # A byte pipe: the edge neither parses nor edits HTTP, so the origin gets the client's bytes as sent
+        # (docs/edge.md: an origin behind a tcp-mode edge must not trust identity headers).
+        assert "HTTP/1.1 200" in piped and "X-Client-Cert-Subject: CN=admin" in piped, piped
+        assert "x-client-cert-verify" not in piped
