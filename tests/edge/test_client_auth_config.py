@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 import sys
 from pathlib import Path
@@ -9,8 +10,9 @@ from typing import Any
 
 import pytest
 import yaml
+from cryptography.hazmat.primitives.serialization import Encoding
 
-from keyless.edge.client_auth import identity_headers, parse_client_auth
+from keyless.edge.client_auth import _header_value, identity_headers, parse_client_auth
 from keyless.edge.config import ConfigError, parse_config
 from keyless.edge.sites import build_sites
 from tests.edge.certs import SitePKI, make_pki
@@ -95,8 +97,6 @@ def test_certificates_of_the_same_names_must_agree(pki: SitePKI, clients: Client
 
 
 def test_identity_headers_are_safe_header_values(clients: ClientPKI) -> None:
-    from cryptography.hazmat.primitives.serialization import Encoding
-
     policy = parse_client_auth({"mode": "optional", "ca": str(clients.ca), "forward": "X-Mtls-"}, "k", Path("/"))
     assert policy is not None
     assert identity_headers(policy, ()) == [(b"x-mtls-verify", b"NONE")]
@@ -105,11 +105,7 @@ def test_identity_headers_are_safe_header_values(clients: ClientPKI) -> None:
     assert headers[b"x-mtls-verify"] == b"SUCCESS"
     assert headers[b"x-mtls-subject"] == b"CN=alice,O=Example Bank"
     assert headers[b"x-mtls-san"] == b"DNS:alice.clients.test, email:alice@example.test"
-    import hashlib
-
     assert headers[b"x-mtls-fingerprint"] == hashlib.sha256(leaf).hexdigest().encode()
-    from keyless.edge.client_auth import _header_value
-
     assert _header_value("CN=a\r\nX-Evil: 1,O=\u00e9%") == b"CN=a%0D%0AX-Evil: 1,O=%C3%A9%25"
 
 

@@ -163,8 +163,11 @@ def test_curl_with_a_certificate_forwards_the_verified_identity(
     edge: EdgeProcess, pki: SitePKI, clients: ClientPKI, version: str
 ) -> None:
     before = edge.metric("keyless_edge_client_auth_total", result="verified")
+    keys_before = edge.metric("keyless_edge_key_operations_total")
     result = curl(edge, pki, "required.edge.test", *CURL_VERSIONS[version], *with_cert(clients, "alice"))
     assert result.returncode == 0, result.stderr
+    # One private-key operation, the server's own signature: verifying the client asks no key (server).
+    assert edge.metric("keyless_edge_key_operations_total") == keys_before + 1
     assert result.stdout.startswith("GET /path HTTP/1.1"), result.stdout
     assert identity_lines(result.stdout) == {
         "x-client-cert-verify": "SUCCESS",
