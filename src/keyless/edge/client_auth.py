@@ -17,6 +17,7 @@ removed first, whatever the site: a client cannot forge an identity.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from keyless.edge.config import ConfigError
 
@@ -46,9 +48,18 @@ class ClientAuthConfig:
 
     mode: str = "none"
     ca: Path | None = None
-    ca_certificates: tuple[x509.Certificate, ...] = field(default=(), repr=False)
+    ca_der: tuple[bytes, ...] = field(default=(), repr=False)  # plain data, checked when parsed
     forward: str = DEFAULT_FORWARD
     depth: int = DEFAULT_DEPTH
+
+    @functools.cached_property
+    def ca_certificates(self) -> tuple[x509.Certificate, ...]:
+        return tuple(x509.load_der_x509_certificate(der) for der in self.ca_der)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.pop("ca_certificates", None)  # the parsed cache (not picklable): made again from ca_der
+        return state
 
     @property
     def enabled(self) -> bool:
@@ -82,7 +93,7 @@ def parse_client_auth(value: object, key: str, base: Path) -> ClientAuthConfig |
     return ClientAuthConfig(
         mode=mode,
         ca=ca_path,
-        ca_certificates=certificates,
+        ca_der=tuple(certificate.public_bytes(Encoding.DER) for certificate in certificates),
         forward=_forward(value.get("forward", DEFAULT_FORWARD), f"{key}.forward"),
         depth=_depth(value.get("depth", DEFAULT_DEPTH), f"{key}.depth"),
     )
