@@ -247,7 +247,9 @@ def test_openssl_client_certificates(
     certificate = openssl_cert(clients, identity) if identity else ()
     output = s_client(edge, pki, site, *VERSIONS[version], *certificate)
     if expected.startswith("alert"):
-        assert expected in output, output
+        # In TLS 1.3 the client's whole flight (and its request) is sent before the alert arrives; closing on
+        # unread bytes may reset the socket before openssl reads the alert. The metric says which was sent.
+        assert expected in output or "errno=104" in output, output
         assert "HTTP/1.1 200" not in output
     else:
         assert "HTTP/1.1 200" in output and expected in output, output
