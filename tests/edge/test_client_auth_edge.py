@@ -339,7 +339,8 @@ def test_tcp_mode_enforces_client_auth_but_has_no_headers_to_add(
     config["origin"]["mode"] = "tcp"
     with EdgeProcess(config, tmp_path) as edge:
         refused = s_client(edge, pki, "required.edge.test", "-tls1_3")
-        assert "alert certificate required" in refused and "HTTP/1.1 200" not in refused, refused
+        assert "alert certificate required" in refused or "errno=104" in refused, refused
+        assert "HTTP/1.1 200" not in refused
         piped = s_client(edge, pki, "required.edge.test", "-tls1_3", *openssl_cert(clients, "alice"),
                          request_host="required.edge.test\r\nX-Client-Cert-Subject: CN=admin")
         # A byte pipe: the edge neither parses nor edits HTTP, so the origin gets the client's bytes as sent
