@@ -347,3 +347,35 @@ def test_tcp_mode_enforces_client_auth_but_has_no_headers_to_add(
         # (docs/edge.md: an origin behind a tcp-mode edge must not trust identity headers).
         assert "HTTP/1.1 200" in piped and "X-Client-Cert-Subject: CN=admin" in piped, piped
         assert "x-client-cert-verify" not in piped
+
+
+def test_replacing_the_ca_ends_sessions_of_the_old_ca(
+    pki: SitePKI, clients: ClientPKI, origin: RawOrigin, tmp_path: Path
+) -> None:
+    import signal
+    import time
+
+    import yaml
+
+    config = edge_config(pki, clients, origin.port)
+    with EdgeProcess(config, tmp_path) as edge:
+        sessions = {version: tmp_path / f"session-{version}.pem" for version in VERSIONS}
+        for version, path in sessions.items():
+            first = s_client(edge, pki, "required.edge.test", *VERSIONS[version], *openssl_cert(clients, "alice"),
+                             "-sess_out", str(path))
+            assert "x-client-cert-subject: CN=alice" in first, first
+        config["certificates"][1]["client_auth"]["ca"] = str(clients.other_ca)
+        edge.config_path.write_text(yaml.safe_dump(config))
+        edge.signal(signal.SIGHUP)
+        deadline = time.monotonic() + 15
+        while "HTTP/1.1 200" in s_client(edge, pki, "required.edge.test", "-tls1_3", *openssl_cert(clients, "alice")):
+            assert time.monotonic() < deadline, "reload did not take effect"
+            time.sleep(0.2)
+        before = edge.metric("keyless_edge_client_auth_total", result="stale_session")
+        for version, path in sessions.items():
+            again = s_client(edge, pki, "required.edge.test", *VERSIONS[version], "-sess_in", str(path))
+            assert "HTTP/1.1 200" not in again and "CN=alice" not in again, again
+        assert edge.metric("keyless_edge_client_auth_total", result="stale_session") == before + 2
+        # mallory's CA is the site's CA now: its clients are served.
+        mallory = s_client(edge, pki, "required.edge.test", "-tls1_2", *openssl_cert(clients, "mallory"))
+        assert "x-client-cert-subject: CN=mallory" in mallory, mallory

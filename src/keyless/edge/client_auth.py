@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from keyless.edge.config import ConfigError
@@ -182,6 +183,27 @@ def check_shared_names(policies: Sequence[tuple[Sequence[str], ClientAuthConfig]
                 )
 
 
+def anchored(policy: ClientAuthConfig, chain: Sequence[bytes]) -> bool:
+    """Whether a chain verified earlier (a resumed session's) still hangs off one of ``policy``'s CAs: one
+    certificate of it issued and signed by one of them. Not a new verification (dates and usage were checked
+    when the session was made); the binding nginx gets from its session context, so that replacing a site's
+    ``ca`` also ends the sessions its old CA's clients could resume."""
+    try:
+        certificates = [x509.load_der_x509_certificate(der) for der in chain]
+    except ValueError:
+        return False
+    for certificate in certificates:
+        for ca in policy.ca_certificates:
+            if certificate.issuer != ca.subject:
+                continue
+            try:
+                certificate.verify_directly_issued_by(ca)
+            except (ValueError, TypeError, InvalidSignature):
+                continue
+            return True
+    return False
+
+
 # --- the identity the origin gets ------------------------------------------------------------------
 
 
@@ -240,6 +262,7 @@ __all__ = [
     "MODES",
     "NO_CLIENT_AUTH",
     "ClientAuthConfig",
+    "anchored",
     "check_shared_names",
     "identity_headers",
     "parse_client_auth",

@@ -12,7 +12,7 @@ import logging
 from dataclasses import replace
 from typing import Any
 
-from keyless.edge.client_auth import identity_headers
+from keyless.edge.client_auth import anchored, identity_headers
 from keyless.edge.config import EdgeConfig
 from keyless.edge.http_proxy import HTTPProxy, ProxySettings
 from keyless.edge.listener import TLSListener, instrument
@@ -133,10 +133,15 @@ class Edge:
         peer = _address(stream.peername)
         sites = self.sites
         policy = sites.client_auth_for(stream.info.sni)
-        if policy.required and not stream.info.client_certificates:
+        certificates = stream.info.client_certificates
+        if policy.required and not certificates:
             # The engine refuses such handshakes; a session resumed from before a reload that turned
             # client authentication on must not slip through either.
             self.metrics.client_auth_result("missing")
+            await stream.close()
+            return
+        if stream.info.resumed and certificates and policy.enabled and not anchored(policy, certificates):
+            self.metrics.client_auth_result("stale_session")  # its CA is no longer this site's
             await stream.close()
             return
         if isinstance(proxy, HTTPProxy):
