@@ -20,9 +20,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
+
+if TYPE_CHECKING:
+    from keyless.edge.client_auth import ClientAuthConfig
 
 DEFAULT_KEYSERVER_PORT = 2407
 DEFAULT_TICKET_ROTATION = 3600.0
@@ -65,6 +68,7 @@ class SiteConfig:
     key_server_tls: KeyServerTLS | None = None
     key_file: Path | None = field(default=None, repr=False)
     default: bool = False
+    client_auth: ClientAuthConfig | None = None  # keyless.edge.client_auth; None: no client certificates
 
     @property
     def label(self) -> str:
@@ -199,7 +203,9 @@ def _sites(value: object, default_tls: KeyServerTLS | None, base: Path) -> tuple
             "certificates", "at least one certificate is needed", "add certificates: [{names: [...], chain: ..., ...}]"
         )
     sites = []
-    allowed = {"names", "chain", "key_servers", "key_server_tls", "key_file", "default"}
+    from keyless.edge.client_auth import parse_client_auth  # it imports ConfigError from here
+
+    allowed = {"names", "chain", "key_servers", "key_server_tls", "key_file", "default", "client_auth"}
     for index, item in enumerate(value):
         key = f"certificates[{index}]"
         entry = _mapping(item, key, allowed)
@@ -251,6 +257,7 @@ def _sites(value: object, default_tls: KeyServerTLS | None, base: Path) -> tuple
                 key_server_tls=tls if servers else None,
                 key_file=key_file,
                 default=_bool(entry.get("default", False), f"{key}.default"),
+                client_auth=parse_client_auth(entry.get("client_auth"), f"{key}.client_auth", base),
             )
         )
     defaults = [i for i, s in enumerate(sites) if s.default]

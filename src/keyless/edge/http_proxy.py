@@ -15,7 +15,7 @@ import asyncio
 import ipaddress
 import logging
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import h11
@@ -55,6 +55,9 @@ class ProxySettings:
     idle_timeout: float = 60.0
     max_header_size: int = 16384
     pool_size: int = 8
+    # Client-certificate identity headers (keyless.edge.client_auth): any the client sends under these
+    # lower-cased prefixes are removed before the edge adds the verified ones.
+    identity_header_prefixes: tuple[bytes, ...] = ()
 
 
 # Failures on a reused keep-alive connection that mean "the origin had closed it": safe to resend.
@@ -161,9 +164,19 @@ class HTTPProxy:
         for task in list(self._idle_tasks):
             task.cancel()
 
-    async def serve(self, client: ByteStream, peer: tuple[str, int] | None, server_name: str | None = None) -> None:
-        """Proxy requests from ``client`` until it closes, idles out or breaks the protocol."""
+    async def serve(
+        self,
+        client: ByteStream,
+        peer: tuple[str, int] | None,
+        server_name: str | None = None,
+        identity: Sequence[tuple[bytes, bytes]] = (),
+        host_allowed: Callable[[bytes], bool] | None = None,
+    ) -> None:
+        """Proxy requests from ``client`` until it closes, idles out or breaks the protocol. ``identity``: the
+        verified client-certificate headers for every request; ``host_allowed``: False for a Host this
+        connection may not reach (another client authentication than its SNI's): 421, as nginx."""
         session = _ClientSession(self, client, peer, server_name)
+        session.identity, session.host_allowed = list(identity), host_allowed
         try:
             await session.run()
         finally:
@@ -185,6 +198,8 @@ class _ClientSession:
         self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=self.settings.max_header_size)
         self.bytes_in = 0
         self.bytes_out = 0
+        self.identity: list[tuple[bytes, bytes]] = []
+        self.host_allowed: Callable[[bytes], bool] | None = None
 
     async def run(self) -> None:
         idle_tasks = self.proxy._idle_tasks
@@ -207,6 +222,9 @@ class _ClientSession:
             except (_ClientGone, TimeoutError, OSError):
                 return
             if request is None:
+                return
+            if self.host_allowed is not None and not self.host_allowed(_host_of(request)):
+                await self._send_error(421, "misdirected request")  # RFC 9110 §15.5.20
                 return
             try:
                 keep_going = await self._forward(request)
@@ -406,6 +424,10 @@ class _ClientSession:
     def _origin_request(self, request: h11.Request) -> h11.Request:
         headers = _end_to_end(request.headers)
         headers = [(name, value) for name, value in headers if name not in FORWARDING_HEADERS and name != b"expect"]
+        prefixes = self.settings.identity_header_prefixes
+        if prefixes:  # the client's own "identity" headers never reach the origin, whatever their case
+            headers = [(name, value) for name, value in headers if not name.startswith(prefixes)]
+        headers.extend(self.identity)
         if _has_body(request) and not any(name == b"content-length" for name, _ in headers):
             headers.append((b"transfer-encoding", b"chunked"))
         host = next((value for name, value in request.headers if name == b"host"), None)
@@ -429,6 +451,14 @@ class _ClientSession:
             forwarded += b';host="' + host.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
         headers.append((b"forwarded", forwarded))
         return headers
+
+
+def _host_of(request: h11.Request) -> bytes:
+    """The Host header without port, lower-cased (b"" when absent)."""
+    host = next((value for name, value in request.headers if name == b"host"), b"").strip().lower()
+    if host.startswith(b"["):
+        return host[1 : host.find(b"]")] if b"]" in host else host
+    return host.rpartition(b":")[0] if b":" in host else host
 
 
 def _has_body(request: h11.Request) -> bool:

@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from keyless.edge.metrics import EdgeMetrics, alert_name, version_name
 from keyless.keys.base import AsyncPrivateKey, BlockingPrivateKey, KeyOperationError
 from keyless.keys.schemes import SignatureScheme
+from keyless.tls.alerts import AlertDescription
 from keyless.tls.asyncio_adapter import Admission, TLSStream, start_tls_server
 from keyless.tls.config import ServerConfig
 from keyless.tls.events import AlertReceived, ConnectionClosed, HandshakeComplete, KeyOperationRequired
@@ -54,6 +55,8 @@ class ConnectionObserver:
             resumed = "true" if event.resumed else "false"
             m.child(m.handshakes, version_name(event.version), event.cipher_suite, resumed).inc()
             m.child(m.handshake_seconds, resumed).observe(time.monotonic() - self.started)
+            if event.client_certificates:
+                m.client_auth_result("resumed" if event.resumed else "verified")
         elif isinstance(event, AlertReceived):
             m.child(m.alerts_received, alert_name(event.description)).inc()
         elif isinstance(event, ConnectionClosed):
@@ -63,8 +66,36 @@ class ConnectionObserver:
             if not self.completed:
                 reason = alert_name(event.alert_sent) if event.alert_sent is not None else "closed"
                 m.child(m.handshake_failures, reason).inc()
+                refused = client_auth_refusal(event)
+                if refused is not None:
+                    m.client_auth_result(refused)
         elif isinstance(event, KeyOperationRequired):
             pass  # counted, with latency and result, by InstrumentedKey
+
+
+_CLIENT_CERTIFICATE_ALERTS = frozenset(
+    {
+        AlertDescription.bad_certificate,
+        AlertDescription.unsupported_certificate,
+        AlertDescription.certificate_expired,
+        AlertDescription.unknown_ca,
+        AlertDescription.certificate_required,
+    }
+)
+
+
+def client_auth_refusal(event: ConnectionClosed) -> str | None:
+    """The client-authentication reason a handshake failed for, or None: the certificate alerts by name;
+    a missing certificate (TLS 1.2 sends handshake_failure) as "missing"; a bad client CertificateVerify
+    (decrypt_error, also sent for a bad Finished or binder: told apart by the engine's reason) as "bad_signature"."""
+    alert = event.alert_sent
+    if alert in _CLIENT_CERTIFICATE_ALERTS:
+        return "missing" if alert == AlertDescription.certificate_required else alert_name(alert)
+    if "client sent no certificate" in event.reason:
+        return "missing"
+    if alert == AlertDescription.decrypt_error and "CertificateVerify" in event.reason:
+        return "bad_signature"
+    return None
 
 
 class TLSListener:

@@ -103,6 +103,12 @@ class EdgeMetrics(ProxyObserver):
             registry=r,
             multiprocess_mode="all",
         )
+        self.client_auth = Counter(
+            "keyless_edge_client_auth",
+            "Client certificates: verified, resumed (identity from the session), or why refused",
+            ["result"],
+            registry=r,
+        )
         self.connections_refused = Counter(
             "keyless_edge_connections_refused",
             "Connections closed at once because max_connections was reached",
@@ -116,6 +122,9 @@ class EdgeMetrics(ProxyObserver):
         if found is None:
             found = self._children[key] = metric.labels(*labels)
         return found
+
+    def client_auth_result(self, result: str) -> None:
+        self.child(self.client_auth, result).inc()
 
     # The proxies call these (they also run without metrics in unit tests: see NullObserver).
     def origin_error(self, kind: str) -> None:

@@ -12,6 +12,7 @@ import logging
 from dataclasses import replace
 from typing import Any
 
+from keyless.edge.client_auth import anchored, identity_headers
 from keyless.edge.config import EdgeConfig
 from keyless.edge.http_proxy import HTTPProxy, ProxySettings
 from keyless.edge.listener import TLSListener, instrument
@@ -68,7 +69,7 @@ class Edge:
         return build_sites(config, self._group_factory, wrap_key=lambda key: instrument(key, self.metrics))
 
     def _tls_config(self, config: EdgeConfig) -> ServerConfig:
-        return ServerConfig(
+        base = ServerConfig(
             certificate_callback=self._select,
             alpn_protocols=("http/1.1",) if config.origin.mode == "http" else (),
             ticket_keys=self.ticket_ring,
@@ -77,6 +78,7 @@ class Edge:
             enable_tls12=config.enable_tls12,
             enable_rsa_key_exchange=config.enable_rsa_key_exchange,
         )
+        return with_client_auth(base, self.sites)
 
     def _select(self, hello: ClientHelloInfo) -> CertifiedKey | None:
         return self.sites.select(hello)  # read at call time: a reload swaps self.sites
@@ -100,6 +102,7 @@ class Edge:
             idle_timeout=limits.idle_timeout,
             max_header_size=limits.max_header_size,
             pool_size=origin.pool_size,
+            identity_header_prefixes=self.sites.identity_header_prefixes,
         )
         return HTTPProxy(settings, self.metrics)
 
@@ -128,8 +131,27 @@ class Edge:
     async def handle(self, stream: TLSStream, local: tuple[str, int]) -> None:
         proxy = self.proxy
         peer = _address(stream.peername)
+        sites = self.sites
+        policy = sites.client_auth_for(stream.info.sni)
+        certificates = stream.info.client_certificates
+        if policy.required and not certificates:
+            # The engine refuses such handshakes; a session resumed from before a reload that turned
+            # client authentication on must not slip through either.
+            self.metrics.client_auth_result("missing")
+            await stream.close()
+            return
+        if stream.info.resumed and certificates and policy.enabled and not anchored(policy, certificates):
+            self.metrics.client_auth_result("stale_session")  # its CA is no longer this site's
+            await stream.close()
+            return
         if isinstance(proxy, HTTPProxy):
-            await proxy.serve(stream, peer, stream.info.sni)
+            identity = identity_headers(policy, stream.info.client_certificates)
+            host_allowed = None
+            if sites.client_auth_in_use:
+                def host_allowed(host: bytes) -> bool:
+                    return not host or sites.client_auth_for(host.decode("latin-1")) == policy
+
+            await proxy.serve(stream, peer, stream.info.sni, identity, host_allowed)
         else:
             # The address the client actually reached (not 0.0.0.0) is the PROXY header's destination.
             await proxy.serve(stream, peer, _address(getattr(stream, "sockname", None)) or local)
@@ -208,6 +230,28 @@ def _address(peername: Any) -> tuple[str, int] | None:
     if isinstance(peername, tuple) and len(peername) >= 2:
         return str(peername[0]), int(peername[1])
     return None
+
+
+def with_client_auth(base: ServerConfig, sites: SiteTable) -> ServerConfig:
+    """``base`` asking each client for the certificate its SNI's site wants (Go's GetConfigForClient): one
+    ServerConfig per distinct client_auth section, made here once."""
+    if not sites.client_auth_in_use:
+        return base
+    variants = {
+        policy: replace(
+            base,
+            client_ca=policy.ca_certificates,
+            require_client_certificate=policy.required,
+            client_verify_depth=policy.depth,
+        )
+        for policy in sites.client_auth_policies
+        if policy.enabled
+    }
+
+    def for_client(hello: ClientHelloInfo) -> ServerConfig | None:
+        return variants.get(sites.client_auth_for(hello.server_name))
+
+    return replace(base, config_for_client=for_client)
 
 
 def with_ports(config: EdgeConfig, ports: list[int]) -> EdgeConfig:

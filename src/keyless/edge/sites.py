@@ -3,9 +3,13 @@
 ``build_sites`` turns the configuration into a ``SiteTable``: every chain loaded, every key bound —
 a ``LocalKey`` for a key file (testing), or a remote key from ``keyless.client`` for key servers
 (one shared client per distinct key-server list, so sites on the same key servers share connections).
-``SiteTable.select`` is the TLS engine's certificate callback: exact name, then a one-label wildcard,
-then the default site; among several certificates for one name, the first whose signature schemes the
-client offers (so an ECDSA site can keep an RSA certificate for old clients).
+``SiteTable.select`` is the TLS engine's certificate callback. The SNI picks the names: an exact name, then a
+one-label wildcard, then the default names (those of the ``default: true`` certificate, also for a client
+without SNI). Among all certificates of those names it picks by what the client offers, as nginx/OpenSSL do
+with several certificates per server: in TLS 1.3 the first (the default certificate first, then file order)
+whose signature scheme the client accepts; in TLS 1.2 the one that serves our most preferred cipher suite the
+client offers, with a signature scheme and group it accepts (so an ECDSA + RSA pair serves ECDHE-ECDSA and
+ECDHE-RSA-only clients alike). When nothing fits, the first certificate: the engine then sends the alert.
 """
 
 from __future__ import annotations
@@ -19,14 +23,22 @@ from typing import Protocol
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from keyless.edge.client_auth import NO_CLIENT_AUTH, ClientAuthConfig, check_shared_names, strip_prefixes
 from keyless.edge.config import ConfigError, EdgeConfig, KeyServerTLS, SiteConfig
 from keyless.keys.base import AsyncPrivateKey
 from keyless.keys.local import LocalKey
 from keyless.tls.config import CertifiedKey, ClientHelloInfo
+from keyless.tls.suites import DEFAULT_GROUPS, choose_signature_scheme
+from keyless.tls.tls12_suites import enabled_suites, negotiate
 
 log = logging.getLogger("keyless.edge.sites")
 
 TLS13 = 0x0304
+# The TLS 1.2 settings the edge runs the engine with (ServerConfig's defaults; only RSA key exchange is
+# configurable): selection must predict the engine's negotiation exactly.
+_TLS12_SUITES: tuple[int, ...] = ()
+_GROUPS = tuple(int(g) for g in DEFAULT_GROUPS)
+_ALLOW_SHA1 = False
 
 
 class KeyServerGroup(Protocol):
@@ -49,15 +61,22 @@ class Site:
     certified: CertifiedKey
     group: KeyServerGroup | None = field(default=None, repr=False)
 
+    @property
+    def client_auth(self) -> ClientAuthConfig:
+        return self.config.client_auth or NO_CLIENT_AUTH
+
 
 class SiteTable:
     """Immutable lookup tables; an edge swaps the whole table on reload."""
 
-    def __init__(self, sites: Sequence[Site], groups: dict[GroupKey, KeyServerGroup]) -> None:
+    def __init__(
+        self, sites: Sequence[Site], groups: dict[GroupKey, KeyServerGroup], *, enable_rsa_key_exchange: bool = False
+    ) -> None:
         if not sites:
             raise ValueError("a site table needs at least one site")
         self.sites = tuple(sites)
         self.groups = groups
+        self.enable_rsa_key_exchange = enable_rsa_key_exchange
         self.exact: dict[str, list[Site]] = {}
         self.wildcard: dict[str, list[Site]] = {}
         for site in sites:
@@ -68,6 +87,18 @@ class SiteTable:
                     self.exact.setdefault(name, []).append(site)
         defaults = [s for s in sites if s.config.default]
         self.default = defaults[0] if defaults else sites[0]
+        # The default names: the default certificate first, then every certificate sharing one of its names.
+        default_names = set(self.default.config.names)
+        self.default_sites = [self.default] + [
+            s for s in sites if s is not self.default and default_names.intersection(s.config.names)
+        ]
+        # Client authentication is per name (certificates sharing a name agree: build_sites checks).
+        self.client_auth_policies = tuple(dict.fromkeys(site.client_auth for site in sites))
+        self.client_auth_in_use = any(policy.enabled for policy in self.client_auth_policies)
+        self.identity_header_prefixes = strip_prefixes(self.client_auth_policies)
+        self._tls12_suite_order = {
+            suite.code: rank for rank, suite in enumerate(enabled_suites(_TLS12_SUITES, enable_rsa_key_exchange))
+        }
 
     def lookup(self, server_name: str | None) -> list[Site]:
         if server_name:
@@ -80,17 +111,47 @@ class SiteTable:
                 found = self.wildcard.get(parent)
                 if found:
                     return found
-        return [self.default]
+        return self.default_sites
+
+    def client_auth_for(self, server_name: str | None) -> ClientAuthConfig:
+        """The client authentication of the names ``server_name`` selects (the default names without one)."""
+        return self.lookup(server_name)[0].client_auth
 
     def select(self, hello: ClientHelloInfo) -> CertifiedKey | None:
         """The certificate callback: never raises; None only if nothing at all fits."""
         candidates = self.lookup(hello.server_name)
-        offered = set(hello.signature_schemes)
+        if len(candidates) == 1:
+            return candidates[0].certified  # nothing to choose: the engine checks the fit
+        if hello.version == TLS13:
+            for site in candidates:
+                if choose_signature_scheme(site.certified.tls13_schemes, hello.signature_schemes) is not None:
+                    return site.certified
+            return candidates[0].certified
+        best, best_rank = candidates[0], len(self._tls12_suite_order)
         for site in candidates:
-            schemes = site.certified.tls13_schemes if hello.version == TLS13 else site.certified.tls12_schemes
-            if not offered or offered.intersection(schemes):
-                return site.certified
-        return candidates[0].certified
+            rank = self._tls12_rank(site.certified, hello)
+            if rank < best_rank:
+                best, best_rank = site, rank
+        return best.certified
+
+    def _tls12_rank(self, certified: CertifiedKey, hello: ClientHelloInfo) -> int:
+        """Our preference rank of the suite the engine would negotiate with this certificate (lower is better;
+        ``len(order)`` when it could negotiate none): the same pure, cached function the engine calls."""
+        choice = negotiate(
+            certified.key_type,
+            certified.tls12_schemes,
+            certified.rsa_key_exchange,
+            _TLS12_SUITES,
+            self.enable_rsa_key_exchange,
+            _GROUPS,
+            _ALLOW_SHA1,
+            hello.cipher_suites,
+            hello.signature_schemes,
+            hello.groups,
+        )
+        if choice is None:
+            return len(self._tls12_suite_order)
+        return self._tls12_suite_order[choice[0].code]
 
     async def close(self) -> None:
         for group in self.groups.values():
@@ -154,6 +215,7 @@ def build_sites(
     """Load every site; key-server groups are created through ``group_factory`` (default: keyless.client);
     ``wrap_key`` may wrap each key (the edge instruments them for metrics)."""
     factory = group_factory if group_factory is not None else default_group_factory
+    check_shared_names([(site.names, site.client_auth or NO_CLIENT_AUTH) for site in config.sites])
     groups: dict[GroupKey, KeyServerGroup] = {}
     sites = []
     for index, site_config in enumerate(config.sites):
@@ -179,7 +241,7 @@ def build_sites(
             raise ConfigError(f"{key_name}.chain", str(exc), "use an RSA, ECDSA or Ed25519 certificate") from exc
         _warn_uncovered_names(site_config, chain[0])
         sites.append(Site(site_config, certified, group))
-    return SiteTable(sites, groups)
+    return SiteTable(sites, groups, enable_rsa_key_exchange=config.enable_rsa_key_exchange)
 
 
 def _warn_uncovered_names(site: SiteConfig, leaf: x509.Certificate) -> None:

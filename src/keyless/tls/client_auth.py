@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import ExtendedKeyUsageOID
 from cryptography.x509.verification import (
     Criticality,
     ExtensionPolicy,
@@ -19,11 +21,21 @@ from cryptography.x509.verification import (
 from keyless.keys.schemes import SignatureScheme, is_pss, scheme_hash, scheme_key_kind
 from keyless.tls.alerts import AlertDescription, TLSAlert
 
-MAX_CLIENT_CHAIN = 8
+MAX_CLIENT_CHAIN = 8  # certificates a client may send
+MAX_CLIENT_DEPTH = MAX_CLIENT_CHAIN - 1  # intermediates between its leaf and a trusted CA
 
 
-def verify_client_certificate(chain_der: Sequence[bytes], trusted: Sequence[x509.Certificate], now: float) -> None:
-    """The client's chain must lead to one of ``trusted`` and be valid for client authentication now."""
+def verify_client_certificate(
+    chain_der: Sequence[bytes], trusted: Sequence[x509.Certificate], now: float, max_depth: int = MAX_CLIENT_DEPTH
+) -> None:
+    """The client's chain must lead to one of ``trusted`` through at most ``max_depth`` intermediates (OpenSSL's
+    and nginx's verify depth) and be valid for client authentication now.
+
+    The alert says why, as OpenSSL's ``ssl_verify_alarm_type`` does: certificate_expired (the leaf or an
+    intermediate is past its notAfter), unknown_ca (no certificate leads to a trusted CA, a self-signed leaf
+    included), unsupported_certificate (no clientAuth extended key usage, or a key usage without
+    digitalSignature), bad_certificate (anything else: not yet valid, too deep, a bad signature in the chain).
+    """
     if len(chain_der) > MAX_CLIENT_CHAIN:
         raise TLSAlert(AlertDescription.bad_certificate, "client chain too long")
     try:
@@ -41,14 +53,42 @@ def verify_client_certificate(chain_der: Sequence[bytes], trusted: Sequence[x509
         PolicyBuilder()
         .store(Store(list(trusted)))
         .time(when)
-        .max_chain_depth(MAX_CLIENT_CHAIN)
+        .max_chain_depth(max(0, min(max_depth, MAX_CLIENT_DEPTH)))
         .extension_policies(ca_policy=ExtensionPolicy.webpki_defaults_ca(), ee_policy=ee_policy)
         .build_client_verifier()
     )
     try:
         verifier.verify(certs[0], certs[1:])
     except VerificationError as exc:
-        raise TLSAlert(AlertDescription.bad_certificate, "client certificate does not verify") from exc
+        raise TLSAlert(_failure_alert(certs, trusted, when), "client certificate does not verify") from exc
+
+
+def _failure_alert(
+    certs: Sequence[x509.Certificate], trusted: Sequence[x509.Certificate], when: datetime.datetime
+) -> AlertDescription:
+    """Why a chain did not verify, for the alert (the verifier's own error is text, not a reason code)."""
+    trusted_subjects = {ca.subject for ca in trusted}
+    trusted_der = {ca.public_bytes(Encoding.DER) for ca in trusted}
+    if not any(c.issuer in trusted_subjects or c.public_bytes(Encoding.DER) in trusted_der for c in certs):
+        return AlertDescription.unknown_ca
+    if any(when > c.not_valid_after_utc for c in certs):
+        return AlertDescription.certificate_expired
+    if not _usable_for_client_auth(certs[0]):
+        return AlertDescription.unsupported_certificate
+    return AlertDescription.bad_certificate
+
+
+def _usable_for_client_auth(leaf: x509.Certificate) -> bool:
+    try:
+        usages = leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+        if ExtendedKeyUsageOID.CLIENT_AUTH not in usages and ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE not in usages:
+            return False
+    except x509.ExtensionNotFound:
+        pass
+    try:
+        return bool(leaf.extensions.get_extension_for_class(x509.KeyUsage).value.digital_signature)
+    except x509.ExtensionNotFound:
+        return True
 
 
 def verify_client_signature(

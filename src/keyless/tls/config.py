@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from keyless.keys.base import AsyncPrivateKey
 from keyless.keys.schemes import SignatureScheme
 from keyless.tls import messages
+from keyless.tls.client_auth import MAX_CLIENT_DEPTH
 from keyless.tls.suites import (
     DEFAULT_GROUPS,
     DEFAULT_TLS13_SUITES,
@@ -177,6 +178,11 @@ class ServerConfig:
     # Client authentication: ask for a certificate signed by one of these CAs.
     client_ca: tuple[x509.Certificate, ...] | None = None
     require_client_certificate: bool = True
+    client_verify_depth: int = MAX_CLIENT_DEPTH  # intermediates allowed below client_ca (nginx ssl_verify_depth)
+    # Go's GetConfigForClient: called once per connection with the first ClientHello, before the handshake
+    # driver starts; it may answer another ServerConfig (e.g. the client authentication of the site the SNI
+    # names) or None to keep this one. The answer must keep this config's protocol-version settings.
+    config_for_client: Callable[[ClientHelloInfo], ServerConfig | None] | None = None
     # Limits
     max_key_updates_without_data: int = 32
     max_handshake_message_size: int = 65536
@@ -195,6 +201,8 @@ class ServerConfig:
         unknown = [g for g in self.groups if g not in (NamedGroup.X25519, NamedGroup.SECP256R1, NamedGroup.SECP384R1)]
         if unknown or not self.groups:
             raise ValueError(f"unsupported groups {unknown}")
+        if not 0 <= self.client_verify_depth <= MAX_CLIENT_DEPTH:
+            raise ValueError(f"client_verify_depth must be in 0..{MAX_CLIENT_DEPTH}")
         if self.record_size_limit is not None and not 64 <= self.record_size_limit <= 16385:
             raise ValueError("record_size_limit must be in 64..16385")
         for proto in self.alpn_protocols:

@@ -31,7 +31,7 @@ from keyless.keys.base import AsyncPrivateKey
 from keyless.keys.schemes import SignatureScheme
 from keyless.tls import messages
 from keyless.tls.alerts import AlertDescription, AlertLevel, TLSAlert, TLSUsageError
-from keyless.tls.config import ServerConfig
+from keyless.tls.config import ServerConfig, client_hello_info
 from keyless.tls.events import (
     NEED_DATA,
     AlertReceived,
@@ -327,6 +327,9 @@ class TLSServerConnection:
         hello = messages.parse_client_hello(raw)
         self.server_name = hello.server_name
         self.version = self._choose_version(hello)
+        choose_config = self.config.config_for_client
+        if choose_config is not None:  # before the driver starts: it reads the config once
+            self.config = choose_config(client_hello_info(hello, self.version)) or self.config
         if self.version == TLS13:
             self._driver = ServerHandshake13(self)
         else:

@@ -348,7 +348,9 @@ class ServerHandshake12:
             if self.config.require_client_certificate:
                 raise TLSAlert(AlertDescription.handshake_failure, "client sent no certificate")
         else:
-            verify_client_certificate(chain, self.config.client_ca or (), self.config.clock())
+            verify_client_certificate(
+                chain, self.config.client_ca or (), self.config.clock(), self.config.client_verify_depth
+            )
             self.client_certificates = chain
         self.state = State.EXPECT_CLIENT_KEY_EXCHANGE
 

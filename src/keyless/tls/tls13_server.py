@@ -416,7 +416,9 @@ class ServerHandshake13:
                 raise TLSAlert(AlertDescription.certificate_required, "client sent no certificate")
             self.state = State.EXPECT_CLIENT_FINISHED
             return
-        verify_client_certificate(chain, self.config.client_ca or (), self.config.clock())
+        verify_client_certificate(
+            chain, self.config.client_ca or (), self.config.clock(), self.config.client_verify_depth
+        )
         self.client_certificates = chain
         self.state = State.EXPECT_CLIENT_CERTIFICATE_VERIFY
 
