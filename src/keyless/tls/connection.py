@@ -42,13 +42,13 @@ from keyless.tls.events import (
     _NeedData,
 )
 from keyless.tls.messages import ClientHello, ContentType, HandshakeType
+from keyless.tls.reassembly import CLIENT_MESSAGES, HandshakeReassembler
 from keyless.tls.record import (
     ALERT,
     APPLICATION_DATA,
     CHANGE_CIPHER_SPEC,
     HANDSHAKE,
     HEADER_LENGTH,
-    HandshakeReassembler,
     Record,
     RecordLayer,
 )
@@ -89,7 +89,8 @@ class HandshakeHost(Protocol):
     def emit(self, event: Event) -> None: ...
 
     def request_key_operation(
-        self, key: object, kind: Literal["sign", "decrypt"], scheme: SignatureScheme | None, data: bytes
+        self, key: object, kind: Literal["sign", "decrypt"], scheme: SignatureScheme | None, data: bytes,
+        server_name: str | None,
     ) -> None: ...
 
     def set_read_key_tls13(self, suite: CipherSuite13, secret: bytes) -> None: ...
@@ -107,7 +108,7 @@ class TLSServerConnection:
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
         self.record = RecordLayer()
-        self.reassembler = HandshakeReassembler()
+        self.reassembler = HandshakeReassembler(structure=CLIENT_MESSAGES)
         self.version: int | None = None
         self.server_name: str | None = None  # the client's SNI, once its ClientHello is parsed
         self.handshake_complete = False
@@ -203,13 +204,15 @@ class TLSServerConnection:
         self._events.append(event)
 
     def request_key_operation(
-        self, key: object, kind: Literal["sign", "decrypt"], scheme: SignatureScheme | None, data: bytes
+        self, key: object, kind: Literal["sign", "decrypt"], scheme: SignatureScheme | None, data: bytes,
+        server_name: str | None,
     ) -> None:
+        """``server_name``: the SNI the certificate (and so ``key``) was chosen for; the key server sees it."""
         op_id = self._next_op_id
         self._next_op_id += 1
         self._pending_op = op_id
         self._events.append(KeyOperationRequired(op_id=op_id, key=key, kind=kind, scheme=scheme, data=data,
-                                                 server_name=self.server_name))
+                                                 server_name=server_name))
 
     def check_key_change_allowed(self) -> None:
         """RFC 8446 §5.1: a key change must fall on a record boundary."""
@@ -326,6 +329,7 @@ class TLSServerConnection:
         hello = messages.parse_client_hello(raw)
         self.server_name = hello.server_name
         self.version = self._choose_version(hello)
+        self.record.negotiated_version = self.version
         if self.version == TLS13:
             self._driver = ServerHandshake13(self)
         else:

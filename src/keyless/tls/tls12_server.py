@@ -36,6 +36,7 @@ from keyless.tls.config import CertifiedKey, ServerConfig, client_hello_info
 from keyless.tls.events import HandshakeComplete
 from keyless.tls.extensions import choose_alpn
 from keyless.tls.messages import ClientHello, ContentType, HandshakeType
+from keyless.tls.record import MAX_PLAINTEXT
 from keyless.tls.suites import (
     GROUP_NAMES,
     TLS12,
@@ -101,6 +102,8 @@ class ServerHandshake12:
     client_certificates: tuple[bytes, ...] = ()
     key_operations = 0
     renegotiation_refusals = 0
+    record_size_limit: int | None = None  # ours, echoed in ServerHello when the client sent one (RFC 8449)
+    _peer_record_size_limit = 0  # the most plaintext per record we may send once protected
     _transcript: Any = None  # hashlib object of the suite's PRF hash
     _transcript_raw: bytearray | None = None  # whole messages, only for a client CertificateVerify
     _ephemeral: EphemeralKey | None = None
@@ -136,6 +139,7 @@ class ServerHandshake12:
         self.sni = hello.server_name
         self.alpn = choose_alpn(self.config.alpn_protocols, hello.alpn_protocols)
         self.ems = hello.extended_master_secret
+        self.negotiate_record_size_limit(hello)
         session = self.check_for_resumption(hello)
         if session is not None:
             self.do_resume_handshake(hello, session)
@@ -144,6 +148,7 @@ class ServerHandshake12:
 
     def check_client_hello(self, hello: ClientHello) -> None:
         """The rules of RFC 5246, 5746, 7507, 7627 and 8422 that do not depend on the certificate."""
+        hello.check_extensions_for(TLS12)
         offers_tls12 = hello.legacy_version >= TLS12 or TLS12 in (hello.supported_versions or ())
         if not offers_tls12:
             raise TLSAlert(AlertDescription.protocol_version, "client does not offer TLS 1.2")
@@ -160,6 +165,15 @@ class ServerHandshake12:
             raise TLSAlert(AlertDescription.handshake_failure, "client does not support extended master secret")
         if hello.ec_point_formats is not None and 0 not in hello.ec_point_formats:
             raise TLSAlert(AlertDescription.illegal_parameter, "client does not support uncompressed points")
+
+    def negotiate_record_size_limit(self, hello: ClientHello) -> None:
+        """RFC 8449 §4: in TLS 1.2 the limit counts plaintext bytes and is at most 2^14; it binds protected
+        records only (the client's after its ChangeCipherSpec, ours after ours)."""
+        if hello.record_size_limit is None:
+            return
+        self.record_size_limit = min(self.config.record_size_limit or MAX_PLAINTEXT, MAX_PLAINTEXT)
+        self._peer_record_size_limit = min(hello.record_size_limit, MAX_PLAINTEXT)
+        self.record.max_receive_fragment = self.record_size_limit
 
     # ---- resumption: RFC 5077 tickets, then RFC 5246 session IDs ----------------------------------
 
@@ -288,6 +302,7 @@ class ServerHandshake12:
             alpn=self.alpn,
             server_name=hello.server_name is not None and not self.resumed,
             status_request=not self.resumed and self.stapling(hello),
+            record_size_limit=self.record_size_limit,
         )
         self.send_handshake(msg12.server_hello(random, self.session_id, suite.code, extensions))
 
@@ -302,7 +317,9 @@ class ServerHandshake12:
         signed = hello.random + self.server_random + self._params
         self.state = State.AWAIT_SIGNATURE
         self.key_operations += 1
-        self.host.request_key_operation(self.certified_key.key, "sign", SignatureScheme(self.scheme), signed)
+        self.host.request_key_operation(
+            self.certified_key.key, "sign", SignatureScheme(self.scheme), signed, self.sni
+        )
 
     def complete_key_operation(self, result: bytes | BaseException) -> None:
         if self.state is State.AWAIT_SIGNATURE:
@@ -374,7 +391,7 @@ class ServerHandshake12:
         self._random_premaster = self.config.random_bytes(PREMASTER_LENGTH)
         self.state = State.AWAIT_DECRYPTION
         self.key_operations += 1
-        self.host.request_key_operation(self.certified_key.key, "decrypt", None, ciphertext)
+        self.host.request_key_operation(self.certified_key.key, "decrypt", None, ciphertext, self.sni)
 
     def finish_rsa_key_exchange(self, result: bytes | BaseException) -> None:
         """Implicit rejection: a bad block, a wrong length or a failed key all give the random premaster,
@@ -511,6 +528,8 @@ class ServerHandshake12:
         if self.suite is None or self._master_prf is None:
             raise TLSAlert(AlertDescription.internal_error, "no suite")
         self.record.write(ContentType.change_cipher_spec, _CCS_PAYLOAD)
+        if self._peer_record_size_limit:
+            self.record.max_fragment = self._peer_record_size_limit  # from our first protected record on
         key, iv = self._server_key
         self.record.set_write_key_tls12(self.suite, key, iv)
         self._server_key = (b"", b"")

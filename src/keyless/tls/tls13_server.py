@@ -24,6 +24,7 @@ from keyless.tls.client_auth import verify_client_certificate, verify_client_sig
 from keyless.tls.config import CertifiedKey, ServerConfig, client_hello_info
 from keyless.tls.events import HandshakeComplete
 from keyless.tls.extensions import PSK_DHE_KE, PSK_KE, choose_alpn
+from keyless.tls.hello_retry import check_second_client_hello
 from keyless.tls.messages import ClientHello, ContentType, HandshakeType
 from keyless.tls.suites import (
     GROUP_NAMES,
@@ -31,6 +32,7 @@ from keyless.tls.suites import (
     TLS13_SIGNATURE_SCHEMES,
     TLS13_SUITES_BY_CODE,
     CipherSuite13,
+    check_key_share_encoding,
     choose_cipher_suite,
     choose_signature_scheme,
     key_exchange,
@@ -111,6 +113,8 @@ class ServerHandshake13:
         if not retrying and self.state is not State.EXPECT_CLIENT_HELLO:
             raise TLSAlert(AlertDescription.unexpected_message, "ClientHello in the middle of a handshake")
         self.check_client_hello(hello)
+        if retrying and self._client_hello is not None:
+            check_second_client_hello(self._client_hello, hello, self.group or 0)
 
         suite = choose_cipher_suite(self.config.tls13_cipher_suites, hello.cipher_suites)
         if suite is None:
@@ -157,6 +161,7 @@ class ServerHandshake13:
 
     def check_client_hello(self, hello: ClientHello) -> None:
         """The §4.1.2 and §9.2 rules that do not depend on our configuration."""
+        hello.check_extensions_for(TLS13)
         if hello.compression_methods != b"\x00":
             raise TLSAlert(AlertDescription.illegal_parameter, "TLS 1.3 requires null compression only")
         if hello.legacy_version != 0x0303:
@@ -173,9 +178,11 @@ class ServerHandshake13:
         ):
             # Without (EC)DHE only a psk_ke resumption could proceed, and only where configured.
             raise TLSAlert(AlertDescription.missing_extension, "no supported_groups/key_share")
-        for group, _ in hello.key_shares or ():
-            if group not in hello.supported_groups:
+        supported = frozenset(hello.supported_groups)
+        for group, share in hello.key_shares or ():  # §4.2.8: every share, not only the one we use
+            if group not in supported:
                 raise TLSAlert(AlertDescription.illegal_parameter, "key_share for a group not in supported_groups")
+            check_key_share_encoding(group, share)
 
     def choose_group(self, hello: ClientHello) -> tuple[int, bytes | None]:
         """Our most preferred group the client sent a share for; else our most preferred group it supports
@@ -205,6 +212,7 @@ class ServerHandshake13:
             selected_group=group,
         )
         self.send_handshake(retry)
+        self._client_hello = hello  # the second ClientHello is compared with it (§4.1.2)
         self.send_compat_change_cipher_spec(hello)
         if hello.early_data:
             self.host.skip_early_data()  # §4.2.10: after an HRR every early application_data record is dropped
@@ -252,6 +260,10 @@ class ServerHandshake13:
             return False
         client_age = ((obfuscated_age - state.age_add) % _MAX_TICKET_AGE_MS) / 1000.0
         if abs(client_age - age) > self.config.max_ticket_age_skew:
+            return False
+        if self.config.client_ca and not state.client_certificates:
+            # A session that never showed a client certificate does not resume where one is asked for (the
+            # TLS 1.2 rule too): the full handshake will send the CertificateRequest.
             return False
         return state.sni == self.sni
 
@@ -358,7 +370,7 @@ class ServerHandshake13:
         self.state = State.AWAIT_KEY_OPERATION
         self.key_operations += 1
         scheme = self.scheme if isinstance(self.scheme, SignatureScheme) else SignatureScheme(self.scheme)
-        self.host.request_key_operation(self.certified_key.key, "sign", scheme, to_sign)
+        self.host.request_key_operation(self.certified_key.key, "sign", scheme, to_sign, self.sni)
 
     def complete_key_operation(self, result: bytes | BaseException) -> None:
         if self.state is not State.AWAIT_KEY_OPERATION or self.scheme is None:
