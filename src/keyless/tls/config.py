@@ -177,7 +177,6 @@ class ServerConfig:
     require_client_certificate: bool = True
     # Limits
     max_key_updates_without_data: int = 32
-    max_handshake_message_size: int = 65536
     max_buffered_while_paused: int = 65536
     record_size_limit: int | None = None  # our receive limit (RFC 8449, 64..16385), sent when the client offers one
     clock: Callable[[], float] = time.time

@@ -39,7 +39,7 @@ from keyless.tls.events import (
     Event,
     HandshakeComplete,
     KeyOperationRequired,
-    _NeedData,
+    NeedData,
 )
 from keyless.tls.messages import ClientHello, ContentType, HandshakeType
 from keyless.tls.reassembly import CLIENT_MESSAGES, HandshakeReassembler
@@ -53,6 +53,7 @@ from keyless.tls.record import (
     RecordLayer,
 )
 from keyless.tls.suites import TLS12, TLS13, CipherSuite13
+from keyless.tls.tls12_server import ServerHandshake12
 from keyless.tls.tls13_server import ServerHandshake13
 
 log = logging.getLogger(__name__)
@@ -103,7 +104,7 @@ class HandshakeHost(Protocol):
 
 
 class TLSServerConnection:
-    """One server-side TLS connection (1.3, or 1.2 when the TLS 1.2 driver is installed)."""
+    """One server-side TLS connection (TLS 1.3 or 1.2, as the ClientHello and the configuration decide)."""
 
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
@@ -144,7 +145,7 @@ class TLSServerConnection:
             return
         self._guarded(self.record.receive_data, data)
 
-    def next_event(self) -> Event | _NeedData:
+    def next_event(self) -> Event | NeedData:
         """The next event, or NEED_DATA. Protocol errors come back as ConnectionClosed, never as exceptions."""
         if not self._events and not self._ended and self._pending_op is None:
             if self.record.buffered >= HEADER_LENGTH or self.reassembler.pending:  # else nothing to parse
@@ -333,7 +334,7 @@ class TLSServerConnection:
         if self.version == TLS13:
             self._driver = ServerHandshake13(self)
         else:
-            self._driver = self._tls12_driver()
+            self._driver = ServerHandshake12(self)
         self._driver.process_client_hello(hello)
 
     def _choose_version(self, hello: ClientHello) -> int:
@@ -352,14 +353,6 @@ class TLSServerConnection:
         if TLS_FALLBACK_SCSV in hello.cipher_suites and self.config.enable_tls13:
             raise TLSAlert(AlertDescription.inappropriate_fallback, "TLS_FALLBACK_SCSV below our highest version")
         return TLS12
-
-    def _tls12_driver(self) -> HandshakeDriver:
-        try:
-            from keyless.tls import tls12_server
-        except ImportError as exc:
-            raise TLSAlert(AlertDescription.protocol_version, "TLS 1.2 is not available") from exc
-        driver: HandshakeDriver = tls12_server.ServerHandshake12(self)
-        return driver
 
     # ---- errors ---------------------------------------------------------------------------------------
 
