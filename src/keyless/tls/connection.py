@@ -6,18 +6,8 @@ version, and hands every later handshake message to the version's handshake driv
 anywhere below ends the connection with that alert; any other exception is a bug, logged, and ends it
 with ``internal_error`` — nothing else ever escapes ``next_event()``.
 
-Hook for a handshake driver (both versions implement it; the constructor takes the connection as its
-``HandshakeHost``)::
-
-    driver = Driver(host)
-    driver.process_client_hello(hello)                  # parsed ClientHello (messages.ClientHello)
-    driver.handle_message(msg_type, body, raw)           # every later handshake message
-    driver.handle_change_cipher_spec(payload)            # a CCS record
-    driver.complete_key_operation(result)                # bytes or the exception the key raised
-    driver.note_application_data()                       # resets post-handshake counters
-    driver.complete -> bool
-
-and calls back ``HandshakeHost`` methods on the connection (emit, request_key_operation, finish_handshake...).
+The drivers and the connection meet through the protocols of ``handshake_host`` (the drivers import only
+that module, so there is no import cycle).
 """
 
 from __future__ import annotations
@@ -25,7 +15,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Callable
-from typing import Literal, Protocol
+from typing import Literal
 
 from keyless.keys.schemes import SignatureScheme
 from keyless.tls import messages
@@ -41,6 +31,7 @@ from keyless.tls.events import (
     KeyOperationRequired,
     NeedData,
 )
+from keyless.tls.handshake_host import HandshakeDriver
 from keyless.tls.messages import ClientHello, ContentType, HandshakeType
 from keyless.tls.reassembly import CLIENT_MESSAGES, HandshakeReassembler
 from keyless.tls.record import (
@@ -63,44 +54,6 @@ log = logging.getLogger(__name__)
 MAX_USELESS_RECORDS = 16
 TLS_FALLBACK_SCSV = 0x5600
 _CLOSE_NOTIFY = bytes((AlertLevel.WARNING, AlertDescription.close_notify))
-
-
-class HandshakeDriver(Protocol):
-    @property
-    def complete(self) -> bool: ...
-
-    def process_client_hello(self, hello: ClientHello) -> None: ...
-
-    def handle_message(self, msg_type: int, body: bytes, raw: bytes) -> None: ...
-
-    def handle_change_cipher_spec(self, payload: bytes) -> None: ...
-
-    def complete_key_operation(self, result: bytes | BaseException) -> None: ...
-
-    def note_application_data(self) -> None: ...
-
-
-class HandshakeHost(Protocol):
-    """What a handshake driver may use of the connection."""
-
-    config: ServerConfig
-    record: RecordLayer
-    closed: bool  # we sent close_notify or a fatal alert: nothing more may be written
-
-    def emit(self, event: Event) -> None: ...
-
-    def request_key_operation(
-        self, key: object, kind: Literal["sign", "decrypt"], scheme: SignatureScheme | None, data: bytes,
-        server_name: str | None,
-    ) -> None: ...
-
-    def set_read_key_tls13(self, suite: CipherSuite13, secret: bytes) -> None: ...
-
-    def check_key_change_allowed(self) -> None: ...
-
-    def skip_early_data(self) -> None: ...
-
-    def finish_handshake(self, info: HandshakeComplete) -> None: ...
 
 
 class TLSServerConnection:

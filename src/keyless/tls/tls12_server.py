@@ -22,7 +22,7 @@ import hmac
 import logging
 import weakref
 from enum import Enum, auto
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -35,6 +35,7 @@ from keyless.tls.client_auth import verify_client_certificate
 from keyless.tls.config import CertifiedKey, ServerConfig, client_hello_info
 from keyless.tls.events import HandshakeComplete
 from keyless.tls.extensions import choose_alpn
+from keyless.tls.handshake_host import HandshakeHost
 from keyless.tls.messages import ClientHello, ContentType, HandshakeType
 from keyless.tls.record import MAX_PLAINTEXT
 from keyless.tls.suites import (
@@ -56,9 +57,6 @@ from keyless.tls.tls12_suites import (
     negotiate,
     verify_client_signature12,
 )
-
-if TYPE_CHECKING:
-    from keyless.tls.connection import HandshakeHost
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import hmac
 import weakref
 from enum import Enum, auto
-from typing import TYPE_CHECKING
 
 from keyless.keys.schemes import SignatureScheme
 from keyless.tls import key_schedule as ks
@@ -24,6 +23,7 @@ from keyless.tls.client_auth import verify_client_certificate, verify_client_sig
 from keyless.tls.config import CertifiedKey, ServerConfig, client_hello_info
 from keyless.tls.events import HandshakeComplete
 from keyless.tls.extensions import PSK_DHE_KE, PSK_KE, choose_alpn
+from keyless.tls.handshake_host import HandshakeHost
 from keyless.tls.hello_retry import check_second_client_hello
 from keyless.tls.messages import ClientHello, ContentType, HandshakeType
 from keyless.tls.suites import (
@@ -37,10 +37,7 @@ from keyless.tls.suites import (
     choose_signature_scheme,
     key_exchange,
 )
-
-if TYPE_CHECKING:
-    from keyless.tls.connection import HandshakeHost
-    from keyless.tls.tickets import SessionState
+from keyless.tls.tickets import SessionState, TicketTooLarge
 
 _CCS_RECORD_PAYLOAD = b"\x01"
 _HANDSHAKE_RECORD = int(ContentType.handshake)  # a plain int: an IntEnum member lookup costs ~50 ns
@@ -489,8 +486,6 @@ class ServerHandshake13:
         ring = self.config.ticket_keys
         if ring is None or self.suite is None or not self.tickets_wanted():
             return
-        from keyless.tls.tickets import SessionState, TicketTooLarge
-
         now = self.config.clock()
         for counter in range(self.config.tickets_per_handshake):
             nonce = counter.to_bytes(8, "big")
