@@ -463,7 +463,7 @@ def test_openssl_s_client_through_the_adapter() -> None:
 
 def test_refresh_ticket_keys_runs_in_the_background() -> None:
     now = [36000.0]
-    ring = TicketKeyRing(RotatingKeySource(rotation_interval=3600), now=lambda: now[0], auto_refresh=False)
+    ring = TicketKeyRing(RotatingKeySource(rotation_interval=3600), now=lambda: now[0])
     first = ring.key_names[0]
 
     async def main() -> None:

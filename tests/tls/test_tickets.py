@@ -124,13 +124,16 @@ def test_rotation_newest_seals_old_keys_open_then_expire() -> None:
     ring = TicketKeyRing.rotating(rotation_interval=3600, ticket_lifetime=7200, now=clock)
     first_name = ring.key_names[0]
     old_ticket = ring.seal(state(created_at=clock.now, lifetime=604800))
-    clock.now += 3600  # next slot: a new key seals
+    clock.now += 3600  # next slot: a new key seals (once the owner's timer refreshed the ring)
+    assert ring.refresh_due
+    ring.refresh()
     new_ticket = ring.seal(state(created_at=clock.now, lifetime=604800))
     assert new_ticket[:16] != old_ticket[:16] and ring.key_names[0] != first_name
     assert ring.open(old_ticket) is not None and ring.open(new_ticket) is not None
     clock.now += 7199  # the old key is kept for the ticket lifetime after its slot ended
     assert ring.open(old_ticket) is not None
     clock.now += 1
+    ring.refresh()
     assert ring.open(old_ticket) is None  # its key is gone
     assert ring.open(new_ticket) is not None
 
@@ -187,10 +190,11 @@ def test_key_files_are_reread(tmp_path: Path) -> None:
     first = ring.key_names
     path.write_bytes(os.urandom(80))
     clock.now += 61
-    ring.seal(state())
+    ring.refresh()
     assert ring.key_names != first
     path.write_bytes(b"garbage")  # a broken deployment keeps the keys we have
     clock.now += 61
+    ring.refresh()
     assert ring.open(ring.seal(state())) == state()
 
 

@@ -41,7 +41,7 @@ def ring(port: int, clock: Clock, prefix: str) -> TicketKeyRing:
 def test_background_refresh_only(redis_port: int) -> None:
     clock = Clock(1_800_000_000.0)
     store = RedisTicketKeyStore.from_url(f"redis://127.0.0.1:{redis_port}/0", prefix="t4:")
-    quiet = TicketKeyRing(store, now=clock, auto_refresh=False)
+    quiet = TicketKeyRing(store, now=clock)
     first = quiet.key_names
     clock.now += 3600
     quiet.seal(state(clock.now))
@@ -66,12 +66,15 @@ def test_rotation_is_agreed_without_coordination(redis_port: int) -> None:
     b = ring(redis_port, clock, "t2:")
     old = a.seal(state(clock.now))
     clock.now += 3600  # next slot: both switch to the key published one slot early
+    a.refresh()
+    b.refresh()
     new_a = a.seal(state(clock.now))
     new_b = b.seal(state(clock.now))
     assert new_a[:16] == new_b[:16] != old[:16]
     assert b.open(new_a) is not None and a.open(new_b) is not None
     assert a.open(old) is not None and b.open(old) is not None
     clock.now += 3 * 3600
+    a.refresh()
     assert a.open(old) is None  # past the retention window
 
 

@@ -122,10 +122,12 @@ class Edge:
             local[0] = (listener.address, bound)
             self.ports.append(bound)
         self._readiness_task = asyncio.create_task(self._readiness_loop())
-        if self.ticket_ring is not None and not self.ticket_ring.auto_refresh:
+        if self.ticket_ring is not None:
+            # Ticket keys (files, Redis, rotation) are re-read here, never inside a handshake; the task follows
+            # the ring a reload installs.
             from keyless.tls.asyncio_adapter import refresh_ticket_keys
 
-            self._ticket_refresh_task = asyncio.create_task(refresh_ticket_keys(self.ticket_ring))
+            self._ticket_refresh_task = asyncio.create_task(refresh_ticket_keys(lambda: self.ticket_ring))
         return self.ports
 
     async def handle(self, stream: TLSStream, local: tuple[str, int]) -> None:

@@ -87,7 +87,7 @@ def build_ticket_ring(
         source = RedisTicketKeyStore.from_url(
             config.redis_url, rotation_interval=config.rotation, ticket_lifetime=config.lifetime
         )
-        return TicketKeyRing(source, auto_refresh=False, **kwargs)  # type: ignore[arg-type]
+        return TicketKeyRing(source, **kwargs)  # type: ignore[arg-type]
     secret = master_secret if master_secret is not None else new_master_secret()
     return TicketKeyRing(DerivedKeySource(secret, config.rotation, config.lifetime), **kwargs)  # type: ignore[arg-type]
 

@@ -55,18 +55,3 @@ class TLSAlert(Exception):
 class TLSUsageError(Exception):
     """The caller misused the connection object (e.g. called it after it was closed or poisoned)."""
 
-
-def decode_error(message: str) -> TLSAlert:
-    return TLSAlert(AlertDescription.decode_error, message)
-
-
-def illegal_parameter(message: str) -> TLSAlert:
-    return TLSAlert(AlertDescription.illegal_parameter, message)
-
-
-def unexpected_message(message: str) -> TLSAlert:
-    return TLSAlert(AlertDescription.unexpected_message, message)
-
-
-def handshake_failure(message: str) -> TLSAlert:
-    return TLSAlert(AlertDescription.handshake_failure, message)

@@ -526,11 +526,21 @@ async def start_tls_server(handler: Handler, host: str | None, port: int,
 
 
 async def refresh_ticket_keys(ring: Any, interval: float = 30.0) -> None:
-    """Refresh a ``TicketKeyRing`` from its source in a thread, forever (run it as a task beside a server
-    whose ring was built with ``auto_refresh=False``, so no handshake waits on Redis)."""
+    """Keep a ``TicketKeyRing`` fresh, forever: run it as a task beside the server (the edge does).
+
+    ``ring`` is the ring, or a callable returning the current one (a daemon that swaps rings on reload).
+    The source is re-read in a thread when the ring says it is due — files and Redis are never read inside
+    a handshake, which only uses the keys in memory. ``interval`` caps the wait between two checks.
+    """
+    current: Callable[[], Any] = ring if callable(ring) else (lambda: ring)
     while True:
-        try:
-            await asyncio.to_thread(ring.refresh)
-        except Exception:
-            log.exception("ticket key refresh failed")
-        await asyncio.sleep(interval)
+        delay = interval
+        target = current()
+        if target is not None and target.has_source:
+            if target.refresh_due:
+                try:
+                    await asyncio.to_thread(target.refresh)
+                except Exception:
+                    log.exception("ticket key refresh failed")
+            delay = min(interval, target.seconds_until_refresh())
+        await asyncio.sleep(max(delay, min(interval, 1.0)))

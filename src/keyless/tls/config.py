@@ -185,7 +185,6 @@ class ServerConfig:
     config_for_client: Callable[[ClientHelloInfo], ServerConfig | None] | None = None
     # Limits
     max_key_updates_without_data: int = 32
-    max_handshake_message_size: int = 65536
     max_buffered_while_paused: int = 65536
     record_size_limit: int | None = None  # our receive limit (RFC 8449, 64..16385), sent when the client offers one
     clock: Callable[[], float] = time.time

@@ -6,18 +6,8 @@ version, and hands every later handshake message to the version's handshake driv
 anywhere below ends the connection with that alert; any other exception is a bug, logged, and ends it
 with ``internal_error`` — nothing else ever escapes ``next_event()``.
 
-Hook for a handshake driver (both versions implement it; the constructor takes the connection as its
-``HandshakeHost``)::
-
-    driver = Driver(host)
-    driver.process_client_hello(hello)                  # parsed ClientHello (messages.ClientHello)
-    driver.handle_message(msg_type, body, raw)           # every later handshake message
-    driver.handle_change_cipher_spec(payload)            # a CCS record
-    driver.complete_key_operation(result)                # bytes or the exception the key raised
-    driver.note_application_data()                       # resets post-handshake counters
-    driver.complete -> bool
-
-and calls back ``HandshakeHost`` methods on the connection (emit, request_key_operation, finish_handshake...).
+The drivers and the connection meet through the protocols of ``handshake_host`` (the drivers import only
+that module, so there is no import cycle).
 """
 
 from __future__ import annotations
@@ -25,7 +15,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Callable
-from typing import Literal, Protocol
+from typing import Literal
 
 from keyless.keys.base import AsyncPrivateKey
 from keyless.keys.schemes import SignatureScheme
@@ -40,20 +30,22 @@ from keyless.tls.events import (
     Event,
     HandshakeComplete,
     KeyOperationRequired,
-    _NeedData,
+    NeedData,
 )
+from keyless.tls.handshake_host import HandshakeDriver
 from keyless.tls.messages import ClientHello, ContentType, HandshakeType
+from keyless.tls.reassembly import CLIENT_MESSAGES, HandshakeReassembler
 from keyless.tls.record import (
     ALERT,
     APPLICATION_DATA,
     CHANGE_CIPHER_SPEC,
     HANDSHAKE,
     HEADER_LENGTH,
-    HandshakeReassembler,
     Record,
     RecordLayer,
 )
 from keyless.tls.suites import TLS12, TLS13, CipherSuite13
+from keyless.tls.tls12_server import ServerHandshake12
 from keyless.tls.tls13_server import ServerHandshake13
 
 log = logging.getLogger(__name__)
@@ -65,50 +57,13 @@ TLS_FALLBACK_SCSV = 0x5600
 _CLOSE_NOTIFY = bytes((AlertLevel.WARNING, AlertDescription.close_notify))
 
 
-class HandshakeDriver(Protocol):
-    @property
-    def complete(self) -> bool: ...
-
-    def process_client_hello(self, hello: ClientHello) -> None: ...
-
-    def handle_message(self, msg_type: int, body: bytes, raw: bytes) -> None: ...
-
-    def handle_change_cipher_spec(self, payload: bytes) -> None: ...
-
-    def complete_key_operation(self, result: bytes | BaseException) -> None: ...
-
-    def note_application_data(self) -> None: ...
-
-
-class HandshakeHost(Protocol):
-    """What a handshake driver may use of the connection."""
-
-    config: ServerConfig
-    record: RecordLayer
-    closed: bool  # we sent close_notify or a fatal alert: nothing more may be written
-
-    def emit(self, event: Event) -> None: ...
-
-    def request_key_operation(
-        self, key: AsyncPrivateKey, kind: Literal["sign", "decrypt"], scheme: SignatureScheme | None, data: bytes
-    ) -> None: ...
-
-    def set_read_key_tls13(self, suite: CipherSuite13, secret: bytes) -> None: ...
-
-    def check_key_change_allowed(self) -> None: ...
-
-    def skip_early_data(self) -> None: ...
-
-    def finish_handshake(self, info: HandshakeComplete) -> None: ...
-
-
 class TLSServerConnection:
-    """One server-side TLS connection (1.3, or 1.2 when the TLS 1.2 driver is installed)."""
+    """One server-side TLS connection (TLS 1.3 or 1.2, as the ClientHello and the configuration decide)."""
 
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
         self.record = RecordLayer()
-        self.reassembler = HandshakeReassembler()
+        self.reassembler = HandshakeReassembler(structure=CLIENT_MESSAGES)
         self.version: int | None = None
         self.server_name: str | None = None  # the client's SNI, once its ClientHello is parsed
         self.handshake_complete = False
@@ -144,7 +99,7 @@ class TLSServerConnection:
             return
         self._guarded(self.record.receive_data, data)
 
-    def next_event(self) -> Event | _NeedData:
+    def next_event(self) -> Event | NeedData:
         """The next event, or NEED_DATA. Protocol errors come back as ConnectionClosed, never as exceptions."""
         if not self._events and not self._ended and self._pending_op is None:
             if self.record.buffered >= HEADER_LENGTH or self.reassembler.pending:  # else nothing to parse
@@ -204,13 +159,15 @@ class TLSServerConnection:
         self._events.append(event)
 
     def request_key_operation(
-        self, key: AsyncPrivateKey, kind: Literal["sign", "decrypt"], scheme: SignatureScheme | None, data: bytes
+        self, key: AsyncPrivateKey, kind: Literal["sign", "decrypt"], scheme: SignatureScheme | None, data: bytes,
+        server_name: str | None,
     ) -> None:
+        """``server_name``: the SNI the certificate (and so ``key``) was chosen for; the key server sees it."""
         op_id = self._next_op_id
         self._next_op_id += 1
         self._pending_op = op_id
         self._events.append(KeyOperationRequired(op_id=op_id, key=key, kind=kind, scheme=scheme, data=data,
-                                                 server_name=self.server_name))
+                                                 server_name=server_name))
 
     def check_key_change_allowed(self) -> None:
         """RFC 8446 §5.1: a key change must fall on a record boundary."""
@@ -330,10 +287,11 @@ class TLSServerConnection:
         choose_config = self.config.config_for_client
         if choose_config is not None:  # before the driver starts: it reads the config once
             self.config = choose_config(client_hello_info(hello, self.version)) or self.config
+        self.record.negotiated_version = self.version
         if self.version == TLS13:
             self._driver = ServerHandshake13(self)
         else:
-            self._driver = self._tls12_driver()
+            self._driver = ServerHandshake12(self)
         self._driver.process_client_hello(hello)
 
     def _choose_version(self, hello: ClientHello) -> int:
@@ -352,14 +310,6 @@ class TLSServerConnection:
         if TLS_FALLBACK_SCSV in hello.cipher_suites and self.config.enable_tls13:
             raise TLSAlert(AlertDescription.inappropriate_fallback, "TLS_FALLBACK_SCSV below our highest version")
         return TLS12
-
-    def _tls12_driver(self) -> HandshakeDriver:
-        try:
-            from keyless.tls import tls12_server
-        except ImportError as exc:
-            raise TLSAlert(AlertDescription.protocol_version, "TLS 1.2 is not available") from exc
-        driver: HandshakeDriver = tls12_server.ServerHandshake12(self)
-        return driver
 
     # ---- errors ---------------------------------------------------------------------------------------
 

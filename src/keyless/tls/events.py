@@ -10,8 +10,6 @@ from keyless.keys.schemes import SignatureScheme
 from keyless.sentinel import NEED_DATA as NEED_DATA
 from keyless.sentinel import NeedData as NeedData
 
-_NeedData = NeedData  # the name this module used to define (the sentinel is shared with keyless.protocol)
-
 
 class Event:
     __slots__ = ()

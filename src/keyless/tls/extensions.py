@@ -46,7 +46,6 @@ class ExtensionType(IntEnum):
 
 
 MAX_PSK_IDENTITIES = 5  # like Go's maxClientPSKIdentities: more only costs us binder work
-MAX_KEY_SHARES = 8
 
 PSK_KE = 0
 PSK_DHE_KE = 1
@@ -71,10 +70,14 @@ def parse_server_name(r: Reader) -> str | None:
         value = names.opaque16()
         if name_type != 0:
             continue
+        if not value:
+            raise _decode_error("empty host_name")  # HostName<1..2^16-1>: out of range
         if host is not None:
             raise TLSAlert(AlertDescription.illegal_parameter, "two host_name entries")
-        if not value or value.endswith(b".") or value.translate(None, _PRINTABLE_ASCII):
-            raise _decode_error("malformed host_name")
+        if value.endswith(b".") or value.translate(None, _PRINTABLE_ASCII):
+            # Well encoded, unacceptable value (control characters, non-ASCII, a trailing dot): RFC 8446 §6.2
+            # keeps decode_error for what cannot be parsed.
+            raise TLSAlert(AlertDescription.illegal_parameter, "host_name is not an ASCII host name")
         host = value.decode("ascii").lower()
     return host
 
@@ -96,7 +99,10 @@ def parse_supported_versions(r: Reader) -> tuple[int, ...]:
 
 
 def parse_key_share(r: Reader) -> tuple[tuple[int, bytes], ...]:
-    """KeyShareClientHello: client_shares<0..2^16-1> of (group, key_exchange<1..2^16-1>); groups unique."""
+    """KeyShareClientHello: client_shares<0..2^16-1> of (group, key_exchange<1..2^16-1>); groups unique.
+
+    Every share is kept: the extension's length bounds their number (a count limit would drop shares and
+    could make us ask, in a HelloRetryRequest, for a group the client did send — RFC 8446 §4.1.4)."""
     shares = r.vec16()
     r.expect_end("key_share")
     out: list[tuple[int, bytes]] = []
@@ -109,8 +115,7 @@ def parse_key_share(r: Reader) -> tuple[tuple[int, bytes], ...]:
         if group in seen:
             raise TLSAlert(AlertDescription.illegal_parameter, "duplicate key_share group")
         seen.add(group)
-        if len(out) < MAX_KEY_SHARES:
-            out.append((group, key))
+        out.append((group, key))
     return tuple(out)
 
 
@@ -216,7 +221,9 @@ def parse_pre_shared_key(r: Reader) -> OfferedPsks:
         if len(binder) < 32:
             raise _decode_error("PSK binder too short")
         binders.append(binder)
-    if not identities or len(identities) != len(binders):
+    if not identities or not binders:
+        raise _decode_error("empty PSK identities or binders")  # identities<7..>, binders<33..>
+    if len(identities) != len(binders):
         raise TLSAlert(AlertDescription.illegal_parameter, "PSK identities and binders do not match")
     return OfferedPsks(tuple(identities), tuple(binders), binders_length)
 

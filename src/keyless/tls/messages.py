@@ -74,6 +74,16 @@ class ClientHello:
     ec_point_formats: tuple[int, ...] | None = None
     session_ticket: bytes | None = field(default=None, repr=False)
     post_handshake_auth: bool = False
+    # A version-specific extension whose body did not parse: fatal only once that version is negotiated.
+    tls12_extension_error: TLSAlert | None = field(default=None, repr=False, compare=False)
+    tls13_extension_error: TLSAlert | None = field(default=None, repr=False, compare=False)
+
+    def check_extensions_for(self, version: int) -> None:
+        """Raise the alert of a malformed extension that belongs to ``version`` (TLS 1.2 or 1.3); those of
+        the other version are ignored, as RFC 8446 §4.2 and RFC 5246 §7.4.1.4 ask of what does not apply."""
+        error = self.tls13_extension_error if version == _TLS13_ONLY else self.tls12_extension_error
+        if error is not None:
+            raise error
 
     def has_extension(self, ext_type: int) -> bool:
         return any(t == ext_type for t, _ in self.extensions)
@@ -83,40 +93,40 @@ class ClientHello:
         return tuple(t for t, _ in self.extensions)
 
 
-_EXTENSION_PARSERS: dict[int, tuple[str, Callable[[Reader], object]]] = {
-    ExtensionType.server_name: ("server_name", ext.parse_server_name),
-    ExtensionType.supported_versions: ("supported_versions", ext.parse_supported_versions),
-    ExtensionType.supported_groups: (
-        "supported_groups",
-        lambda r: ext.parse_u16_list_ext(r, "supported_groups"),
-    ),
-    ExtensionType.signature_algorithms: (
-        "signature_algorithms",
-        lambda r: ext.parse_u16_list_ext(r, "signature_algorithms"),
-    ),
+def _u16_list(what: str) -> Callable[[Reader], object]:
+    return lambda r: ext.parse_u16_list_ext(r, what)
+
+
+def _empty(what: str) -> Callable[[Reader], object]:
+    return lambda r: ext.parse_empty(r, what)
+
+
+_BOTH = 0  # parsed whatever the version: a malformed body is fatal at once
+_TLS12_ONLY = 0x0303  # parsed now, judged only if TLS 1.2 is negotiated (RFC 8446 §4.2: else ignored)
+_TLS13_ONLY = 0x0304  # parsed now, judged only if TLS 1.3 is negotiated (TLS 1.2 ignores what it does not use)
+
+# ClientHello field, parser, and the version the extension belongs to.
+_EXTENSION_PARSERS: dict[int, tuple[str, Callable[[Reader], object], int]] = {
+    ExtensionType.server_name: ("server_name", ext.parse_server_name, _BOTH),
+    ExtensionType.supported_versions: ("supported_versions", ext.parse_supported_versions, _BOTH),
+    ExtensionType.supported_groups: ("supported_groups", _u16_list("supported_groups"), _BOTH),
+    ExtensionType.signature_algorithms: ("signature_algorithms", _u16_list("signature_algorithms"), _BOTH),
     ExtensionType.signature_algorithms_cert: (
-        "signature_algorithms_cert",
-        lambda r: ext.parse_u16_list_ext(r, "signature_algorithms_cert"),
+        "signature_algorithms_cert", _u16_list("signature_algorithms_cert"), _BOTH,
     ),
-    ExtensionType.key_share: ("key_shares", ext.parse_key_share),
-    ExtensionType.psk_key_exchange_modes: ("psk_modes", ext.parse_psk_modes),
-    ExtensionType.pre_shared_key: ("pre_shared_key", ext.parse_pre_shared_key),
-    ExtensionType.application_layer_protocol_negotiation: ("alpn_protocols", ext.parse_alpn),
-    ExtensionType.status_request: ("ocsp_requested", ext.parse_status_request),
-    ExtensionType.cookie: ("cookie", ext.parse_cookie),
-    ExtensionType.early_data: ("early_data", lambda r: ext.parse_empty(r, "early_data")),
-    ExtensionType.record_size_limit: ("record_size_limit", ext.parse_record_size_limit),
-    ExtensionType.extended_master_secret: (
-        "extended_master_secret",
-        lambda r: ext.parse_empty(r, "extended_master_secret"),
-    ),
-    ExtensionType.renegotiation_info: ("renegotiation_info", ext.parse_renegotiation_info),
-    ExtensionType.ec_point_formats: ("ec_point_formats", ext.parse_ec_point_formats),
-    ExtensionType.session_ticket: ("session_ticket", lambda r: r.rest()),
-    ExtensionType.post_handshake_auth: (
-        "post_handshake_auth",
-        lambda r: ext.parse_empty(r, "post_handshake_auth"),
-    ),
+    ExtensionType.application_layer_protocol_negotiation: ("alpn_protocols", ext.parse_alpn, _BOTH),
+    ExtensionType.status_request: ("ocsp_requested", ext.parse_status_request, _BOTH),
+    ExtensionType.record_size_limit: ("record_size_limit", ext.parse_record_size_limit, _BOTH),
+    ExtensionType.key_share: ("key_shares", ext.parse_key_share, _TLS13_ONLY),
+    ExtensionType.psk_key_exchange_modes: ("psk_modes", ext.parse_psk_modes, _TLS13_ONLY),
+    ExtensionType.pre_shared_key: ("pre_shared_key", ext.parse_pre_shared_key, _TLS13_ONLY),
+    ExtensionType.cookie: ("cookie", ext.parse_cookie, _TLS13_ONLY),
+    ExtensionType.early_data: ("early_data", _empty("early_data"), _TLS13_ONLY),
+    ExtensionType.post_handshake_auth: ("post_handshake_auth", _empty("post_handshake_auth"), _TLS13_ONLY),
+    ExtensionType.extended_master_secret: ("extended_master_secret", _empty("extended_master_secret"), _TLS12_ONLY),
+    ExtensionType.renegotiation_info: ("renegotiation_info", ext.parse_renegotiation_info, _TLS12_ONLY),
+    ExtensionType.ec_point_formats: ("ec_point_formats", ext.parse_ec_point_formats, _TLS12_ONLY),
+    ExtensionType.session_ticket: ("session_ticket", lambda r: r.rest(), _TLS12_ONLY),
 }
 
 
@@ -142,6 +152,7 @@ def parse_client_hello(raw: bytes) -> ClientHello:
     if not compression:
         raise TLSAlert(AlertDescription.decode_error, "empty compression_methods")
     parsed: dict[str, object] = {}
+    deferred: dict[int, TLSAlert] = {}
     extensions: list[tuple[int, bytes]] = []
     if not body.at_end():  # a TLS 1.2 ClientHello may omit the extensions block entirely
         block = body.vec16()
@@ -168,7 +179,15 @@ def parse_client_hello(raw: bytes) -> ClientHello:
             extensions.append((ext_type, raw[start:pos]))
             entry = _EXTENSION_PARSERS.get(ext_type)
             if entry is not None:
-                parsed[entry[0]] = entry[1](Reader(raw, start, pos))
+                name, parser, version = entry
+                if version == _BOTH:
+                    parsed[name] = parser(Reader(raw, start, pos))
+                else:
+                    try:
+                        parsed[name] = parser(Reader(raw, start, pos))
+                    except TLSAlert as alert:
+                        # Kept, not raised: it matters only if this version is negotiated (RFC 8446 §4.2).
+                        deferred.setdefault(version, alert)
     return ClientHello(
         raw=raw,
         legacy_version=legacy_version,
@@ -177,6 +196,8 @@ def parse_client_hello(raw: bytes) -> ClientHello:
         cipher_suites=cipher_suites,
         compression_methods=compression,
         extensions=tuple(extensions),
+        tls12_extension_error=deferred.get(_TLS12_ONLY),
+        tls13_extension_error=deferred.get(_TLS13_ONLY),
         **parsed,  # type: ignore[arg-type]
     )
 

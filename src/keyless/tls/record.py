@@ -6,9 +6,8 @@ is set, decrypted) record or ``None`` when more bytes are needed; ``write`` frag
 
 The shape follows Go's ``crypto/tls/conn.go``: the 5-byte header is checked before a body is buffered
 (an oversize length is refused at once), the first record must look like TLS, and the sequence number
-fails before it could wrap. ``HandshakeReassembler`` turns handshake-record payloads into whole messages
-(coalesced or fragmented across records), refusing a length over the limit as soon as the 4-byte header
-is in.
+fails before it could wrap. Handshake messages are put back together from the payloads by
+``reassembly.HandshakeReassembler``.
 
 Performance: received chunks are kept as read-only ``memoryview``s (no copy; only a record straddling two
 socket reads is joined), bodies are decrypted straight from them, AEAD objects are built once per key, and
@@ -28,6 +27,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 
 from keyless.tls.alerts import AlertDescription, TLSAlert
 from keyless.tls.key_schedule import hmac_digest
+from keyless.tls.reassembly import HandshakeReassembler as HandshakeReassembler  # its home before reassembly.py
 from keyless.tls.suites import CipherSuite13
 
 # Content types (RFC 8446 §5.1); plain ints here because this is the hot path.
@@ -55,12 +55,9 @@ CHACHA_KEY_UPDATE_AFTER = MAX_SEQUENCE
 # Complete records may sit in the receive buffer while the caller drains events; this caps that backlog.
 DEFAULT_MAX_BUFFERED = 1 << 20
 
-MAX_HANDSHAKE_MESSAGE = 65536  # Go maxHandshake; rustls MAX_HANDSHAKE_SIZE
-MAX_CERTIFICATE_MESSAGE = 262144  # Go maxHandshakeCertificateMsg (a client's Certificate chain)
-_CERTIFICATE = 11
-
 _CCS_PAYLOAD = b"\x01"
-_RECORD_VERSION = 0x0303  # every record after the first ClientHello (RFC 8446 §5.1, RFC 5246 §6.2.1)
+_RECORD_VERSION = 0x0303  # what TLS 1.2 records carry once it is negotiated (RFC 5246 §6.2.1)
+_TLS13 = 0x0304
 _VERSION_BYTES = b"\x03\x03"
 
 
@@ -157,6 +154,7 @@ class RecordLayer:
         "max_buffered",
         "max_fragment",
         "max_receive_fragment",
+        "negotiated_version",
     )
 
     def __init__(self, *, max_buffered: int = DEFAULT_MAX_BUFFERED) -> None:
@@ -175,6 +173,9 @@ class RecordLayer:
         self.max_fragment = MAX_PLAINTEXT
         self.max_receive_fragment = MAX_PLAINTEXT
         self.max_buffered = max_buffered
+        # Set by the connection once the ClientHello chose the version: TLS 1.3 ignores the record version
+        # from then on, TLS 1.2 requires 0x0303; 0 = not chosen yet (only "3.x" is required).
+        self.negotiated_version = 0
 
     def __repr__(self) -> str:
         return f"<RecordLayer read={self._read!r} write={self._write!r} buffered={self._buffered}>"
@@ -309,9 +310,11 @@ class RecordLayer:
         if content_type not in _KNOWN_TYPES:
             raise TLSAlert(AlertDescription.unexpected_message, f"unknown record type {content_type}")
         read_kind = self._read.kind
-        if read_kind:
-            # Once keys are in use the record version is fixed (RFC 8446 §5.1: 0x0303; RFC 5246: the
-            # negotiated version, which is 1.2).
+        negotiated = self.negotiated_version
+        if negotiated == _TLS13:
+            pass  # RFC 8446 §5.1: legacy_record_version is ignored for every record but the initial ClientHello
+        elif negotiated or read_kind:
+            # RFC 5246 §6.2.1 / Appendix E.1: once TLS 1.2 is chosen, every record carries it (OpenSSL, Go).
             if version != _RECORD_VERSION:
                 raise TLSAlert(AlertDescription.protocol_version, "wrong record version")
         elif _major(version) != 3:
@@ -323,7 +326,7 @@ class RecordLayer:
         elif self._skip_early_budget and content_type == APPLICATION_DATA:
             limit = MAX_CIPHERTEXT_TLS13  # refused 0-RTT records after a HelloRetryRequest: still ciphertext
         else:
-            limit = self.max_receive_fragment
+            limit = MAX_PLAINTEXT  # RFC 8449 §4: record_size_limit applies to protected records only
         if length > limit:
             raise TLSAlert(AlertDescription.record_overflow, f"record of {length} bytes")
 
@@ -542,62 +545,3 @@ def _plaintext_record(content_type: int, payload: bytes) -> Record:
     if content_type == CHANGE_CIPHER_SPEC and payload != _CCS_PAYLOAD:
         raise TLSAlert(AlertDescription.unexpected_message, "change_cipher_spec is not the single byte 1")
     return Record(content_type, payload)
-
-
-class HandshakeReassembler:
-    """Whole handshake messages from handshake-record payloads (RFC 8446 §5.1: coalesced or fragmented)."""
-
-    __slots__ = ("_buffer", "max_certificate_size", "max_message_size")
-
-    def __init__(self, max_message_size: int = MAX_HANDSHAKE_MESSAGE,
-                 max_certificate_size: int = MAX_CERTIFICATE_MESSAGE) -> None:
-        self._buffer = bytearray()
-        self.max_message_size = max_message_size
-        self.max_certificate_size = max_certificate_size
-
-    @property
-    def pending(self) -> bool:
-        """True while part of a message is buffered (a key change must not happen then)."""
-        return bool(self._buffer)
-
-    def feed(self, payload: bytes) -> None:
-        self._buffer += payload
-        self._check_length()  # refuse an oversize message as soon as its header is in
-
-    def whole_message(self, payload: bytes) -> tuple[int, bytes, bytes] | None:
-        """``payload`` as (type, body, raw) when nothing is buffered and it is exactly one handshake message
-        (the usual record): handed over without a pass through the buffer, under the same size limits.
-        None means: ``feed`` it instead."""
-        if self._buffer or len(payload) < 4:
-            return None
-        length = (payload[1] << 16) | (payload[2] << 8) | payload[3]
-        if 4 + length != len(payload):
-            return None
-        limit = self.max_certificate_size if payload[0] == _CERTIFICATE else self.max_message_size
-        if length > limit:
-            raise TLSAlert(AlertDescription.illegal_parameter, f"handshake message of {length} bytes")
-        return payload[0], payload[4:], payload
-
-    def next_message(self) -> tuple[int, bytes, bytes] | None:
-        """(type, body, raw message including the 4-byte header), or None until the message is whole."""
-        buf = self._buffer
-        if len(buf) < 4:
-            return None
-        length = self._check_length()
-        end = 4 + length
-        if len(buf) < end:
-            return None
-        raw = bytes(buf[:end])
-        del buf[:end]
-        return raw[0], raw[4:], raw
-
-    def _check_length(self) -> int:
-        buf = self._buffer
-        if len(buf) < 4:
-            return 0
-        length = (buf[1] << 16) | (buf[2] << 8) | buf[3]
-        limit = self.max_certificate_size if buf[0] == _CERTIFICATE else self.max_message_size
-        if length > limit:
-            # OpenSSL answers an excessive message size with illegal_parameter; Go with internal_error.
-            raise TLSAlert(AlertDescription.illegal_parameter, f"handshake message of {length} bytes")
-        return length

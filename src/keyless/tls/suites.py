@@ -130,6 +130,23 @@ NIST_CURVES: dict[int, ec.EllipticCurve] = {
 }
 
 
+# RFC 8446 §4.2.8.2 and RFC 7748: the key_exchange length of each group we can do (EC)DHE on; an
+# X25519 share is the raw u-coordinate, a NIST share an uncompressed point 0x04 || X || Y.
+KEY_SHARE_LENGTHS: dict[int, int] = {NamedGroup.X25519: 32, NamedGroup.SECP256R1: 65, NamedGroup.SECP384R1: 97}
+
+
+def check_key_share_encoding(group: int, peer_public: bytes) -> None:
+    """The framing of a share for a group we implement (illegal_parameter if wrong). Shares for groups we do
+    not implement are not ours to judge and are skipped (§4.2.8); the point itself is validated when used."""
+    expected = KEY_SHARE_LENGTHS.get(group)
+    if expected is None:
+        return
+    if len(peer_public) != expected:
+        raise TLSAlert(AlertDescription.illegal_parameter, f"key share of {len(peer_public)} bytes for group {group}")
+    if group != NamedGroup.X25519 and peer_public[0] != 4:
+        raise TLSAlert(AlertDescription.illegal_parameter, "key share is not an uncompressed point")
+
+
 def key_exchange(group: int, peer_public: bytes) -> tuple[bytes, bytes]:
     """Generate our ephemeral key for ``group`` and agree with the peer's share.
 

@@ -5,7 +5,9 @@ so the ring can hold several: the newest seals, all of them still open (RFC 5077
 with an AEAD in place of CBC+HMAC). Anything that does not open, parse or is past its lifetime comes back
 as ``None``: the handshake simply falls back to a full one, with no alert (Go ``decryptTicket``).
 
-Keys come from a ``TicketKeySource``, re-read by the ring on a schedule driven by its injected clock:
+Keys come from a ``TicketKeySource``. ``seal`` and ``open`` only read the keys held in memory (the engine does
+no I/O); the daemon re-reads the source with ``refresh()`` on a timer task, in a thread, when
+``refresh_due`` says so (``keyless.tls.asyncio_adapter.refresh_ticket_keys``):
 
 * ``RotatingKeySource`` — random keys made in this process, a new one every ``rotation_interval``.
 * ``KeyFileSource`` — key files an operator distributes to every machine, like nginx's
@@ -268,19 +270,16 @@ class KeyFileSource:
 class TicketKeyRing:
     """Seals and opens tickets. Newest key seals; every key still held opens; unknown/bad → None.
 
-    ``now`` drives refreshes from the source (every ``refresh_interval`` and at each rotation). With
-    ``auto_refresh`` (the default) ``seal``/``open`` refresh when due, inline; a server whose source does
-    network I/O (Redis) should pass ``auto_refresh=False`` and call ``refresh()`` from a background thread
-    (``keyless.tls.asyncio_adapter.refresh_ticket_keys``) so no handshake ever waits on the store. A source
-    failure keeps the keys already held; with none at all, a process-local key is used so handshakes never
-    fail because of the ring.
+    ``now`` says when the source is due to be re-read (every ``refresh_interval`` and at each rotation);
+    ``seal``/``open`` never read it: the owner calls ``refresh()`` off the handshake path (the edge runs
+    ``keyless.tls.asyncio_adapter.refresh_ticket_keys``, which reads files and Redis in a thread), so no
+    handshake ever waits on a disk or a store. A source failure keeps the keys already held; with none at
+    all, a process-local key is used so handshakes never fail because of the ring.
     """
 
     def __init__(self, source: TicketKeySource | Sequence[TicketKey], *, now: Callable[[], float] = time.time,
-                 refresh_interval: float = 60.0, random_bytes: Callable[[int], bytes] = os.urandom,
-                 auto_refresh: bool = True) -> None:
+                 refresh_interval: float = 60.0, random_bytes: Callable[[int], bytes] = os.urandom) -> None:
         self._now = now
-        self.auto_refresh = auto_refresh
         self._random_bytes = random_bytes
         self.refresh_interval = refresh_interval
         self._source: TicketKeySource | None = None
@@ -346,15 +345,19 @@ class TicketKeyRing:
         self._sealing = (keys[0], openers[keys[0].name])
 
     @property
+    def has_source(self) -> bool:
+        """False for a fixed list of keys: nothing to refresh."""
+        return self._source is not None
+
+    @property
     def refresh_due(self) -> bool:
         return self._now() >= self._next_refresh
 
-    def _maybe_refresh(self) -> None:
-        if self.auto_refresh and self._now() >= self._next_refresh:
-            self.refresh()
+    def seconds_until_refresh(self) -> float:
+        """How long until the source should be re-read (``math.inf`` for a fixed list of keys)."""
+        return max(0.0, self._next_refresh - self._now())
 
     def seal(self, state: SessionState) -> bytes:
-        self._maybe_refresh()
         if self._sealing is None:
             log.warning("no shared ticket key available; sealing with a process-local key")
             self._install([TicketKey.generate(self._random_bytes)])
@@ -372,7 +375,6 @@ class TicketKeyRing:
         """The session inside ``ticket``, or None if it is unknown, forged, malformed or expired."""
         if len(ticket) < KEY_NAME_LENGTH + NONCE_LENGTH + TAG_LENGTH:
             return None
-        self._maybe_refresh()
         name = bytes(ticket[:KEY_NAME_LENGTH])
         aead = self._find(name)
         if aead is None:

@@ -47,6 +47,7 @@ def server_hello_extensions(
     alpn: bytes | None,
     server_name: bool,
     status_request: bool,
+    record_size_limit: int | None = None,
 ) -> bytes:
     """The extensions block of our ServerHello, with its length: what we answer, each only if the client sent
     the matching extension. A server sees a handful of combinations, so the blocks are cached."""
@@ -66,6 +67,8 @@ def server_hello_extensions(
         parts.append(_SERVER_NAME)
     if status_request:
         parts.append(_STATUS_REQUEST)
+    if record_size_limit is not None:  # RFC 8449 §4: our limit, answered only to a client that sent one
+        parts.append(b"\x00\x1c\x00\x02" + record_size_limit.to_bytes(2, "big"))
     block = b"".join(parts)
     return len(block).to_bytes(2, "big") + block
 

@@ -6,6 +6,8 @@
     → read_client_certificate → read_client_certificate_verify → read_client_finished
     → send_new_session_tickets → (post-handshake: KeyUpdate)
 
+Each step receives the state it needs (``tls13_state``: what the ClientHello decided, the handshake keys,
+the application keys) and returns or installs the next one, so nothing is ever "not yet set".
 The private-key step is an event answered later: this object never calls a key.
 """
 
@@ -13,17 +15,17 @@ from __future__ import annotations
 
 import hmac
 import weakref
-from enum import Enum, auto
-from typing import TYPE_CHECKING
 
 from keyless.keys.schemes import SignatureScheme
 from keyless.tls import key_schedule as ks
 from keyless.tls import messages
 from keyless.tls.alerts import AlertDescription, TLSAlert
 from keyless.tls.client_auth import verify_client_certificate, verify_client_signature
-from keyless.tls.config import CertifiedKey, ServerConfig, client_hello_info
+from keyless.tls.config import ServerConfig, client_hello_info
 from keyless.tls.events import HandshakeComplete
 from keyless.tls.extensions import PSK_DHE_KE, PSK_KE, choose_alpn
+from keyless.tls.handshake_host import HandshakeHost
+from keyless.tls.hello_retry import check_second_client_hello
 from keyless.tls.messages import ClientHello, ContentType, HandshakeType
 from keyless.tls.suites import (
     GROUP_NAMES,
@@ -31,132 +33,111 @@ from keyless.tls.suites import (
     TLS13_SIGNATURE_SCHEMES,
     TLS13_SUITES_BY_CODE,
     CipherSuite13,
+    check_key_share_encoding,
     choose_cipher_suite,
     choose_signature_scheme,
     key_exchange,
 )
-
-if TYPE_CHECKING:
-    from keyless.tls.connection import HandshakeHost
-    from keyless.tls.tickets import SessionState
+from keyless.tls.tickets import SessionState, TicketTooLarge
+from keyless.tls.tls13_state import (
+    EXPECT_CLIENT_HELLO,
+    ApplicationKeys,
+    AwaitSignature,
+    ChosenCertificate,
+    Connected,
+    ExpectClientCertificate,
+    ExpectClientCertificateVerify,
+    ExpectClientFinished,
+    ExpectSecondClientHello,
+    HandshakeKeys,
+    Negotiated,
+    State,
+)
 
 _CCS_RECORD_PAYLOAD = b"\x01"
 _HANDSHAKE_RECORD = int(ContentType.handshake)  # a plain int: an IntEnum member lookup costs ~50 ns
-# Post-handshake messages are not part of the transcript (RFC 8446 §4.4.1).
-_POST_HANDSHAKE_TYPES = frozenset((int(HandshakeType.new_session_ticket), int(HandshakeType.key_update)))
 _MAX_TICKET_AGE_MS = 1 << 32
-
-
-class State(Enum):
-    EXPECT_CLIENT_HELLO = auto()
-    EXPECT_SECOND_CLIENT_HELLO = auto()
-    AWAIT_KEY_OPERATION = auto()
-    EXPECT_CLIENT_CERTIFICATE = auto()
-    EXPECT_CLIENT_CERTIFICATE_VERIFY = auto()
-    EXPECT_CLIENT_FINISHED = auto()
-    CONNECTED = auto()
 
 
 class ServerHandshake13:
     """One TLS 1.3 server handshake and the post-handshake messages that follow it."""
 
-    # Per-connection state starts at these class-level defaults (all immutable): a new connection then
-    # sets only what __init__ must, which matters at thousands of handshakes a second.
-    suite: CipherSuite13 | None = None
-    transcript: ks.Transcript | None = None
-    group: int | None = None
-    sni: str | None = None
-    alpn: bytes | None = None
-    certified_key: CertifiedKey | None = None
-    scheme: int | None = None
-    psk: bytes | None = None
-    psk_index: int | None = None
-    resumed = False
-    hello_retry_sent = False
+    # Counters start at these class-level defaults (immutable): a new connection sets only what __init__
+    # must, which matters at thousands of handshakes a second.
     ccs_sent = False
     ccs_received = False
-    client_auth = False
-    client_certificates: tuple[bytes, ...] = ()
     key_operations = 0
     tickets_sent = 0
     key_updates_without_data = 0
-    _client_hello: ClientHello | None = None
-    _handshake_secret: ks.HandshakeSecret | None = None
-    _client_handshake_secret = b""
-    _server_handshake_secret = b""
-    _client_traffic_secret = b""
-    _server_traffic_secret = b""
-    _resumption_master_secret = b""
-    _master_secret: ks.MasterSecret | None = None
 
     def __init__(self, host: HandshakeHost) -> None:
         # The connection owns this driver; a strong reference back would make every connection a reference
         # cycle that only the cyclic GC frees (~16 µs of GC per handshake, as measured for TLS 1.2).
         self.host: HandshakeHost = weakref.proxy(host)
         self.config: ServerConfig = host.config
-        self.state = State.EXPECT_CLIENT_HELLO
+        self.state: State = EXPECT_CLIENT_HELLO
 
     def __repr__(self) -> str:
-        return f"<ServerHandshake13 {self.state.name} suite={self.suite.name if self.suite else None}>"
+        return f"<ServerHandshake13 {type(self.state).__name__}>"
 
     @property
     def complete(self) -> bool:
-        return self.state is State.CONNECTED
+        return isinstance(self.state, Connected)
 
     # ---- §4.1.2 ClientHello ---------------------------------------------------------------------
 
     def process_client_hello(self, hello: ClientHello) -> None:
         """Negotiate everything a ClientHello decides, then either ask for a retry or answer it."""
-        retrying = self.state is State.EXPECT_SECOND_CLIENT_HELLO
-        if not retrying and self.state is not State.EXPECT_CLIENT_HELLO:
+        retry = self.state if isinstance(self.state, ExpectSecondClientHello) else None
+        if retry is None and self.state is not EXPECT_CLIENT_HELLO:
             raise TLSAlert(AlertDescription.unexpected_message, "ClientHello in the middle of a handshake")
         self.check_client_hello(hello)
+        if retry is not None:
+            check_second_client_hello(retry.first, hello, retry.group)
 
         suite = choose_cipher_suite(self.config.tls13_cipher_suites, hello.cipher_suites)
         if suite is None:
             raise TLSAlert(AlertDescription.handshake_failure, "no TLS 1.3 cipher suite in common")
-        if retrying:
-            if suite is not self.suite:
-                raise TLSAlert(AlertDescription.illegal_parameter, "second ClientHello changed cipher suites")
-        else:
-            self.suite = suite
-            self.transcript = ks.Transcript(suite.hash_name)
+        if retry is not None and suite is not retry.suite:
+            raise TLSAlert(AlertDescription.illegal_parameter, "second ClientHello changed cipher suites")
+        transcript = retry.transcript if retry is not None else ks.Transcript(suite.hash_name)
 
+        group: int | None = None
         peer_share: bytes | None = None
         if hello.supported_groups:
-            group, peer_share = self.choose_group(hello)
+            group, peer_share = self.choose_group(hello, retry)
             if peer_share is None:
-                if retrying:
+                if retry is not None:
                     raise TLSAlert(AlertDescription.illegal_parameter, "no key share for the group we asked for")
-                self.send_hello_retry_request(hello, group)
+                self.send_hello_retry_request(hello, suite, transcript, group)
                 return
-            if retrying and (group != self.group or len(hello.key_shares or ()) != 1):
-                raise TLSAlert(AlertDescription.illegal_parameter, "second ClientHello has the wrong key_share")
-            self.group = group
-        if retrying and hello.early_data:
-            raise TLSAlert(AlertDescription.illegal_parameter, "early_data after HelloRetryRequest")
-        self._client_hello = hello
-        self.sni = hello.server_name
-        self.alpn = choose_alpn(self.config.alpn_protocols, hello.alpn_protocols)
+        negotiated = Negotiated(
+            hello=hello,
+            suite=suite,
+            transcript=transcript,
+            group=group,
+            sni=hello.server_name,
+            alpn=choose_alpn(self.config.alpn_protocols, hello.alpn_protocols),
+        )
 
-        self.check_for_resumption(hello)
-        if peer_share is None and not self.resumed:
+        self.check_for_resumption(negotiated)
+        if peer_share is None and not negotiated.resumed:
             raise TLSAlert(AlertDescription.handshake_failure, "psk_ke offered but no PSK could be resumed")
-        if self.resumed and PSK_DHE_KE not in hello.psk_modes:
+        if negotiated.resumed and PSK_DHE_KE not in hello.psk_modes:
             peer_share = None  # psk_ke: the client did not offer (EC)DHE with its PSK
-            self.group = None
-        self.transcript_update(hello.raw)
-        if not self.resumed:
-            self.pick_certificate(hello)
-        self.send_server_parameters(hello, peer_share)
-        if self.resumed:
-            self.send_server_finished()
+            negotiated.group = None
+        transcript.update(hello.raw)
+        certificate = None if negotiated.resumed else self.pick_certificate(negotiated)
+        keys = self.send_server_parameters(negotiated, peer_share)
+        if certificate is None:
+            self.send_server_finished(negotiated, keys)
         else:
-            self.send_server_certificate(hello)
-            self.request_certificate_verify()
+            self.send_server_certificate(negotiated, certificate)
+            self.request_certificate_verify(negotiated, keys, certificate)
 
     def check_client_hello(self, hello: ClientHello) -> None:
         """The §4.1.2 and §9.2 rules that do not depend on our configuration."""
+        hello.check_extensions_for(TLS13)
         if hello.compression_methods != b"\x00":
             raise TLSAlert(AlertDescription.illegal_parameter, "TLS 1.3 requires null compression only")
         if hello.legacy_version != 0x0303:
@@ -173,19 +154,24 @@ class ServerHandshake13:
         ):
             # Without (EC)DHE only a psk_ke resumption could proceed, and only where configured.
             raise TLSAlert(AlertDescription.missing_extension, "no supported_groups/key_share")
-        for group, _ in hello.key_shares or ():
-            if group not in hello.supported_groups:
+        supported = frozenset(hello.supported_groups)
+        for group, share in hello.key_shares or ():  # §4.2.8: every share, not only the one we use
+            if group not in supported:
                 raise TLSAlert(AlertDescription.illegal_parameter, "key_share for a group not in supported_groups")
+            check_key_share_encoding(group, share)
 
-    def choose_group(self, hello: ClientHello) -> tuple[int, bytes | None]:
+    def choose_group(self, hello: ClientHello, retry: ExpectSecondClientHello | None) -> tuple[int, bytes | None]:
         """Our most preferred group the client sent a share for; else our most preferred group it supports
-        (which costs a HelloRetryRequest); else handshake_failure."""
+        (which costs a HelloRetryRequest); else handshake_failure. After a retry: the group we asked for."""
         shares = dict(hello.key_shares or ())
+        if retry is not None:
+            share = shares.get(retry.group)
+            if share is None or len(shares) != 1:
+                raise TLSAlert(AlertDescription.illegal_parameter, "second ClientHello has the wrong key_share")
+            return retry.group, share
         for group in self.config.groups:
             if group in shares:
                 return group, shares[group]
-        if self.state is State.EXPECT_SECOND_CLIENT_HELLO:
-            return self.group or 0, None
         for group in self.config.groups:
             if group in hello.supported_groups:
                 return group, None
@@ -193,59 +179,59 @@ class ServerHandshake13:
 
     # ---- §4.1.4 HelloRetryRequest ---------------------------------------------------------------
 
-    def send_hello_retry_request(self, hello: ClientHello, group: int) -> None:
-        if self.suite is None or self.transcript is None:
-            raise TLSAlert(AlertDescription.internal_error, "no suite before HelloRetryRequest")
-        self.transcript_update(hello.raw)
-        self.transcript.restart_after_hello_retry()
+    def send_hello_retry_request(self, hello: ClientHello, suite: CipherSuite13, transcript: ks.Transcript,
+                                 group: int) -> None:
+        transcript.update(hello.raw)
+        transcript.restart_after_hello_retry()
         retry = messages.server_hello(
             messages.HELLO_RETRY_REQUEST_RANDOM,
             hello.legacy_session_id,
-            self.suite.code,
+            suite.code,
             selected_group=group,
         )
-        self.send_handshake(retry)
+        self.send_handshake(retry, transcript)
         self.send_compat_change_cipher_spec(hello)
         if hello.early_data:
             self.host.skip_early_data()  # §4.2.10: after an HRR every early application_data record is dropped
-        self.group = group
-        self.hello_retry_sent = True
-        self.state = State.EXPECT_SECOND_CLIENT_HELLO
+        # The second ClientHello is compared with this one (§4.1.2).
+        self.state = ExpectSecondClientHello(first=hello, suite=suite, transcript=transcript, group=group)
 
     # ---- §4.2.11 pre_shared_key -----------------------------------------------------------------
 
-    def check_for_resumption(self, hello: ClientHello) -> None:
+    def check_for_resumption(self, negotiated: Negotiated) -> None:
         """Accept the first offered ticket that opens, is fresh and matches; then its binder must verify."""
+        hello = negotiated.hello
         offered = hello.pre_shared_key
         ring = self.config.ticket_keys
-        if offered is None or ring is None or self.suite is None or self.transcript is None:
+        if offered is None or ring is None:
             return
         if PSK_DHE_KE not in hello.psk_modes and not (self.config.allow_psk_ke and PSK_KE in hello.psk_modes):
             return
+        suite = negotiated.suite
         now = self.config.clock()
         for index, identity in enumerate(offered.identities[:5]):
             state = ring.open(identity.identity)
-            if state is None or not self.session_is_resumable(state, identity.obfuscated_ticket_age, now):
+            if state is None or not self.session_is_resumable(negotiated, state, identity.obfuscated_ticket_age, now):
                 continue
-            early = ks.EarlySecret.create(self.suite, state.secret)
+            early = ks.EarlySecret.create(suite, state.secret)
             truncated = hello.raw[: len(hello.raw) - offered.binders_length]
             expected = ks.finished_verify_data(
-                self.suite.hash_name, early.resumption_binder_key(), self.transcript.digest_with(truncated)
+                suite.hash_name, early.resumption_binder_key(), negotiated.transcript.digest_with(truncated)
             )
             if not hmac.compare_digest(expected, offered.binders[index]):
                 raise TLSAlert(AlertDescription.decrypt_error, "PSK binder does not verify")
-            self.psk = state.secret
-            self.psk_index = index
-            self.resumed = True
-            self.client_certificates = state.client_certificates
+            negotiated.psk = state.secret
+            negotiated.psk_index = index
+            negotiated.client_certificates = state.client_certificates
             return
 
-    def session_is_resumable(self, state: SessionState, obfuscated_age: int, now: float) -> bool:
-        if self.suite is None or state.version != TLS13:
+    def session_is_resumable(self, negotiated: Negotiated, state: SessionState, obfuscated_age: int,
+                             now: float) -> bool:
+        if state.version != TLS13:
             return False
         if state.cipher_suite not in (s.code for s in self.config.tls13_cipher_suites):
             return False
-        if _suite_hash(state.cipher_suite) != self.suite.hash_name:
+        if _suite_hash(state.cipher_suite) != negotiated.suite.hash_name:
             return False  # §4.2.11: the PSK's hash must be the negotiated suite's hash
         age = now - state.created_at
         if age < -self.config.max_ticket_age_skew or age > min(state.lifetime, 604800):
@@ -253,11 +239,16 @@ class ServerHandshake13:
         client_age = ((obfuscated_age - state.age_add) % _MAX_TICKET_AGE_MS) / 1000.0
         if abs(client_age - age) > self.config.max_ticket_age_skew:
             return False
-        return state.sni == self.sni
+        if self.config.client_ca and not state.client_certificates:
+            # A session that never showed a client certificate does not resume where one is asked for (the
+            # TLS 1.2 rule too): the full handshake will send the CertificateRequest.
+            return False
+        return state.sni == negotiated.sni
 
     # ---- certificate selection (Go's GetCertificate) ---------------------------------------------
 
-    def pick_certificate(self, hello: ClientHello) -> None:
+    def pick_certificate(self, negotiated: Negotiated) -> ChosenCertificate:
+        hello = negotiated.hello
         info = client_hello_info(hello, TLS13)
         certified = self.config.certificate_callback(info)
         if certified is None:
@@ -265,40 +256,39 @@ class ServerHandshake13:
         scheme = choose_signature_scheme(certified.tls13_schemes, hello.signature_algorithms)
         if scheme is None:
             raise TLSAlert(AlertDescription.handshake_failure, "no signature scheme in common")
-        self.certified_key = certified
-        self.scheme = scheme
+        return ChosenCertificate(certified, scheme)
 
     # ---- §4.1.3 ServerHello + key schedule, §4.3.1 EncryptedExtensions ---------------------------
 
-    def send_server_parameters(self, hello: ClientHello, peer_share: bytes | None) -> None:
-        if self.suite is None:
-            raise TLSAlert(AlertDescription.internal_error, "negotiation incomplete")
+    def send_server_parameters(self, negotiated: Negotiated, peer_share: bytes | None) -> HandshakeKeys:
+        hello, suite = negotiated.hello, negotiated.suite
         key_share: tuple[int, bytes] | None = None
-        if peer_share is not None and self.group is not None:
-            our_share, shared_secret = key_exchange(self.group, peer_share)
-            key_share = (self.group, our_share)
-        elif self.resumed:
-            shared_secret = bytes(self.suite.hash_length)  # psk_ke (§7.1: 0 in place of the (EC)DHE secret)
-        else:
-            raise TLSAlert(AlertDescription.internal_error, "no key exchange")
+        if peer_share is not None and negotiated.group is not None:
+            our_share, shared_secret = key_exchange(negotiated.group, peer_share)
+            key_share = (negotiated.group, our_share)
+        else:  # psk_ke (process_client_hello allows it only with a PSK): §7.1, 0 in place of the (EC)DHE secret
+            shared_secret = bytes(suite.hash_length)
         server_hello = messages.server_hello(
             self.config.random_bytes(32),
             hello.legacy_session_id,
-            self.suite.code,
+            suite.code,
             key_share=key_share,
-            selected_psk=self.psk_index,
+            selected_psk=negotiated.psk_index,
         )
-        self.send_handshake(server_hello)
+        self.send_handshake(server_hello, negotiated.transcript)
         self.send_compat_change_cipher_spec(hello)
 
-        early = ks.EarlySecret.create(self.suite, self.psk) if self.psk else ks.EarlySecret.without_psk(self.suite)
+        psk = negotiated.psk
+        early = ks.EarlySecret.create(suite, psk) if psk else ks.EarlySecret.without_psk(suite)
         handshake_secret = early.handshake_secret(shared_secret)
-        transcript_hash = self.transcript_hash()
-        self._handshake_secret = handshake_secret
-        self._client_handshake_secret = handshake_secret.client_handshake_traffic_secret(transcript_hash)
-        self._server_handshake_secret = handshake_secret.server_handshake_traffic_secret(transcript_hash)
-        self.host.record.set_write_key_tls13(self.suite, self._server_handshake_secret)
-        self.host.set_read_key_tls13(self.suite, self._client_handshake_secret)
+        transcript_hash = negotiated.transcript.digest()
+        keys = HandshakeKeys(
+            secret=handshake_secret,
+            client=handshake_secret.client_handshake_traffic_secret(transcript_hash),
+            server=handshake_secret.server_handshake_traffic_secret(transcript_hash),
+        )
+        self.host.record.set_write_key_tls13(suite, keys.server)
+        self.host.set_read_key_tls13(suite, keys.client)
         if hello.early_data:
             # We never accept 0-RTT: the client's early records are undecryptable under the handshake key
             # and are skipped (RFC 8446 §4.2.10).
@@ -307,11 +297,13 @@ class ServerHandshake13:
         limit = self.negotiate_record_size_limit(hello)
         self.send_handshake(
             messages.encrypted_extensions(
-                alpn=self.alpn,
-                server_name_acknowledged=hello.server_name is not None and not self.resumed,
+                alpn=negotiated.alpn,
+                server_name_acknowledged=hello.server_name is not None and not negotiated.resumed,
                 record_size_limit=limit,
-            )
+            ),
+            negotiated.transcript,
         )
+        return keys
 
     def negotiate_record_size_limit(self, hello: ClientHello) -> int | None:
         """RFC 8449: answer a client's record_size_limit with ours; each side then sends records under the
@@ -333,170 +325,160 @@ class ServerHandshake13:
 
     # ---- §4.3.2 CertificateRequest, §4.4.2 Certificate, §4.4.3 CertificateVerify ----------------
 
-    def send_server_certificate(self, hello: ClientHello) -> None:
-        certified = self.certified_key
-        if certified is None:
-            raise TLSAlert(AlertDescription.internal_error, "no certificate chosen")
+    def send_server_certificate(self, negotiated: Negotiated, certificate: ChosenCertificate) -> None:
         if self.config.client_ca:
-            self.client_auth = True
-            self.send_handshake(
-                messages.certificate_request(
-                    sorted(TLS13_SIGNATURE_SCHEMES),
-                    self.config.client_ca_names,
-                )
-            )
-        if hello.ocsp_requested:
-            self.send_handshake(certified.certificate_message_with_ocsp)
+            request = messages.certificate_request(sorted(TLS13_SIGNATURE_SCHEMES), self.config.client_ca_names)
+            self.send_handshake(request, negotiated.transcript)
+        certified = certificate.certified
+        if negotiated.hello.ocsp_requested:
+            self.send_handshake(certified.certificate_message_with_ocsp, negotiated.transcript)
         else:
-            self.send_handshake(certified.certificate_message)
+            self.send_handshake(certified.certificate_message, negotiated.transcript)
 
-    def request_certificate_verify(self) -> None:
+    def request_certificate_verify(self, negotiated: Negotiated, keys: HandshakeKeys,
+                                   certificate: ChosenCertificate) -> None:
         """Hand the signature to the caller: the one place the handshake waits on the outside world."""
-        if self.certified_key is None or self.scheme is None:
-            raise TLSAlert(AlertDescription.internal_error, "no certificate chosen")
-        to_sign = ks.certificate_verify_input(self.transcript_hash())
-        self.state = State.AWAIT_KEY_OPERATION
+        to_sign = ks.certificate_verify_input(negotiated.transcript.digest())
+        self.state = AwaitSignature(negotiated, keys, certificate)
         self.key_operations += 1
-        scheme = self.scheme if isinstance(self.scheme, SignatureScheme) else SignatureScheme(self.scheme)
-        self.host.request_key_operation(self.certified_key.key, "sign", scheme, to_sign)
+        scheme = certificate.scheme
+        typed = scheme if isinstance(scheme, SignatureScheme) else SignatureScheme(scheme)
+        self.host.request_key_operation(certificate.certified.key, "sign", typed, to_sign, negotiated.sni)
 
     def complete_key_operation(self, result: bytes | BaseException) -> None:
-        if self.state is not State.AWAIT_KEY_OPERATION or self.scheme is None:
+        state = self.state
+        if not isinstance(state, AwaitSignature):
             raise TLSAlert(AlertDescription.internal_error, "no key operation was pending")
         if isinstance(result, BaseException):
             raise TLSAlert(AlertDescription.handshake_failure, "the private-key operation failed") from result
         if not result or len(result) > 0xFFFF:
             raise TLSAlert(AlertDescription.internal_error, "the key returned an unusable signature")
-        self.send_certificate_verify(result)
-        self.send_server_finished()
+        self.send_certificate_verify(state, result)
+        self.send_server_finished(state.negotiated, state.keys)
 
-    def send_certificate_verify(self, signature: bytes) -> None:
-        if self.scheme is None:
-            raise TLSAlert(AlertDescription.internal_error, "no scheme")
-        self.send_handshake(messages.certificate_verify(self.scheme, signature))
+    def send_certificate_verify(self, state: AwaitSignature, signature: bytes) -> None:
+        message = messages.certificate_verify(state.certificate.scheme, signature)
+        self.send_handshake(message, state.negotiated.transcript)
 
     # ---- §4.4.4 Finished, §7.1 application traffic secrets ----------------------------------------
 
-    def send_server_finished(self) -> None:
-        if self.suite is None or self._handshake_secret is None:
-            raise TLSAlert(AlertDescription.internal_error, "no handshake secret")
-        hash_name = self.suite.hash_name
-        verify_data = ks.finished_verify_data(hash_name, self._server_handshake_secret, self.transcript_hash())
-        self.send_handshake(messages.finished(verify_data))
-        master = self._handshake_secret.master_secret()
-        transcript_hash = self.transcript_hash()
-        self._client_traffic_secret = master.client_application_traffic_secret(transcript_hash)
-        self._server_traffic_secret = master.server_application_traffic_secret(transcript_hash)
-        self._master_secret = master
-        self.host.record.set_write_key_tls13(self.suite, self._server_traffic_secret)
-        self.state = State.EXPECT_CLIENT_CERTIFICATE if self.client_auth else State.EXPECT_CLIENT_FINISHED
+    def send_server_finished(self, negotiated: Negotiated, keys: HandshakeKeys) -> None:
+        suite, transcript = negotiated.suite, negotiated.transcript
+        verify_data = ks.finished_verify_data(suite.hash_name, keys.server, transcript.digest())
+        self.send_handshake(messages.finished(verify_data), transcript)
+        master = keys.secret.master_secret()
+        transcript_hash = transcript.digest()
+        application = ApplicationKeys(
+            master=master,
+            client=master.client_application_traffic_secret(transcript_hash),
+            server=master.server_application_traffic_secret(transcript_hash),
+        )
+        self.host.record.set_write_key_tls13(suite, application.server)
+        if self.config.client_ca and not negotiated.resumed:
+            self.state = ExpectClientCertificate(negotiated, keys, application)
+        else:
+            self.state = ExpectClientFinished(negotiated, keys, application, negotiated.client_certificates)
 
     # ---- client flight ------------------------------------------------------------------------------
 
     def handle_message(self, msg_type: int, body: bytes, raw: bytes) -> None:
         state = self.state
-        if state is State.CONNECTED:
-            self.handle_post_handshake(msg_type, body, raw)
-        elif msg_type == HandshakeType.client_hello and state is State.EXPECT_SECOND_CLIENT_HELLO:
+        if isinstance(state, Connected):
+            self.handle_post_handshake(state, msg_type, body)
+        elif msg_type == HandshakeType.client_hello and isinstance(state, ExpectSecondClientHello):
             self.process_client_hello(messages.parse_client_hello(raw))
-        elif msg_type == HandshakeType.certificate and state is State.EXPECT_CLIENT_CERTIFICATE:
-            self.read_client_certificate(body, raw)
-        elif msg_type == HandshakeType.certificate_verify and state is State.EXPECT_CLIENT_CERTIFICATE_VERIFY:
-            self.read_client_certificate_verify(body, raw)
-        elif msg_type == HandshakeType.finished and state is State.EXPECT_CLIENT_FINISHED:
-            self.read_client_finished(body, raw)
+        elif msg_type == HandshakeType.certificate and isinstance(state, ExpectClientCertificate):
+            self.read_client_certificate(state, body, raw)
+        elif msg_type == HandshakeType.certificate_verify and isinstance(state, ExpectClientCertificateVerify):
+            self.read_client_certificate_verify(state, body, raw)
+        elif msg_type == HandshakeType.finished and isinstance(state, ExpectClientFinished):
+            self.read_client_finished(state, body, raw)
         else:
-            raise TLSAlert(AlertDescription.unexpected_message, f"handshake message {msg_type} in {state.name}")
+            raise TLSAlert(AlertDescription.unexpected_message,
+                           f"handshake message {msg_type} in {type(state).__name__}")
 
-    def read_client_certificate(self, body: bytes, raw: bytes) -> None:
+    def read_client_certificate(self, state: ExpectClientCertificate, body: bytes, raw: bytes) -> None:
         chain = messages.parse_client_certificate(body)
-        self.transcript_update(raw)
+        state.negotiated.transcript.update(raw)
         if not chain:
             if self.config.require_client_certificate:
                 raise TLSAlert(AlertDescription.certificate_required, "client sent no certificate")
-            self.state = State.EXPECT_CLIENT_FINISHED
+            self.state = ExpectClientFinished(state.negotiated, state.keys, state.application, ())
             return
         verify_client_certificate(
             chain, self.config.client_ca or (), self.config.clock(), self.config.client_verify_depth
         )
-        self.client_certificates = chain
-        self.state = State.EXPECT_CLIENT_CERTIFICATE_VERIFY
+        self.state = ExpectClientCertificateVerify(state.negotiated, state.keys, state.application, chain)
 
-    def read_client_certificate_verify(self, body: bytes, raw: bytes) -> None:
+    def read_client_certificate_verify(self, state: ExpectClientCertificateVerify, body: bytes, raw: bytes) -> None:
         scheme, signature = messages.parse_certificate_verify(body)
         if scheme not in TLS13_SIGNATURE_SCHEMES:
             raise TLSAlert(AlertDescription.illegal_parameter, "signature scheme not allowed in TLS 1.3")
-        signed = ks.certificate_verify_input(self.transcript_hash(), server=False)
-        verify_client_signature(self.client_certificates[0], scheme, signature, signed)
-        self.transcript_update(raw)
-        self.state = State.EXPECT_CLIENT_FINISHED
+        transcript = state.negotiated.transcript
+        signed = ks.certificate_verify_input(transcript.digest(), server=False)
+        verify_client_signature(state.chain[0], scheme, signature, signed)
+        transcript.update(raw)
+        self.state = ExpectClientFinished(state.negotiated, state.keys, state.application, state.chain)
 
-    def read_client_finished(self, body: bytes, raw: bytes) -> None:
-        if self.suite is None:
-            raise TLSAlert(AlertDescription.internal_error, "no suite")
-        hash_name = self.suite.hash_name
-        received = messages.parse_finished(body, self.suite.hash_length)
-        expected = ks.finished_verify_data(hash_name, self._client_handshake_secret, self.transcript_hash())
+    def read_client_finished(self, state: ExpectClientFinished, body: bytes, raw: bytes) -> None:
+        negotiated = state.negotiated
+        suite, transcript = negotiated.suite, negotiated.transcript
+        received = messages.parse_finished(body, suite.hash_length)
+        expected = ks.finished_verify_data(suite.hash_name, state.keys.client, transcript.digest())
         if not hmac.compare_digest(expected, received):
             raise TLSAlert(AlertDescription.decrypt_error, "client Finished does not verify")
-        self.transcript_update(raw)
-        if self._master_secret is None:
-            raise TLSAlert(AlertDescription.internal_error, "no master secret")
-        if self.tickets_wanted():  # the resumption master secret serves only to make tickets
-            self._resumption_master_secret = self._master_secret.resumption_master_secret(self.transcript_hash())
-        self.host.set_read_key_tls13(self.suite, self._client_traffic_secret)
-        self._client_handshake_secret = self._server_handshake_secret = b""
-        self.state = State.CONNECTED
-        self.send_new_session_tickets()
-        # Only the traffic secrets are needed from here on (for KeyUpdate): forget the rest.
-        self._handshake_secret = self._master_secret = None
-        self._resumption_master_secret = b""
-        self.psk = None
+        transcript.update(raw)
+        application = state.application
+        self.host.set_read_key_tls13(suite, application.client)
+        # From here on only the traffic secrets are kept (for KeyUpdate): the handshake state is dropped.
+        self.state = Connected(suite, application.client, application.server)
+        if self.tickets_wanted(negotiated.hello):  # the resumption master secret serves only to make tickets
+            resumption_master_secret = application.master.resumption_master_secret(transcript.digest())
+            self.send_new_session_tickets(negotiated, resumption_master_secret, state.client_certificates)
         self.host.finish_handshake(
             HandshakeComplete(
                 version=TLS13,
-                cipher_suite=self.suite.name,
-                group=GROUP_NAMES.get(self.group or 0),
-                sni=self.sni,
-                alpn=self.alpn.decode("latin-1") if self.alpn is not None else None,
-                resumed=self.resumed,
+                cipher_suite=suite.name,
+                group=GROUP_NAMES.get(negotiated.group or 0),
+                sni=negotiated.sni,
+                alpn=negotiated.alpn.decode("latin-1") if negotiated.alpn is not None else None,
+                resumed=negotiated.resumed,
                 key_operations=self.key_operations,
                 session_ticket_sent=self.tickets_sent > 0,
-                client_certificates=self.client_certificates,
+                client_certificates=state.client_certificates,
             )
         )
 
     # ---- §4.6.1 NewSessionTicket ----------------------------------------------------------------
 
-    def tickets_wanted(self) -> bool:
+    def tickets_wanted(self, hello: ClientHello) -> bool:
         """Tickets are on, and the client offered a PSK mode it could resume them with."""
-        hello = self._client_hello
-        if self.config.ticket_keys is None or hello is None or not self.config.tickets_per_handshake:
+        if self.config.ticket_keys is None or not self.config.tickets_per_handshake:
             return False
         return PSK_DHE_KE in hello.psk_modes or (self.config.allow_psk_ke and PSK_KE in hello.psk_modes)
 
-    def send_new_session_tickets(self) -> None:
+    def send_new_session_tickets(self, negotiated: Negotiated, resumption_master_secret: bytes,
+                                 client_certificates: tuple[bytes, ...]) -> None:
         ring = self.config.ticket_keys
-        if ring is None or self.suite is None or not self.tickets_wanted():
+        if ring is None:
             return
-        from keyless.tls.tickets import SessionState, TicketTooLarge
-
+        suite = negotiated.suite
         now = self.config.clock()
         for counter in range(self.config.tickets_per_handshake):
             nonce = counter.to_bytes(8, "big")
-            psk = ks.resumption_psk(self.suite.hash_name, self._resumption_master_secret, nonce)
+            psk = ks.resumption_psk(suite.hash_name, resumption_master_secret, nonce)
             age_add = int.from_bytes(self.config.random_bytes(4), "big")
             state = SessionState(
                 version=TLS13,
-                cipher_suite=self.suite.code,
+                cipher_suite=suite.code,
                 secret=psk,
                 created_at=now,
                 age_add=age_add,
                 lifetime=self.config.ticket_lifetime,
-                sni=self.sni,
-                alpn=self.alpn.decode("latin-1") if self.alpn is not None else None,
+                sni=negotiated.sni,
+                alpn=negotiated.alpn.decode("latin-1") if negotiated.alpn is not None else None,
                 ems=True,
-                client_certificates=self.client_certificates,
+                client_certificates=client_certificates,
             )
             try:
                 ticket = ring.seal(state)
@@ -507,53 +489,43 @@ class ServerHandshake13:
 
     # ---- §4.6.3 KeyUpdate ---------------------------------------------------------------------------
 
-    def handle_post_handshake(self, msg_type: int, body: bytes, raw: bytes) -> None:
+    def handle_post_handshake(self, state: Connected, msg_type: int, body: bytes) -> None:
         if msg_type != HandshakeType.key_update:
             raise TLSAlert(AlertDescription.unexpected_message, f"post-handshake message {msg_type}")
         update_requested = messages.parse_key_update(body)
         self.key_updates_without_data += 1
         if self.key_updates_without_data > self.config.max_key_updates_without_data:
             raise TLSAlert(AlertDescription.unexpected_message, "too many KeyUpdates without application data")
-        if self.suite is None:
-            raise TLSAlert(AlertDescription.internal_error, "no suite")
-        self._client_traffic_secret = ks.next_traffic_secret(self.suite.hash_name, self._client_traffic_secret)
-        self.host.set_read_key_tls13(self.suite, self._client_traffic_secret)
+        state.client_secret = ks.next_traffic_secret(state.suite.hash_name, state.client_secret)
+        self.host.set_read_key_tls13(state.suite, state.client_secret)
         if update_requested and not self.host.closed:  # after our close_notify we send nothing more
             self.update_sending_key(request_peer_update=False)
 
     def update_sending_key(self, *, request_peer_update: bool) -> None:
         """Send KeyUpdate under the current key, then switch to the next server traffic secret."""
-        if self.suite is None or self.state is not State.CONNECTED:
+        state = self.state
+        if not isinstance(state, Connected):
             raise TLSAlert(AlertDescription.internal_error, "KeyUpdate before the handshake completed")
         self.send_handshake(messages.key_update(request_peer_update))
-        self._server_traffic_secret = ks.next_traffic_secret(self.suite.hash_name, self._server_traffic_secret)
-        self.host.record.set_write_key_tls13(self.suite, self._server_traffic_secret)
+        state.server_secret = ks.next_traffic_secret(state.suite.hash_name, state.server_secret)
+        self.host.record.set_write_key_tls13(state.suite, state.server_secret)
 
     def note_application_data(self) -> None:
         self.key_updates_without_data = 0
 
     def handle_change_cipher_spec(self, payload: bytes) -> None:
         """Appendix D.4: one CCS {1} may arrive before the client's Finished; anything else is an error."""
-        if payload != _CCS_RECORD_PAYLOAD or self.ccs_received or self.state is State.CONNECTED:
+        if payload != _CCS_RECORD_PAYLOAD or self.ccs_received or isinstance(self.state, Connected):
             raise TLSAlert(AlertDescription.unexpected_message, "unexpected change_cipher_spec")
         self.ccs_received = True
 
     # ---- plumbing -------------------------------------------------------------------------------------
 
-    def send_handshake(self, message: bytes) -> None:
-        if self.transcript is not None and message[0] not in _POST_HANDSHAKE_TYPES:
-            self.transcript.update(message)
+    def send_handshake(self, message: bytes, transcript: ks.Transcript | None = None) -> None:
+        """Queue a handshake message; ``transcript`` is None only for post-handshake messages (§4.4.1)."""
+        if transcript is not None:
+            transcript.update(message)
         self.host.record.write(_HANDSHAKE_RECORD, message)
-
-    def transcript_update(self, raw: bytes) -> None:
-        if self.transcript is None:
-            raise TLSAlert(AlertDescription.internal_error, "no transcript")
-        self.transcript.update(raw)
-
-    def transcript_hash(self) -> bytes:
-        if self.transcript is None:
-            raise TLSAlert(AlertDescription.internal_error, "no transcript")
-        return self.transcript.digest()
 
 
 def _suite_hash(code: int) -> str | None:
