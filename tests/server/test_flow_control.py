@@ -8,7 +8,9 @@ stop reading, not queue more — and answer all of them once the key is released
 from __future__ import annotations
 
 import asyncio
+import select
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -125,16 +127,20 @@ def test_a_peer_that_does_not_read_replies_stops_being_read(server_pki: DemoPKI,
     def paused() -> bool:
         return bool(edge._writing_paused and edge._reading_paused)  # type: ignore[attr-defined]
 
-    # Send until the server has paused both directions. Each small batch fits the socket buffers (megabytes),
-    # which only fill once the server has stopped reading, long after the check before the batch saw it paused:
-    # the send timeout only decides a failure.
+    # Send until the server has paused both directions, a small batch at a time and only while the socket is
+    # writable (free space of at least half what is queued: far more than a batch), so that a send never blocks
+    # on a server that paused meanwhile; a slow server only makes this wait longer. Timeouts decide failure only.
     sent_batches = 0
     peer.sock.settimeout(60)
+    deadline = time.monotonic() + 120
     while not paused():
         if sent_batches == 1000:  # 100 MB: far more than socket buffers hold
             raise AssertionError("the server kept reading 100 MB without the peer reading a reply")
-        peer.sock.sendall(batch)
-        sent_batches += 1
+        assert time.monotonic() < deadline, "the server neither paused nor read on"
+        _, writable, _ = select.select([], [peer.sock], [], 0.05)
+        if writable:
+            peer.sock.sendall(batch)
+            sent_batches += 1
     held.settle()
     assert paused()
     assert sent_batches > 10
