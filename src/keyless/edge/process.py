@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from keyless.edge.config import ConfigError, EdgeConfig, load_config
+from keyless.edge.config import ConfigError, EdgeConfig, check_material, load_config
 
 log = logging.getLogger("keyless.edge")
 
@@ -61,11 +61,12 @@ def _install_event_loop_policy() -> None:
 def run(config_path: str, *, workers: int | None = None, worker_child: bool = False, out: TextIO = sys.stdout) -> int:
     try:
         config = load_config(config_path)
-        from keyless.edge.tickets import check_key_files
-
-        check_key_files(config.tickets)
-    except (ConfigError, ValueError) as exc:
-        print(f"keyless edge: configuration error: {exc}", file=sys.stderr)
+        problems = check_material(config)[0]  # the warnings are logged by each Edge, once logging is set up
+    except ConfigError as exc:
+        problems = [exc]
+    for problem in problems:
+        print(f"keyless edge: configuration error: {problem}", file=sys.stderr)
+    if problems:
         return 2
     _configure_logging(config.loglevel)
     _install_event_loop_policy()
@@ -93,7 +94,12 @@ async def _serve(
     except (ConfigError, ValueError) as exc:
         print(f"keyless edge: configuration error: {exc}", file=sys.stderr)
         return 2
-    bound = await edge.start(ports, reuse_port=worker)
+    try:
+        bound = await edge.start(ports, reuse_port=worker)
+    except ConfigError as exc:  # a port in use: one line, no traceback
+        print(f"keyless edge: cannot start: {exc}", file=sys.stderr)
+        await edge.close()
+        return 2
     metrics_port = 0
     metrics_server = None
     if not worker and config.metrics_addr is not None:

@@ -12,18 +12,22 @@ import logging
 from dataclasses import replace
 from typing import Any
 
-from keyless.edge.config import EdgeConfig
+from keyless.edge.config import EdgeConfig, check_material
 from keyless.edge.http_proxy import HTTPProxy, ProxySettings
 from keyless.edge.listener import TLSListener, instrument
 from keyless.edge.metrics import EdgeMetrics
 from keyless.edge.sites import GroupFactory, SiteTable, build_sites
 from keyless.edge.tcp_proxy import TCPProxy
 from keyless.edge.tickets import build_ticket_ring
+from keyless.runtime.config import changed_keys, listen_error
 from keyless.tls.asyncio_adapter import TLSStream
 from keyless.tls.config import CertifiedKey, ClientHelloInfo, ServerConfig
 from keyless.tls.session_cache import MemorySessionCache
 
 log = logging.getLogger("keyless.edge")
+
+# Settings a running edge cannot change (attribute -> configuration key): its sockets, processes and metrics port.
+RESTART_KEYS = {"listeners": "listen", "workers": "workers", "metrics_addr": "metrics_addr"}
 
 READINESS_INTERVAL = 2.0
 READINESS_TIMEOUT = 2.0
@@ -65,6 +69,12 @@ class Edge:
     # --- construction ---------------------------------------------------------------------------
 
     def _load_sites(self, config: EdgeConfig) -> SiteTable:
+        """Check every file as --check-config does (start-up and SIGHUP alike), then load the sites."""
+        problems, warnings = check_material(config)
+        if problems:
+            raise problems[0]
+        for warning in warnings:
+            log.warning("%s", warning)
         return build_sites(config, self._group_factory, wrap_key=lambda key: instrument(key, self.metrics))
 
     def _tls_config(self, config: EdgeConfig) -> ServerConfig:
@@ -110,12 +120,15 @@ class Edge:
         for index, listener in enumerate(self.config.listeners):
             port = ports[index] if ports is not None else listener.port
             local = [(listener.address, port)]  # the bound port is known only after listen()
-            bound = await self.listener.listen(
-                lambda stream, local=local: self.handle(stream, local[0]),  # type: ignore[misc]
-                listener.address,
-                port,
-                reuse_port=reuse_port,
-            )
+            try:
+                bound = await self.listener.listen(
+                    lambda stream, local=local: self.handle(stream, local[0]),  # type: ignore[misc]
+                    listener.address,
+                    port,
+                    reuse_port=reuse_port,
+                )
+            except OSError as exc:
+                raise listen_error(exc, listener.address, port, f"listen[{index}]", self.config.source) from None
             local[0] = (listener.address, bound)
             self.ports.append(bound)
         self._readiness_task = asyncio.create_task(self._readiness_loop())
@@ -154,11 +167,12 @@ class Edge:
             await asyncio.sleep(READINESS_INTERVAL)
 
     async def reload(self, config: EdgeConfig) -> None:
-        """SIGHUP: new certificates, keys, origin and limits; listeners and workers stay as they are."""
-        if [(li.address, li.port) for li in config.listeners] != [
-            (li.address, li.port) for li in self.config.listeners
-        ]:
-            log.warning("listener changes need a restart; keeping the current listeners")
+        """SIGHUP: new certificates, keys, origin, limits, tickets and log level; the keys in RESTART_KEYS keep
+        their running values (each change logged once per SIGHUP, by key) until the next restart."""
+        for key in changed_keys(self.config, config, RESTART_KEYS):
+            log.warning("reload: %s changed in %s but needs a restart; keeping the running value", key, config.source)
+        # Compare the next file with what runs, not with the last file read: a restored listen: is no change.
+        config = replace(config, **{attribute: getattr(self.config, attribute) for attribute in RESTART_KEYS})
         ring = self.ticket_ring
         if config.tickets != self.config.tickets:
             ring = build_ticket_ring(config.tickets, self._ticket_secret)  # may raise: nothing changed yet
@@ -171,6 +185,7 @@ class Edge:
         self.proxy = self._make_proxy(config)
         self.listener.handshake_timeout = config.limits.handshake_timeout
         self.listener.max_connections = config.limits.max_connections
+        logging.getLogger().setLevel(config.loglevel.upper())
         log.info("configuration reloaded: %d certificates", len(new_sites.sites))
         await self.check_readiness()
         # Connections in flight keep the old proxy and keys until they end; close old clients after a grace.

@@ -430,6 +430,11 @@ class KeyServer:
         self._reloading = self.loop.create_task(self.reload())
 
     async def reload(self) -> LoadReport | None:
+        if self.config.source is not None:
+            from keyless.server.reload import reload_settings
+
+            if not await reload_settings(self):  # the file first: it may name other key directories
+                return None
         log.info("reloading keys")
         try:
             report = await self.loop.run_in_executor(None, lambda: load_keys(list(self.config.key_sources),
