@@ -495,7 +495,8 @@ def _number_with_unit(value: object, units: Mapping[str, float], default_unit: s
 def listen_error(exc: OSError, host: str, port: int, key: str, file: Path | None) -> ConfigError:
     """A port in use (or an address not on this machine), said the same way by both daemons."""
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    return ConfigError(key, f"cannot listen on {address}: {exc.strerror or exc}",
+    reason = os.strerror(exc.errno) if exc.errno else str(exc)  # asyncio rewords strerror; errno is the fact
+    return ConfigError(key, f"cannot listen on {address}: {reason}",
                        f"stop the process that holds {address}, or change {key}", file=file)
 
 
