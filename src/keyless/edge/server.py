@@ -65,6 +65,8 @@ class Edge:
         self.readiness: dict[str, bool] = {}
         self._readiness_task: asyncio.Task[None] | None = None
         self._ticket_refresh_task: asyncio.Task[None] | None = None
+        self._key_check_task: asyncio.Task[None] | None = None
+        self._key_check_settled = False
 
     # --- construction ---------------------------------------------------------------------------
 
@@ -132,6 +134,7 @@ class Edge:
             local[0] = (listener.address, bound)
             self.ports.append(bound)
         self._readiness_task = asyncio.create_task(self._readiness_loop())
+        self._start_key_check()
         if self.ticket_ring is not None and not self.ticket_ring.auto_refresh:
             from keyless.tls.asyncio_adapter import refresh_ticket_keys
 
@@ -147,6 +150,18 @@ class Edge:
             # The address the client actually reached (not 0.0.0.0) is the PROXY header's destination.
             await proxy.serve(stream, peer, _address(getattr(stream, "sockname", None)) or local)
 
+    def _start_key_check(self) -> None:
+        """In the background: warn about certificates whose key no configured key server holds."""
+        from keyless.edge.key_check import warn_unheld_keys
+
+        if self._key_check_task is not None:
+            self._key_check_task.cancel()
+        if self.sites.groups:
+            self._key_check_settled = False
+            self._key_check_task = asyncio.create_task(
+                warn_unheld_keys(self.sites, self.config.source, READINESS_INTERVAL)
+            )
+
     def is_ready(self) -> bool:
         if not self.sites.groups:
             return True  # only local keys: nothing to wait for
@@ -159,7 +174,16 @@ class Edge:
         except TimeoutError:
             results = {label: False for label in self.readiness} or {"keyservers": False}
         self.readiness = results
+        await self._settle_key_check()
         return results
+
+    async def _settle_key_check(self) -> None:
+        """Let the first key check after start or reload finish (up to READINESS_TIMEOUT) before the first
+        readiness answer, so its one signature per site lands before the edge says it is ready."""
+        task = self._key_check_task
+        if task is not None and not self._key_check_settled:
+            self._key_check_settled = True
+            await asyncio.wait({task}, timeout=READINESS_TIMEOUT)
 
     async def _readiness_loop(self) -> None:
         while True:
@@ -188,6 +212,7 @@ class Edge:
         logging.getLogger().setLevel(config.loglevel.upper())
         log.info("configuration reloaded: %d certificates", len(new_sites.sites))
         await self.check_readiness()
+        self._start_key_check()
         # Connections in flight keep the old proxy and keys until they end; close old clients after a grace.
         asyncio.get_running_loop().call_later(
             config.limits.drain_timeout, lambda: asyncio.ensure_future(_close_old(old_sites, old_proxy))
@@ -204,7 +229,7 @@ class Edge:
         return clean
 
     async def close(self) -> None:
-        for task in (self._readiness_task, self._ticket_refresh_task):
+        for task in (self._readiness_task, self._ticket_refresh_task, self._key_check_task):
             if task is not None:
                 task.cancel()
         self.listener.stop_accepting()
