@@ -108,16 +108,6 @@ async def _serve(
         metrics_server, metrics_port = start_metrics_server(
             config.metrics_addr[0], config.metrics_addr[1], metrics.registry, {"keyservers": edge.is_ready}
         )
-    await edge.check_readiness()
-    if worker:
-        print(f"keyless edge worker ready pid={os.getpid()}", file=out, flush=True)
-    else:
-        ports_text = ",".join(str(p) for p in bound)
-        print(f"keyless edge ready port={ports_text} metrics_port={metrics_port} workers=1", file=out, flush=True)
-    log.info(
-        "edge listening on %s", ", ".join(f"{li.address}:{p}" for li, p in zip(config.listeners, bound, strict=False))
-    )
-
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     background: set[asyncio.Future[None]] = set()
@@ -136,6 +126,16 @@ async def _serve(
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
     loop.add_signal_handler(signal.SIGHUP, reload)
+    # Ready only now: a SIGHUP right after the ready line would otherwise end the process (default action).
+    await edge.check_readiness()
+    if worker:
+        print(f"keyless edge worker ready pid={os.getpid()}", file=out, flush=True)
+    else:
+        ports_text = ",".join(str(p) for p in bound)
+        print(f"keyless edge ready port={ports_text} metrics_port={metrics_port} workers=1", file=out, flush=True)
+    log.info(
+        "edge listening on %s", ", ".join(f"{li.address}:{p}" for li, p in zip(config.listeners, bound, strict=False))
+    )
     await stop.wait()
     log.info("draining (up to %.0f s)", edge.config.limits.drain_timeout)
     clean = await edge.drain()
