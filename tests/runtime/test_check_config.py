@@ -157,3 +157,17 @@ def test_a_port_in_use_is_one_clean_line(daemon: Daemon, runtime_pki: DemoPKI, t
     lines = [line for line in result.stderr.splitlines() if "cannot" in line]
     assert lines == [f"keyless {daemon.name}: cannot start: {path}: {key}: cannot listen on 127.0.0.1:{port}: "
                      f"Address already in use (fix: stop the process that holds 127.0.0.1:{port}, or change {key})"]
+
+
+@pytest.mark.parametrize("daemon", DAEMONS, ids=lambda d: d.name)
+def test_a_metrics_port_in_use_is_one_clean_line(daemon: Daemon, runtime_pki: DemoPKI, tmp_path: Path) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        path = daemon.write(tmp_path, daemon.good(runtime_pki, metrics_addr=f"127.0.0.1:{port}"))
+        result = daemon.command(path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if "cannot" in line]
+    assert len(lines) == 1 and lines[0].startswith(f"keyless {daemon.name}: cannot start: {path}: metrics_addr")
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use (fix: stop the process" in lines[0]

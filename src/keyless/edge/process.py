@@ -105,9 +105,17 @@ async def _serve(
     if not worker and config.metrics_addr is not None:
         from keyless.metrics import start_metrics_server
 
-        metrics_server, metrics_port = start_metrics_server(
-            config.metrics_addr[0], config.metrics_addr[1], metrics.registry, {"keyservers": edge.is_ready}
-        )
+        try:
+            metrics_server, metrics_port = start_metrics_server(
+                config.metrics_addr[0], config.metrics_addr[1], metrics.registry, {"keyservers": edge.is_ready}
+            )
+        except OSError as exc:  # the metrics port in use: one line, like a listener's
+            from keyless.runtime.config import listen_error
+
+            error = listen_error(exc, config.metrics_addr[0], config.metrics_addr[1], "metrics_addr", config.source)
+            print(f"keyless edge: cannot start: {error}", file=sys.stderr)
+            await edge.close()
+            return 2
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     background: set[asyncio.Future[None]] = set()

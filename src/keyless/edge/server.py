@@ -19,7 +19,7 @@ from keyless.edge.metrics import EdgeMetrics
 from keyless.edge.sites import GroupFactory, SiteTable, build_sites
 from keyless.edge.tcp_proxy import TCPProxy
 from keyless.edge.tickets import build_ticket_ring
-from keyless.runtime.config import changed_keys, listen_error
+from keyless.runtime.config import ConfigError, changed_keys, listen_error
 from keyless.tls.asyncio_adapter import TLSStream
 from keyless.tls.config import CertifiedKey, ClientHelloInfo, ServerConfig
 from keyless.tls.session_cache import MemorySessionCache
@@ -77,7 +77,10 @@ class Edge:
             raise problems[0]
         for warning in warnings:
             log.warning("%s", warning)
-        return build_sites(config, self._group_factory, wrap_key=lambda key: instrument(key, self.metrics))
+        try:
+            return build_sites(config, self._group_factory, wrap_key=lambda key: instrument(key, self.metrics))
+        except ConfigError as exc:
+            raise exc.located(config.source) from None
 
     def _tls_config(self, config: EdgeConfig) -> ServerConfig:
         return ServerConfig(

@@ -107,7 +107,8 @@ async def _serve(config: KeyServerConfig, store: KeyStore, metrics: KeyServerMet
             {"keys_loaded": lambda: len(server.store) > 0, "listener": lambda: server.listening},
         )
     except OSError as exc:
-        error = listen_error(exc, config.metrics_host, config.metrics_port, "metrics_port", config.source)
+        error = listen_error(exc, config.metrics_host, config.metrics_port, "metrics_addr (or metrics_port)",
+                             config.source)
         print(f"keyless keyserver: cannot start: {error}", file=sys.stderr)
         return 2
 
