@@ -346,7 +346,8 @@ def check_material(config: EdgeConfig) -> tuple[list[ConfigError], list[str]]:
                 raise MaterialProblem(f"{str(site.chain)!r} holds no certificate", "give PEM, leaf first")
             problem = validity_problem(chain[0])
             if problem:
-                warnings.append(f"{file}: {key}.chain: the certificate for {site.label} {problem}")
+                where = f"{file}: " if file is not None else ""
+                warnings.append(f"{where}{key}.chain: the certificate for {site.label} {problem}")
             if site.key_file is not None:
                 try:
                     check_key_matches(read_private_key(site.key_file), chain[0], f"{key}.chain")

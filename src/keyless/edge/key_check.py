@@ -29,6 +29,7 @@ async def warn_unheld_keys(sites: SiteTable, source: Path | None, retry_interval
     """Log a warning for each site whose key servers answer "key not found"; until each site got an answer."""
     from keyless.client.errors import KeyNotFoundError, KeyServerError
 
+    where = f"{source}: " if source is not None else ""
     pending = {index: site for index, site in enumerate(sites.sites) if site.group is not None}
     while pending:
         for index, site in list(pending.items()):
@@ -40,14 +41,14 @@ async def warn_unheld_keys(sites: SiteTable, source: Path | None, retry_interval
                 signature = await key.sign(schemes[0], PROBE_MESSAGE)
                 verify_signature(site.certified.chain[0].public_key(), schemes[0], PROBE_MESSAGE, signature)
             except InvalidSignature:
-                log.warning("%s: certificates[%d] (%s): the key servers sign with a key that does not belong to %s "
+                log.warning("%scertificates[%d] (%s): the key servers sign with a key that does not belong to %s "
                             "(fix: load the certificate's own key on the key servers)",
-                            source, index, site.config.label, site.config.chain)
+                            where, index, site.config.label, site.config.chain)
             except KeyNotFoundError:
                 servers = ", ".join(f"{host}:{port}" for host, port in site.config.key_servers)
-                log.warning("%s: certificates[%d] (%s): no configured key server (%s) holds the key of %s; every full "
+                log.warning("%scertificates[%d] (%s): no configured key server (%s) holds the key of %s; every full "
                             "handshake for it will fail (fix: load its key on the key servers, or change key_servers)",
-                            source, index, site.config.label, servers, site.config.chain)
+                            where, index, site.config.label, servers, site.config.chain)
             except KeyServerError as exc:  # the key is there (the server answered about it): not our concern here
                 log.debug("key check of certificates[%d]: %s", index, exc)
             except Exception as exc:  # unreachable, timeout: ask again later

@@ -35,7 +35,6 @@ import yaml
 T = TypeVar("T")
 
 REDACTED = "(redacted)"
-_MISSING: Any = object()
 
 
 class ConfigError(Exception):
@@ -223,12 +222,13 @@ class EnvOverride:
     convert: EnvConverter = str
 
 
-def env_overrides(keys: Iterable[str], sections: Mapping[str, Iterable[str]] = {},
-                  converters: Mapping[str, EnvConverter] = {}) -> tuple[EnvOverride, ...]:
+def env_overrides(keys: Iterable[str], sections: Mapping[str, Iterable[str]] | None = None,
+                  converters: Mapping[str, EnvConverter] | None = None) -> tuple[EnvOverride, ...]:
     """The overrides of a schema: ``KEYLESS_<KEY>`` per top-level key, ``KEYLESS_<SECTION>_<KEY>`` per
     key of a mapping section; ``converters`` by dotted key path (default: the text itself)."""
+    converters = converters or {}
     found = [EnvOverride(f"KEYLESS_{key.upper()}", (key,), converters.get(key, str)) for key in keys]
-    for section, names in sections.items():
+    for section, names in (sections or {}).items():
         for name in names:
             dotted = f"{section}.{name}"
             found.append(EnvOverride(f"KEYLESS_{section.upper()}_{name.upper()}", (section, name),
