@@ -142,15 +142,16 @@ def test_keyserver_bad_loglevel_flag_names_the_flag(runtime_pki: DemoPKI, tmp_pa
     assert "command-line option --loglevel: '9' is not allowed (fix: use debug, info" in result.stderr
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 @pytest.mark.parametrize("daemon", DAEMONS, ids=lambda d: d.name)
-def test_a_port_in_use_is_one_clean_line(daemon: Daemon, runtime_pki: DemoPKI, tmp_path: Path) -> None:
+def test_a_port_in_use_is_one_clean_line(daemon: Daemon, runtime_pki: DemoPKI, tmp_path: Path, workers: int) -> None:
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))
         holder.listen()
         port = holder.getsockname()[1]
         changes: dict[str, Any] = {"port": port} if daemon.name == "keyserver" else {
             "listen": [{"address": "127.0.0.1", "port": port}]}
-        path = daemon.write(tmp_path, daemon.good(runtime_pki, **changes))
+        path = daemon.write(tmp_path, daemon.good(runtime_pki, workers=workers, **changes))
         result = daemon.command(path)
     key = "port" if daemon.name == "keyserver" else "listen[0]"
     assert result.returncode == 2 and "Traceback" not in result.stderr

@@ -170,7 +170,19 @@ class Supervisor:
         from keyless.edge.tickets import new_master_secret
 
         metrics_dir = tempfile.mkdtemp(prefix="keyless-edge-metrics-")
-        placeholders = [_reserve_port(li.address, li.port) for li in self.config.listeners]
+        placeholders: list[socket.socket] = []
+        for index, listener in enumerate(self.config.listeners):
+            try:
+                placeholders.append(_reserve_port(listener.address, listener.port))
+            except OSError as exc:  # a port in use: one line, as with one process
+                from keyless.runtime.config import listen_error
+
+                error = listen_error(exc, listener.address, listener.port, f"listen[{index}]", self.config.source)
+                print(f"keyless edge: cannot start: {error}", file=sys.stderr)
+                for sock in placeholders:
+                    sock.close()
+                shutil.rmtree(metrics_dir, ignore_errors=True)
+                return 2
         self.ports = [s.getsockname()[1] for s in placeholders]
         self.secret = new_master_secret()
         self.env = dict(os.environ, PROMETHEUS_MULTIPROC_DIR=metrics_dir)
