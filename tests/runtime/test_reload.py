@@ -95,3 +95,20 @@ def test_edge_reload_error_never_shows_the_redis_password(runtime_pki: DemoPKI, 
         log = reload_edge(edge, dict(document, tickets={"redis": f"redis://:{SECRET}@10.1.2.3.4:6379/0"}), 1)
         assert "reload failed" in log and "tickets.redis" in log and ":****@" in log
         assert SECRET not in log
+
+
+def test_keyserver_sighup_applies_the_log_level(runtime_pki: DemoPKI, tmp_path: Path) -> None:
+    keys = tmp_path / "keys"
+    write_private_key(keys / "one.key", new_site_key("ecdsa-p256"))
+    with start_keyserver(runtime_pki, tmp_path, private_key_dirs=[str(keys)]) as ks:
+        for count, level in ((2, "error"), (3, "info")):
+            write_private_key(keys / f"{count}.key", new_site_key("ecdsa-p256"))
+            ks.config_path.write_text(yaml.safe_dump(keyserver_config(runtime_pki, private_key_dirs=[str(keys)],
+                                                                      loglevel=level)))
+            ks.send_signal(signal.SIGHUP)
+            if level == "error":
+                wait_for(lambda: ks.metric_value("keyless_keys_loaded") == 2, ks.log)
+            else:
+                wait_for(lambda: "reloaded keys: 3 loaded" in ks.log(), ks.log)
+        # The first reload's info lines fell below its new level (set before the keys were read again).
+        assert "reloaded keys: 2" not in ks.log()

@@ -248,6 +248,8 @@ def _site(entry: Section, default_tls: KeyServerTLS | None) -> SiteConfig:
                               file=entry.origin.file)
     else:
         raise entry.error("", "says nowhere where the private key is", "add key_servers: [host:port] (or key_file)")
+    # Site sub-sections plug in here: read with their own parser over entry.section(NAME, KEYS) (their
+    # errors then name certificates[i].NAME.key), stored in a SiteConfig field; NAME joins SITE_KEYS.
     return SiteConfig(
         names=tuple(n.lower() for n in names),
         chain=chain,
