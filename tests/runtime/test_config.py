@@ -156,3 +156,16 @@ def test_validity(tmp_path: Path, runtime_pki: DemoPKI) -> None:
     future, _ = expired_certificate(tmp_path / "future", runtime_pki, future=True)
     assert "not valid before" in (validity_problem(read_chain(future)[0]) or "")
     assert validity_problem(read_chain(runtime_pki.site_cert("ecdsa-p256"))[0]) is None
+
+
+def test_a_key_given_twice_is_named_with_both_lines(tmp_path: Path) -> None:
+    path = tmp_path / "twice.yaml"
+    path.write_text("listen: 127.0.0.1\nport: 2407\nnested: {a: 1, b: 2}\nport: 3407\n")
+    with pytest.raises(ConfigError) as caught:
+        load_yaml(path)
+    assert str(caught.value).startswith(f"{path}:4:1: not valid YAML: 'port' is given twice (first on line 2)")
+    path.write_text("origin: {mode: http, mode: tcp}\n")
+    with pytest.raises(ConfigError, match="'mode' is given twice"):
+        load_yaml(path)
+    path.write_text("base: &b {a: 1, c: 1}\nuse:\n  <<: *b\n  c: 2\nlist: [{a: 1}, {a: 2}]\n")
+    assert load_yaml(path)[0]["use"] == {"a": 1, "c": 2}  # merge keys and repeated keys in sibling maps are fine

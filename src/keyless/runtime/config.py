@@ -186,6 +186,29 @@ class Origin:
     variables: dict[str, str] = field(default_factory=dict)
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping (PyYAML would keep the last silently)."""
+
+
+def _mapping_without_duplicates(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
+    first: dict[object, yaml.Mark] = {}
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue  # "<<: *anchor": keys merged in may be overridden here; that is the point of a merge
+        key = loader.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
+        try:
+            mark = first.setdefault(key, key_node.start_mark)
+        except TypeError:
+            continue  # an unhashable key: construct_mapping reports it
+        if mark is not key_node.start_mark:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"{key!r} is given twice (first on line {mark.line + 1})", key_node.start_mark)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates)
+
+
 def load_yaml(path: Path) -> tuple[dict[str, Any], Origin]:
     """Read a YAML mapping; syntax errors name the file, line and column."""
     try:
@@ -194,14 +217,14 @@ def load_yaml(path: Path) -> tuple[dict[str, Any], Origin]:
         raise ConfigError("", f"cannot read the configuration file ({exc.strerror or exc})",
                           "check the path given to --config", file=path) from None
     try:
-        document = yaml.safe_load(text)
+        document = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
-        raise ConfigError("", f"not valid YAML: {problem}",
-                          "fix the YAML syntax at that line (indent with spaces; quote values with ': ')",
-                          file=where) from None
+        fix = "keep one of the two" if "given twice" in problem else \
+            "fix the YAML syntax at that line (indent with spaces; quote values with ': ')"
+        raise ConfigError("", f"not valid YAML: {problem}", fix, file=where) from None
     if document is None:
         document = {}
     if not isinstance(document, dict):
