@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from keyless.pki import DemoPKI
-from keyless.runtime.config import ConfigError
+from keyless.runtime.config import ConfigError, problems_of
 from tests.runtime.daemons import DAEMONS, Daemon
 
 BOTH = pytest.mark.parametrize("daemon", DAEMONS, ids=lambda d: d.name)
@@ -103,3 +103,15 @@ def test_yaml_syntax_error_names_file_and_line(daemon: Daemon, runtime_pki: Demo
 def test_missing_file_is_named(daemon: Daemon, tmp_path: Path) -> None:
     result = daemon.command(tmp_path / "nope.yaml", "--check-config")
     assert result.returncode == 2 and "nope.yaml" in result.stderr and "Traceback" not in result.stderr
+
+
+@BOTH
+def test_every_problem_is_reported_not_just_the_first(daemon: Daemon, runtime_pki: DemoPKI, tmp_path: Path) -> None:
+    error = error_of(daemon, runtime_pki, tmp_path, environ={"KEYLESS_WORKERS": "0"}, loglevel="loud",
+                     workerz=2, metrics_addr=":9000")
+    found = sorted((problem.variable or problem.key) for problem in problems_of(error))
+    assert found == ["KEYLESS_WORKERS", "loglevel", "metrics_addr", "workerz"]
+    result = daemon.command(daemon.write(tmp_path, daemon.good(runtime_pki, loglevel="loud", workerz=2)),
+                            "--check-config", env={"KEYLESS_WORKERS": "0"})
+    lines = [line for line in result.stderr.splitlines() if "configuration error" in line]
+    assert result.returncode == 2 and len(lines) == 3, result.stderr

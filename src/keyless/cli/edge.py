@@ -33,12 +33,12 @@ def check_config(config_path: str) -> int:
     """Everything start-up checks, short of binding ports and connecting to key servers."""
     from keyless.edge.config import check_material, load_config
     from keyless.edge.sites import build_sites
-    from keyless.runtime.config import ConfigError, report
+    from keyless.runtime.config import ConfigError, problems_of, report
 
     try:
         config = load_config(config_path)
     except ConfigError as exc:
-        return report("edge", [exc], [], "", sys.stdout, sys.stderr)
+        return report("edge", problems_of(exc), [], "", sys.stdout, sys.stderr)
     problems, warnings = check_material(config)
     if not problems:
         try:

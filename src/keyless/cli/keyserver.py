@@ -31,14 +31,14 @@ def run(args: argparse.Namespace) -> int:
 def check_config(args: argparse.Namespace) -> int:
     """Everything start-up checks, short of binding the ports."""
     from keyless.keys.loader import KeyLoadError, load_keys
-    from keyless.runtime.config import ConfigError, report
+    from keyless.runtime.config import ConfigError, problems_of, report
     from keyless.server.config import check_material, find_config, load_config
 
     try:
         path = find_config(args.config)
         config = load_config(path, workers=args.workers, strict=args.strict, loglevel=args.loglevel)
     except ConfigError as exc:
-        return report("keyserver", [exc], [], "", sys.stdout, sys.stderr)
+        return report("keyserver", problems_of(exc), [], "", sys.stdout, sys.stderr)
     problems = check_material(config)
     warnings: list[str] = []
     keys = 0

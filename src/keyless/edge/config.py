@@ -31,6 +31,7 @@ from pathlib import Path
 from keyless.runtime.config import (
     LOG_LEVEL_FIX,
     LOG_LEVELS,
+    Collector,
     ConfigError,
     MaterialProblem,
     Origin,
@@ -159,36 +160,38 @@ def load_config(path: Path | str, environ: Mapping[str, str] | None = None) -> E
     path = Path(path)
     document, origin = load_yaml(path)
     apply_environment(document, origin, ENVIRONMENT, environ)
-    return _build(Section(document, "", origin, _TOP_KEYS), path)
+    return _read(document, origin, path)
 
 
 def parse_config(document: object, *, base: Path, source: Path | None = None) -> EdgeConfig:
     """Validate an already-parsed document (no environment overrides)."""
-    return _build(Section(document, "", Origin(source, base), _TOP_KEYS), source)
+    return _read(document, Origin(source, base), source)
 
 
-def _build(top: Section, source: Path | None) -> EdgeConfig:
-    default_tls = _key_server_tls(top.section("key_server_tls", _KEY_SERVER_TLS_KEYS)) \
-        if top.has("key_server_tls") else None
-    sites = _sites(top, default_tls)
-    listeners = _listeners(top)
-    if not top.has("origin"):
-        raise top.error("origin", "missing", "add origin: {mode: http, address: 127.0.0.1:8080}")
-    origin = _origin(top.section("origin", _ORIGIN_KEYS))
-    tickets = _tickets(top.section("tickets", _TICKET_KEYS))
-    limits = _limits(top.section("limits", _LIMIT_KEYS))
-    metrics_addr = top.host_port("metrics_addr", listen=True) if top.raw("metrics_addr") else None
+def _read(document: object, origin: Origin, source: Path | None) -> EdgeConfig:
+    collect = Collector()
+    config = _build(Section(document, "", origin, _TOP_KEYS, collect), source, collect)
+    collect.check()  # every problem, one line each, before any is acted on
+    return config
+
+
+def _build(top: Section, source: Path | None, collect: Collector) -> EdgeConfig:
+    """The schema: one reader per key; a bad key is collected and its default stands in meanwhile."""
+    read = collect.read
+    default_tls = read(lambda: _key_server_tls(top.section("key_server_tls", _KEY_SERVER_TLS_KEYS))
+                       if top.has("key_server_tls") else None, None)
     return EdgeConfig(
-        listeners=listeners,
-        sites=sites,
-        origin=origin,
-        tickets=tickets,
-        limits=limits,
-        metrics_addr=metrics_addr,
-        workers=top.integer("workers", 1, 1, 256),
-        enable_tls12=top.boolean("tls12", True),
-        enable_rsa_key_exchange=top.boolean("rsa_key_exchange", False),
-        loglevel=top.enum("loglevel", "info", LOG_LEVELS, LOG_LEVEL_FIX).lower(),
+        listeners=read(lambda: _listeners(top), ()),
+        sites=_sites(top, default_tls, collect),
+        origin=read(lambda: _origin(top), OriginConfig("http", "", 0)),
+        tickets=read(lambda: _tickets(top.section("tickets", _TICKET_KEYS)), TicketConfig()),
+        limits=read(lambda: _limits(top.section("limits", _LIMIT_KEYS)), Limits()),
+        metrics_addr=read(lambda: top.host_port("metrics_addr", listen=True) if top.raw("metrics_addr") else None,
+                          None),
+        workers=read(lambda: top.integer("workers", 1, 1, 256), 1),
+        enable_tls12=read(lambda: top.boolean("tls12", True), True),
+        enable_rsa_key_exchange=read(lambda: top.boolean("rsa_key_exchange", False), False),
+        loglevel=read(lambda: top.enum("loglevel", "info", LOG_LEVELS, LOG_LEVEL_FIX).lower(), "info"),
         source=source,
         key_server_tls=default_tls,
     )
@@ -202,16 +205,23 @@ def _listeners(top: Section) -> tuple[Listener, ...]:
                  for entry in entries)
 
 
-def _sites(top: Section, default_tls: KeyServerTLS | None) -> tuple[SiteConfig, ...]:
+def _sites(top: Section, default_tls: KeyServerTLS | None, collect: Collector) -> tuple[SiteConfig, ...]:
     value = top.raw("certificates")
     if not isinstance(value, list) or not value:
-        raise top.error("certificates", "at least one certificate is needed",
-                        "add certificates: [{names: [...], chain: ..., ...}]")
-    sites = tuple(_site(entry, default_tls) for entry in top.sections("certificates", SITE_KEYS))
-    defaults = [i for i, s in enumerate(sites) if s.default]
+        collect.add(top.error("certificates", "at least one certificate is needed",
+                              "add certificates: [{names: [...], chain: ..., ...}]"))
+        return ()
+    sites: dict[int, SiteConfig] = {}
+    for index, item in enumerate(value):  # each site on its own: one bad site hides no other's problems
+        site = collect.read(lambda item=item, index=index: _site(  # type: ignore[misc]
+            Section(item, f"certificates[{index}]", top.origin, SITE_KEYS), default_tls), None)
+        if site is not None:
+            sites[index] = site
+    defaults = [index for index, site in sites.items() if site.default]
     if len(defaults) > 1:
-        raise top.error(f"certificates[{defaults[1]}].default", "more than one default certificate", "keep one")
-    return sites
+        collect.add(top.error(f"certificates[{defaults[1]}].default", "more than one default certificate",
+                              "keep one"))
+    return tuple(sites.values())
 
 
 def _site(entry: Section, default_tls: KeyServerTLS | None) -> SiteConfig:
@@ -282,7 +292,10 @@ def _key_server_tls(entry: Section) -> KeyServerTLS:
     )
 
 
-def _origin(entry: Section) -> OriginConfig:
+def _origin(top: Section) -> OriginConfig:
+    if not top.has("origin"):
+        raise top.error("origin", "missing", "add origin: {mode: http, address: 127.0.0.1:8080}")
+    entry = top.section("origin", _ORIGIN_KEYS)
     mode = entry.enum("mode", "http", {"http": "http", "tcp": "tcp"}, "use http (reverse proxy) or tcp (byte pipe)")
     if not entry.has("address"):
         raise entry.error("address", "missing", "give the origin as host:port")

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from keyless.edge.config import ConfigError, EdgeConfig, check_material, load_config
+from keyless.runtime.config import problems_of
 
 log = logging.getLogger("keyless.edge")
 
@@ -63,7 +64,7 @@ def run(config_path: str, *, workers: int | None = None, worker_child: bool = Fa
         config = load_config(config_path)
         problems = check_material(config)[0]  # the warnings are logged by each Edge, once logging is set up
     except ConfigError as exc:
-        problems = [exc]
+        problems = problems_of(exc)
     for problem in problems:
         print(f"keyless edge: configuration error: {problem}", file=sys.stderr)
     if problems:

@@ -10,20 +10,15 @@ ends in one ``ConfigError`` that names
 - the problem, showing the value unless it is secret (a Redis URL is shown without its password);
 - the fix.
 
-One rule for addresses, the same in both daemons: ``host:port``, an IPv6 address in brackets
-(``[::1]:2406``). A bare IPv6 address (``::1``) and a port without a host (``:9000``) are refused
-with the spelling to use, since each has two plausible readings. Addresses to listen on must be IP
-addresses or names that resolve now; addresses to connect to are checked for syntax only (DNS may
-legitimately differ between the check and the connection).
+The error itself lives in ``runtime.errors``, the one rule for addresses (``host:port``, IPv6 in
+brackets) in ``runtime.addresses``, checks of TLS files in ``runtime.tls_material``.
 """
 
 from __future__ import annotations
 
 import difflib
-import ipaddress
 import os
 import re
-import socket
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,146 +27,25 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from keyless.runtime.addresses import (
+    HOST_PORT_FIX,
+    check_host,
+    check_listen_host,
+    listen_error,
+    parse_host_port,
+)
+from keyless.runtime.errors import (
+    REDACTED,
+    Collector,
+    ConfigError,
+    ConfigProblems,
+    MaterialProblem,
+    problems_of,
+    redact_url,
+    show,
+)
+
 T = TypeVar("T")
-
-REDACTED = "(redacted)"
-
-
-class ConfigError(Exception):
-    """A configuration the daemon cannot use. ``str()`` is one line: where, what, and the fix."""
-
-    def __init__(
-        self,
-        key: str,
-        problem: str,
-        fix: str = "",
-        *,
-        file: Path | str | None = None,
-        variable: str | None = None,
-    ) -> None:
-        super().__init__(key, problem, fix)
-        self.key = key
-        self.problem = problem
-        self.fix = fix
-        self.file = str(file) if file is not None else None
-        self.variable = variable
-
-    def located(self, file: Path | str | None) -> ConfigError:
-        """This error, naming ``file`` if it names none yet (errors raised below the config layer)."""
-        if self.file is None and self.variable is None and file is not None:
-            self.file = str(file)
-        return self
-
-    def __str__(self) -> str:
-        if self.variable is not None:
-            kind = "command-line option" if self.variable.startswith("--") else "environment variable"
-            where = f"{kind} {self.variable}: "
-        else:
-            where = f"{self.file}: " if self.file else ""
-            where += f"{self.key}: " if self.key else ""
-        return f"{where}{self.problem}" + (f" (fix: {self.fix})" if self.fix else "")
-
-
-class MaterialProblem(ValueError):
-    """A file's content is unusable; the caller knows which key named the file and raises ConfigError."""
-
-    def __init__(self, problem: str, fix: str) -> None:
-        super().__init__(problem)
-        self.problem = problem
-        self.fix = fix
-
-
-def show(value: object, *, secret: bool = False) -> str:
-    """A value for an error message: never a secret, never a screenful."""
-    if secret:
-        return REDACTED
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
-def redact_url(url: str) -> str:
-    """``url`` with any password replaced, for messages and logs (``redis://:****@host:6379/0``)."""
-    try:
-        parts = urlsplit(url)
-        password = parts.password
-    except ValueError:
-        return "(a URL that cannot be parsed, not shown)"
-    if password is None:
-        return url
-    userinfo, _, hostinfo = parts.netloc.rpartition("@")
-    user = userinfo.partition(":")[0]
-    return parts._replace(netloc=f"{user}:****@{hostinfo}").geturl()
-
-
-# --- addresses --------------------------------------------------------------------------------------
-
-_HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$")
-HOST_PORT_FIX = "write host:port, e.g. 127.0.0.1:2406, [::1]:2406 or keys.example.com:2407"
-
-
-def parse_host_port(text: str, default_port: int | None = None) -> tuple[str, int]:
-    """``host:port`` by the rule in the module docstring; raises MaterialProblem(problem, fix)."""
-    text = text.strip()
-    if text.startswith("["):
-        match = re.fullmatch(r"\[([^\]]*)\](?::(\d*))?", text)
-        if match is None:
-            raise MaterialProblem(f"{show(text)} is not [IPv6 address]:port", "write [::1]:2406")
-        host, port_text = match.group(1), match.group(2)
-        if not _is_ip(host, 6):
-            raise MaterialProblem(f"{show(host)} in brackets is not an IPv6 address", "write [::1]:2406")
-    elif text.count(":") > 1:
-        fix = f"write [{text}]:PORT" if _is_ip(text, 6) else HOST_PORT_FIX
-        raise MaterialProblem(f"{show(text)}: an IPv6 address must be in brackets", fix)
-    else:
-        host, colon, port_text = text.partition(":")
-        if not colon:
-            port_text = None  # type: ignore[assignment]
-        if not host or (not colon and host.isdigit()):
-            port = f":{host}" if host else text
-            raise MaterialProblem(
-                f"{show(text)} has no host",
-                f"write 0.0.0.0{port} (every IPv4 address), [::]{port} (every address) or 127.0.0.1{port}",
-            )
-        check_host(host)
-    if port_text is None or port_text == "":
-        if default_port is None:
-            raise MaterialProblem(f"{show(text)} has no port", HOST_PORT_FIX)
-        return host, default_port
-    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
-        raise MaterialProblem(f"{show(text)} has a port outside 0..65535", HOST_PORT_FIX)
-    return host, int(port_text)
-
-
-def check_host(host: str) -> None:
-    """An IP address or a syntactically valid DNS name (``10.1.2.3.4`` is neither)."""
-    if _is_ip(host, 4) or _is_ip(host, 6):
-        return
-    if re.fullmatch(r"[0-9.]+", host):
-        raise MaterialProblem(f"{show(host)} is not an IPv4 address", "write four numbers 0-255, e.g. 10.1.2.3")
-    labels = host.rstrip(".").split(".")
-    if len(host) > 253 or not all(_HOST_LABEL.match(label) for label in labels):
-        raise MaterialProblem(f"{show(host)} is not an IP address or a host name", "e.g. 10.0.0.7 or keys.example.com")
-
-
-def check_listen_host(host: str) -> None:
-    """An address this machine can bind: an IP address, or a name that resolves now."""
-    check_host(host)
-    if _is_ip(host, 4) or _is_ip(host, 6):
-        return
-    try:
-        socket.getaddrinfo(host, None, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    except (socket.gaierror, UnicodeError) as exc:
-        reason = exc.strerror if isinstance(exc, socket.gaierror) else str(exc)
-        raise MaterialProblem(f"{show(host)} does not resolve ({reason})",
-                              "use an IP address of this machine") from None
-
-
-def _is_ip(text: str, version: int) -> bool:
-    try:
-        return ipaddress.ip_address(text).version == version
-    except ValueError:
-        return False
-
 
 # --- where values come from -------------------------------------------------------------------------
 
@@ -293,7 +167,9 @@ _TRUE, _FALSE = {"true", "yes", "on", "1"}, {"false", "no", "off", "0"}
 class Section:
     """One mapping of a document at key path ``path``, checked against the keys the schema knows."""
 
-    def __init__(self, data: object, path: str, origin: Origin, known: Collection[str]) -> None:
+    def __init__(self, data: object, path: str, origin: Origin, known: Collection[str],
+                 collector: Collector | None = None) -> None:
+        """``collector``: where unknown keys go (else the first one raises)."""
         self.path = path
         self.origin = origin
         self.known = known
@@ -303,9 +179,13 @@ class Section:
             raise self._error_at(path or "(top level)", f"must be a mapping of key: value, not {type(data).__name__}",
                                  "write key: value pairs")
         self.data: dict[str, Any] = {str(k): v for k, v in data.items()}
-        for key in self.data:
-            if key not in known:
-                raise self.unknown_key(key)
+        unknown = [self.unknown_key(key) for key in self.data if key not in known]
+        for key in [key for key in self.data if key not in known]:
+            del self.data[key]  # reported; reading goes on without it
+        if collector is not None:
+            collector.problems.extend(unknown)
+        elif unknown:
+            raise unknown[0] if len(unknown) == 1 else ConfigProblems(unknown)
 
     # -- errors
 
@@ -515,14 +395,6 @@ def _number_with_unit(value: object, units: Mapping[str, float], default_unit: s
     return None
 
 
-def listen_error(exc: OSError, host: str, port: int, key: str, file: Path | None) -> ConfigError:
-    """A port in use (or an address not on this machine), said the same way by both daemons."""
-    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    reason = os.strerror(exc.errno) if exc.errno else str(exc)  # asyncio rewords strerror; errno is the fact
-    return ConfigError(key, f"cannot listen on {address}: {reason}",
-                       f"stop the process that holds {address}, or change {key}", file=file)
-
-
 def changed_keys(running: object, loaded: object, fields: Mapping[str, str]) -> list[str]:
     """The configuration keys (``fields``: attribute -> key name) whose value differs between two configs."""
     return [key for attribute, key in fields.items() if getattr(running, attribute) != getattr(loaded, attribute)]
@@ -554,25 +426,10 @@ def report(daemon: str, problems: list[ConfigError], warnings: list[str], ok_lin
     return 0
 
 
+# The errors and address rules are re-exported: a daemon's schema imports everything from here.
 __all__ = [
-    "LOG_LEVELS",
-    "LOG_LEVEL_FIX",
-    "REDACTED",
-    "ConfigError",
-    "EnvOverride",
-    "MaterialProblem",
-    "Origin",
-    "Section",
-    "apply_environment",
-    "changed_keys",
-    "check_host",
-    "check_listen_host",
-    "comma_list",
-    "env_overrides",
-    "listen_error",
-    "load_yaml",
-    "parse_host_port",
-    "redact_url",
-    "report",
-    "show",
+    "HOST_PORT_FIX", "LOG_LEVELS", "LOG_LEVEL_FIX", "REDACTED", "Collector", "ConfigError", "ConfigProblems",
+    "EnvOverride", "MaterialProblem", "Origin", "Section", "apply_environment", "changed_keys", "check_host",
+    "check_listen_host", "comma_list", "env_overrides", "listen_error", "load_yaml", "parse_host_port",
+    "problems_of", "redact_url", "report", "show",
 ]

@@ -23,6 +23,7 @@ from keyless.keys.pkcs11_uri import Pkcs11UriError, parse_pkcs11_uri
 from keyless.runtime.config import (
     LOG_LEVEL_FIX,
     LOG_LEVELS,
+    Collector,
     ConfigError,
     MaterialProblem,
     Origin,
@@ -124,27 +125,60 @@ def load_config(path: Path | None, environ: Mapping[str, str] | None = None, **o
     for key, value in given:
         raw[key] = value
         origin.variables[key] = OPTION_OF_KEY.get(key, f"--{key.replace('_', '-')}")
-    return _build(Section(raw, "", origin, _KNOWN_KEYS | UNSUPPORTED_KEYS.keys()), path, given)
+    collect = Collector()
+    top = Section(raw, "", origin, _KNOWN_KEYS | UNSUPPORTED_KEYS.keys(), collect)
+    config = _build(top, path, given, collect)
+    collect.check()  # every problem, one line each, before any is acted on
+    return config
 
 
-def _build(top: Section, source: Path | None, cli_overrides: tuple[tuple[str, Any], ...]) -> KeyServerConfig:
+def _build(top: Section, source: Path | None, cli_overrides: tuple[tuple[str, Any], ...],
+           collect: Collector) -> KeyServerConfig:
+    """The schema: one reader per key; a bad key is collected and its default stands in meanwhile."""
+    read = collect.read
     for key, advice in UNSUPPORTED_KEYS.items():
         if top.has(key):
-            raise top.error(key, "not supported by keyless", advice)
+            collect.add(top.error(key, "not supported by keyless", advice))
+    metrics_host, metrics_port = read(lambda: _metrics_addr(top), ("", 0))
+    return KeyServerConfig(
+        auth_cert=read(lambda: top.file("auth_cert", what="PEM certificate of this key server"), Path()),
+        auth_key=read(lambda: top.file("auth_key", what="PEM private key of auth_cert"), Path()),
+        ca_cert=read(lambda: _ca_cert(top), Path()),
+        listen=read(lambda: top.listen_host("listen", "127.0.0.1"), ""),
+        port=read(lambda: top.integer("port", 2407, 0, 65535), 0),
+        metrics_host=metrics_host,
+        metrics_port=metrics_port,
+        key_sources=read(lambda: _key_sources(top, source), ()),
+        loglevel=read(lambda: top.enum("loglevel", "info", LOG_LEVELS, LOG_LEVEL_FIX), "INFO"),
+        workers=read(lambda: top.integer("workers", 1, 1, 256), 1),
+        strict=read(lambda: top.boolean("strict", False), False),
+        handshake_timeout=read(lambda: top.duration("handshake_timeout", 10.0, 0.001, 3600.0), 0.0),
+        idle_timeout=read(lambda: top.duration("idle_timeout", 30.0, 0.001, 3600.0), 0.0),
+        max_in_flight=read(lambda: top.integer("max_in_flight", 1024, 1, 65536), 0),
+        rsa_threads=read(lambda: top.integer("rsa_threads", 0, 0, 1024), 0),
+        source=source,
+        cli_overrides=cli_overrides,
+    )
+
+
+def _ca_cert(top: Section) -> Path:
     if top.has("cloudflare_ca_cert") and top.has("ca_cert"):
         raise top.error("ca_cert", "given together with cloudflare_ca_cert", "set one of them")
     ca_key = "ca_cert" if top.has("ca_cert") else "cloudflare_ca_cert"
     if not top.has(ca_key):
         raise top.error("cloudflare_ca_cert", "is required",
                         "give the CA that edge client certificates must chain to (ca_cert is accepted as well)")
-    auth_cert = top.file("auth_cert", what="PEM certificate of this key server")
-    auth_key = top.file("auth_key", what="PEM private key of auth_cert")
-    ca_cert = top.file(ca_key, what="PEM CA certificate of the edges")
+    return top.file(ca_key, what="PEM CA certificate of the edges")
 
-    metrics_host, metrics_port = "127.0.0.1", top.integer("metrics_port", 2406, 0, 65535)
+
+def _metrics_addr(top: Section) -> tuple[str, int]:
+    """``metrics_addr`` (host:port) if given, else 127.0.0.1 and ``metrics_port``."""
     if top.has("metrics_addr"):
-        metrics_host, metrics_port = top.host_port("metrics_addr", listen=True)
+        return top.host_port("metrics_addr", listen=True)
+    return "127.0.0.1", top.integer("metrics_port", 2406, 0, 65535)
 
+
+def _key_sources(top: Section, source: Path | None) -> tuple[KeySource, ...]:
     sources = [KeySource("dir", top.resolve("private_key_dirs", d))
                for d in top.strings("private_key_dirs", "directory paths", "/etc/keyless/keys")]
     stores = top.raw("private_key_stores", [])
@@ -160,26 +194,7 @@ def _build(top: Section, source: Path | None, cli_overrides: tuple[tuple[str, An
                               variable=variable) from None
     if not sources:
         raise top.error("private_key_dirs", "no key source configured", "set private_key_dirs or private_key_stores")
-
-    return KeyServerConfig(
-        auth_cert=auth_cert,
-        auth_key=auth_key,
-        ca_cert=ca_cert,
-        listen=top.listen_host("listen", "127.0.0.1"),
-        port=top.integer("port", 2407, 0, 65535),
-        metrics_host=metrics_host,
-        metrics_port=metrics_port,
-        key_sources=tuple(sources),
-        loglevel=top.enum("loglevel", "info", LOG_LEVELS, LOG_LEVEL_FIX),
-        workers=top.integer("workers", 1, 1, 256),
-        strict=top.boolean("strict", False),
-        handshake_timeout=top.duration("handshake_timeout", 10.0, 0.001, 3600.0),
-        idle_timeout=top.duration("idle_timeout", 30.0, 0.001, 3600.0),
-        max_in_flight=top.integer("max_in_flight", 1024, 1, 65536),
-        rsa_threads=top.integer("rsa_threads", 0, 0, 1024),
-        source=source,
-        cli_overrides=cli_overrides,
-    )
+    return tuple(sources)
 
 
 def _store(index: int, store: Any, base: Path) -> KeySource:

@@ -14,7 +14,7 @@ from cryptography import x509
 from keyless.keys.loader import KeyLoadError, load_keys
 from keyless.keys.store import KeyStore
 from keyless.metrics import start_metrics_server
-from keyless.runtime.config import listen_error
+from keyless.runtime.config import listen_error, problems_of
 from keyless.server.config import ConfigError, KeyServerConfig, check_material, find_config, load_config
 from keyless.server.metrics import KeyServerMetrics
 from keyless.server.service import KeyServer
@@ -31,7 +31,7 @@ def main(config_path: str | None = None, workers: int | None = None, strict: boo
         config = load_config(path, workers=workers, strict=strict, loglevel=loglevel)
         problems = check_material(config)
     except ConfigError as exc:
-        problems = [exc]
+        problems = problems_of(exc)
     for problem in problems:
         print(f"keyless keyserver: configuration error: {problem}", file=sys.stderr)
     if problems:
