@@ -14,13 +14,11 @@ import asyncio
 import dataclasses
 import logging
 import ssl
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import Protocol
 
 from keyless.runtime.config import ConfigError, changed_keys
 from keyless.server.config import KeyServerConfig, check_material, load_config
-
-if TYPE_CHECKING:
-    from keyless.server.service import KeyServer
 
 log = logging.getLogger("keyless.keyserver")
 
@@ -49,14 +47,19 @@ def merge(running: KeyServerConfig, loaded: KeyServerConfig) -> KeyServerConfig:
     return dataclasses.replace(loaded, **{attribute: getattr(running, attribute) for attribute in RESTART_KEYS})
 
 
-async def reload_settings(server: KeyServer) -> bool:
-    """Re-read the configuration into ``server``; False (and nothing changed) if it cannot be used."""
-    from keyless.server.service import make_server_tls_context
+class Reloadable(Protocol):
+    """What a reload changes in a running key server (``keyless.server.service.KeyServer``)."""
 
+    config: KeyServerConfig
+    tls_context: ssl.SSLContext
+
+
+async def reload_settings(server: Reloadable, make_tls_context: Callable[[KeyServerConfig], ssl.SSLContext]) -> bool:
+    """Re-read the configuration into ``server``; False (and nothing changed) if it cannot be used."""
     try:
         loaded = await asyncio.get_running_loop().run_in_executor(None, reread, server.config)
         config = merge(server.config, loaded)
-        context = make_server_tls_context(config)
+        context = make_tls_context(config)
     except (ConfigError, ssl.SSLError, OSError, ValueError) as exc:
         log.error("reload failed, keeping the running configuration: %s", exc)
         return False
@@ -67,4 +70,4 @@ async def reload_settings(server: KeyServer) -> bool:
     return True
 
 
-__all__ = ["RESTART_KEYS", "merge", "reload_settings", "reread"]
+__all__ = ["RESTART_KEYS", "Reloadable", "merge", "reload_settings", "reread"]
