@@ -125,7 +125,7 @@ def test_check_config_validates_client_auth(pki: SitePKI, clients: ClientPKI, tm
     assert good.returncode == 0 and "configuration OK" in good.stdout, good.stdout + good.stderr
     path.write_text(yaml.safe_dump(document(pki, {"mode": "required", "ca": str(clients.cert("alice"))})))
     bad = run_check(path)
-    assert bad.returncode == 2 and "certificates[0].client_auth.ca" in bad.stdout and "not a CA" in bad.stdout
+    assert bad.returncode == 2 and "certificates[0].client_auth.ca" in bad.stdout + bad.stderr and "not a CA" in bad.stdout + bad.stderr
     path.write_text(yaml.safe_dump(document(pki, {"mode": "sometimes", "ca": str(clients.ca)})))
     bad = run_check(path)
-    assert bad.returncode == 2 and "certificates[0].client_auth.mode" in bad.stdout, bad.stdout
+    assert bad.returncode == 2 and "certificates[0].client_auth.mode" in bad.stdout + bad.stderr, bad.stdout

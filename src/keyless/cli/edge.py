@@ -3,37 +3,55 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True, help="edge configuration file (YAML; see examples/edge.yaml)")
     parser.add_argument("--workers", type=int, default=None, help="worker processes on one port (overrides workers:)")
-    parser.add_argument("--check-config", action="store_true", help="validate the configuration and exit")
+    parser.add_argument(
+        "--check-config",
+        action="store_true",
+        help="load and check the configuration and every file it names as start-up does, without binding ports "
+        "or connecting to key servers, then exit (0: OK; 2: one line per problem)",
+    )
     parser.add_argument("--worker-child", action="store_true", help=argparse.SUPPRESS)
 
 
 def run(args: argparse.Namespace) -> int:
     if args.check_config:
-        from keyless.edge.config import ConfigError, load_config
-        from keyless.edge.sites import build_sites
-
-        try:
-            config = load_config(args.config)
-            build_sites(config, group_factory=_no_connect)
-        except (ConfigError, ValueError) as exc:
-            print(f"keyless edge: configuration error: {exc}")
-            return 2
-        print(
-            f"configuration OK: {len(config.sites)} certificates, origin {config.origin.mode} "
-            f"{config.origin.host}:{config.origin.port}"
-        )
-        return 0
+        return check_config(args.config)
     if args.workers is not None and not 1 <= args.workers <= 256:
         print("keyless edge: --workers must be 1..256")
         return 2
     from keyless.edge.process import run as run_edge
 
     return run_edge(args.config, workers=args.workers, worker_child=args.worker_child)
+
+
+def check_config(config_path: str) -> int:
+    """Everything start-up checks, short of binding ports and connecting to key servers."""
+    from keyless.edge.config import check_material, load_config
+    from keyless.edge.sites import build_sites
+    from keyless.runtime.config import ConfigError, problems_of, report
+
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        return report("edge", problems_of(exc), [], "", sys.stdout, sys.stderr)
+    problems, warnings = check_material(config)
+    if not problems:
+        try:
+            build_sites(config, group_factory=_no_connect)
+        except ConfigError as exc:
+            problems.append(exc.located(config.source))
+        except ValueError as exc:
+            problems.append(ConfigError("certificates", str(exc), "see docs/edge.md", file=config.source))
+    ok = (
+        f"configuration OK: {len(config.sites)} certificates, origin {config.origin.mode} "
+        f"{config.origin.host}:{config.origin.port}"
+    )
+    return report("edge", problems, warnings, ok, sys.stdout, sys.stderr)
 
 
 def _no_connect(servers, tls):  # type: ignore[no-untyped-def]

@@ -28,7 +28,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from keyless.edge.config import ConfigError
+from keyless.runtime.errors import ConfigError
 
 MODES = ("none", "optional", "required")
 DEFAULT_FORWARD = "X-Client-Cert-"

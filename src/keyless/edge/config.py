@@ -1,8 +1,14 @@
 """The edge's configuration file (YAML), validated up front.
 
-A bad file stops start-up with one ``ConfigError`` that names the offending key (``certificates[1].chain``)
-and says how to fix it, before any socket is opened. Everything here is plain data: loading
-certificates and keys, or connecting to key servers, happens in ``keyless.edge.sites``.
+A schema over ``keyless.runtime.config``: a bad file stops start-up with one ``ConfigError`` that names
+the file, the offending key (``certificates[1].chain``) and how to fix it, before any socket is opened.
+Scalar keys may be overridden from the environment: ``KEYLESS_<KEY>`` for top-level keys
+(``KEYLESS_WORKERS``, ``KEYLESS_LOGLEVEL``, ``KEYLESS_METRICS_ADDR``) and ``KEYLESS_<SECTION>_<KEY>`` for
+the keys of ``key_server_tls``, ``origin``, ``tickets`` and ``limits`` (``KEYLESS_TICKETS_REDIS``).
+
+``load_config`` returns plain data; ``check_material`` reads the TLS and ticket-key files the data names
+(chain order, keys that belong to their certificates, ticket key sizes, certificates out of their
+validity period). Connecting to key servers happens in ``keyless.edge.sites``.
 
 Example (see ``examples/edge.yaml`` for every key with comments)::
 
@@ -18,26 +24,34 @@ Example (see ``examples/edge.yaml`` for every key with comments)::
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
-import yaml
-
-if TYPE_CHECKING:
-    from keyless.edge.client_auth import ClientAuthConfig
+from keyless.edge.client_auth import ClientAuthConfig, parse_client_auth
+from keyless.runtime.config import (
+    LOG_LEVEL_FIX,
+    LOG_LEVELS,
+    Collector,
+    ConfigError,
+    MaterialProblem,
+    Origin,
+    Section,
+    apply_environment,
+    env_overrides,
+    load_yaml,
+)
+from keyless.runtime.tls_material import (
+    check_key_matches,
+    read_ca_bundle,
+    read_chain,
+    read_private_key,
+    validity_problem,
+)
 
 DEFAULT_KEYSERVER_PORT = 2407
 DEFAULT_TICKET_ROTATION = 3600.0
 DEFAULT_TICKET_LIFETIME = 7200
-
-
-class ConfigError(Exception):
-    """The configuration cannot be used. The message names the key and the fix."""
-
-    def __init__(self, key: str, problem: str, fix: str) -> None:
-        super().__init__(f"{key}: {problem} (fix: {fix})")
-        self.key = key
 
 
 @dataclass(frozen=True)
@@ -120,300 +134,278 @@ class EdgeConfig:
     enable_rsa_key_exchange: bool = False
     loglevel: str = "info"
     source: Path | None = None
+    key_server_tls: KeyServerTLS | None = None  # the top-level default that sites without their own use
 
 
-_TOP_KEYS = {
-    "listen",
-    "certificates",
-    "key_server_tls",
-    "origin",
-    "tickets",
-    "limits",
-    "metrics_addr",
-    "workers",
-    "tls12",
-    "rsa_key_exchange",
-    "loglevel",
-}
+
+# --- the schema -------------------------------------------------------------------------------------
+
+_TOP_KEYS = frozenset({"listen", "certificates", "key_server_tls", "origin", "tickets", "limits", "metrics_addr",
+                       "workers", "tls12", "rsa_key_exchange", "loglevel"})
+_LISTEN_KEYS = frozenset({"address", "port"})
+_KEY_SERVER_TLS_KEYS = frozenset({"client_cert", "client_key", "ca", "timeout", "server_name", "send_client_ip"})
+_ORIGIN_KEYS = frozenset({"mode", "address", "proxy_protocol", "connect_timeout", "response_timeout", "pool_size"})
+_TICKET_KEYS = frozenset({"enabled", "key_files", "redis", "rotation", "lifetime", "session_cache_size"})
+_LIMIT_KEYS = frozenset({"handshake_timeout", "idle_timeout", "max_connections", "max_header_size", "drain_timeout"})
+# A site's keys. A site sub-section (such as client_auth:) adds its name here and one reader call in _site().
+SITE_KEYS = {"names", "chain", "key_servers", "key_server_tls", "key_file", "default", "client_auth"}
+
+ENVIRONMENT = env_overrides(
+    ("metrics_addr", "workers", "tls12", "rsa_key_exchange", "loglevel"),
+    {"key_server_tls": sorted(_KEY_SERVER_TLS_KEYS), "origin": sorted(_ORIGIN_KEYS), "tickets": sorted(_TICKET_KEYS),
+     "limits": sorted(_LIMIT_KEYS)},
+)
 
 
-def load_config(path: Path | str) -> EdgeConfig:
+def load_config(path: Path | str, environ: Mapping[str, str] | None = None) -> EdgeConfig:
     """Read and validate an edge configuration file; relative paths are relative to the file."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(
-            str(path), f"cannot read the configuration file ({exc.strerror})", "pass --config FILE"
-        ) from exc
-    try:
-        document = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(str(path), f"not valid YAML ({exc})", "fix the YAML syntax") from exc
-    return parse_config(document, base=path.parent, source=path)
+    document, origin = load_yaml(path)
+    apply_environment(document, origin, ENVIRONMENT, environ)
+    return _read(document, origin, path)
 
 
 def parse_config(document: object, *, base: Path, source: Path | None = None) -> EdgeConfig:
-    top = _mapping(document, "(top level)", _TOP_KEYS)
-    raw_tls = top.get("key_server_tls")
-    default_tls = _key_server_tls(raw_tls, "key_server_tls", base) if raw_tls is not None else None
-    sites = _sites(top.get("certificates"), default_tls, base)
-    listeners = _listeners(top.get("listen", [{"address": "127.0.0.1", "port": 8443}]))
-    origin = _origin(top.get("origin"))
-    tickets = _tickets(top.get("tickets", {}), base)
-    limits = _limits(top.get("limits", {}))
-    metrics_addr = _host_port(top["metrics_addr"], "metrics_addr", None) if top.get("metrics_addr") else None
-    workers = _int(top.get("workers", 1), "workers", 1, 256)
-    loglevel = str(top.get("loglevel", "info")).lower()
-    if loglevel not in ("debug", "info", "warning", "error"):
-        raise ConfigError("loglevel", f"unknown level {loglevel!r}", "use debug, info, warning or error")
+    """Validate an already-parsed document (no environment overrides)."""
+    return _read(document, Origin(source, base), source)
+
+
+def _read(document: object, origin: Origin, source: Path | None) -> EdgeConfig:
+    collect = Collector()
+    config = _build(Section(document, "", origin, _TOP_KEYS, collect), source, collect)
+    collect.check()  # every problem, one line each, before any is acted on
+    return config
+
+
+def _build(top: Section, source: Path | None, collect: Collector) -> EdgeConfig:
+    """The schema: one reader per key; a bad key is collected and its default stands in meanwhile."""
+    read = collect.read
+    default_tls = read(lambda: _key_server_tls(top.section("key_server_tls", _KEY_SERVER_TLS_KEYS))
+                       if top.has("key_server_tls") else None, None)
     return EdgeConfig(
-        listeners=listeners,
-        sites=sites,
-        origin=origin,
-        tickets=tickets,
-        limits=limits,
-        metrics_addr=metrics_addr,
-        workers=workers,
-        enable_tls12=_bool(top.get("tls12", True), "tls12"),
-        enable_rsa_key_exchange=_bool(top.get("rsa_key_exchange", False), "rsa_key_exchange"),
-        loglevel=loglevel,
+        listeners=read(lambda: _listeners(top), ()),
+        sites=_sites(top, default_tls, collect),
+        origin=read(lambda: _origin(top), OriginConfig("http", "", 0)),
+        tickets=read(lambda: _tickets(top.section("tickets", _TICKET_KEYS)), TicketConfig()),
+        limits=read(lambda: _limits(top.section("limits", _LIMIT_KEYS)), Limits()),
+        metrics_addr=read(lambda: top.host_port("metrics_addr", listen=True) if top.raw("metrics_addr") else None,
+                          None),
+        workers=read(lambda: top.integer("workers", 1, 1, 256), 1),
+        enable_tls12=read(lambda: top.boolean("tls12", True), True),
+        enable_rsa_key_exchange=read(lambda: top.boolean("rsa_key_exchange", False), False),
+        loglevel=read(lambda: top.enum("loglevel", "info", LOG_LEVELS, LOG_LEVEL_FIX).lower(), "info"),
         source=source,
+        key_server_tls=default_tls,
     )
 
 
-def _listeners(value: object) -> tuple[Listener, ...]:
-    if isinstance(value, dict):
-        value = [value]
+def _listeners(top: Section) -> tuple[Listener, ...]:
+    entries = top.sections("listen", _LISTEN_KEYS, default=[{"address": "127.0.0.1", "port": 8443}])
+    if not entries:
+        raise top.error("listen", "must be a non-empty list", "write listen: [{address: 0.0.0.0, port: 443}]")
+    return tuple(Listener(entry.listen_host("address", "127.0.0.1"), entry.integer("port", 443, 0, 65535))
+                 for entry in entries)
+
+
+def _sites(top: Section, default_tls: KeyServerTLS | None, collect: Collector) -> tuple[SiteConfig, ...]:
+    value = top.raw("certificates")
     if not isinstance(value, list) or not value:
-        raise ConfigError("listen", "must be a non-empty list", "write listen: [{address: 0.0.0.0, port: 443}]")
-    listeners = []
-    for index, item in enumerate(value):
-        key = f"listen[{index}]"
-        entry = _mapping(item, key, {"address", "port"})
-        address = str(entry.get("address", "127.0.0.1"))
-        port = _int(entry.get("port", 443), f"{key}.port", 0, 65535)
-        listeners.append(Listener(address, port))
-    return tuple(listeners)
-
-
-def _sites(value: object, default_tls: KeyServerTLS | None, base: Path) -> tuple[SiteConfig, ...]:
-    if not isinstance(value, list) or not value:
-        raise ConfigError(
-            "certificates", "at least one certificate is needed", "add certificates: [{names: [...], chain: ..., ...}]"
-        )
-    sites = []
-    from keyless.edge.client_auth import parse_client_auth  # it imports ConfigError from here
-
-    allowed = {"names", "chain", "key_servers", "key_server_tls", "key_file", "default", "client_auth"}
-    for index, item in enumerate(value):
-        key = f"certificates[{index}]"
-        entry = _mapping(item, key, allowed)
-        names = entry.get("names", [])
-        if isinstance(names, str):
-            names = [names]
-        if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
-            raise ConfigError(
-                f"{key}.names", "must be a list of host names", 'write names: [example.com, "*.example.com"]'
-            )
-        for name in names:
-            _check_name(name, f"{key}.names")
-        if "chain" not in entry:
-            raise ConfigError(f"{key}.chain", "missing", "give the PEM file with the certificate chain, leaf first")
-        chain = _existing_file(entry["chain"], f"{key}.chain", base)
-        servers: tuple[tuple[str, int], ...] = ()
-        key_file = None
-        tls = default_tls
-        if "key_file" in entry and "key_servers" in entry:
-            raise ConfigError(key, "has both key_file and key_servers", "keep one: the key lives in one place")
-        if "key_file" in entry:
-            key_file = _existing_file(entry["key_file"], f"{key}.key_file", base)
-        elif "key_servers" in entry:
-            raw = entry["key_servers"]
-            if isinstance(raw, str):
-                raw = [raw]
-            if not isinstance(raw, list) or not raw:
-                raise ConfigError(
-                    f"{key}.key_servers", "must be a non-empty list", 'write key_servers: ["10.0.0.7:2407"]'
-                )
-            servers = tuple(_host_port(s, f"{key}.key_servers[{i}]", DEFAULT_KEYSERVER_PORT) for i, s in enumerate(raw))
-            if "key_server_tls" in entry:
-                tls = _key_server_tls(entry["key_server_tls"], f"{key}.key_server_tls", base)
-            if tls is None:
-                raise ConfigError(
-                    "key_server_tls",
-                    f"{key} uses key servers but no mTLS settings are given",
-                    "add key_server_tls: {client_cert: ..., client_key: ..., ca: ...}",
-                )
-        else:
-            raise ConfigError(
-                key, "says nowhere where the private key is", "add key_servers: [host:port] (or key_file)"
-            )
-        sites.append(
-            SiteConfig(
-                names=tuple(n.lower() for n in names),
-                chain=chain,
-                key_servers=servers,
-                key_server_tls=tls if servers else None,
-                key_file=key_file,
-                default=_bool(entry.get("default", False), f"{key}.default"),
-                client_auth=parse_client_auth(entry.get("client_auth"), f"{key}.client_auth", base),
-            )
-        )
-    defaults = [i for i, s in enumerate(sites) if s.default]
+        collect.add(top.error("certificates", "at least one certificate is needed",
+                              "add certificates: [{names: [...], chain: ..., ...}]"))
+        return ()
+    sites: dict[int, SiteConfig] = {}
+    for index, item in enumerate(value):  # each site on its own: one bad site hides no other's problems
+        site = collect.read(lambda item=item, index=index: _site(  # type: ignore[misc]
+            Section(item, f"certificates[{index}]", top.origin, SITE_KEYS), default_tls), None)
+        if site is not None:
+            sites[index] = site
+    defaults = [index for index, site in sites.items() if site.default]
     if len(defaults) > 1:
-        raise ConfigError(f"certificates[{defaults[1]}].default", "more than one default certificate", "keep one")
-    return tuple(sites)
+        collect.add(top.error(f"certificates[{defaults[1]}].default", "more than one default certificate",
+                              "keep one"))
+    return tuple(sites.values())
 
 
-def _check_name(name: str, key: str) -> None:
+def _site(entry: Section, default_tls: KeyServerTLS | None) -> SiteConfig:
+    names = entry.raw("names", [])
+    if isinstance(names, str):
+        names = [names]
+    if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
+        raise entry.error("names", "must be a list of host names", 'write names: [example.com, "*.example.com"]')
+    for name in names:
+        _check_name(entry, name)
+    if not entry.has("chain"):
+        raise entry.error("chain", "missing", "give the PEM file with the certificate chain, leaf first")
+    chain = entry.file("chain")
+    if entry.has("key_file") and entry.has("key_servers"):
+        raise entry.error("", "has both key_file and key_servers", "keep one: the key lives in one place")
+    servers: tuple[tuple[str, int], ...] = ()
+    key_file = None
+    tls = default_tls
+    if entry.has("key_file"):
+        key_file = entry.file("key_file")
+    elif entry.has("key_servers"):
+        raw = entry.raw("key_servers")
+        if isinstance(raw, str):
+            raw = [raw]
+        if not isinstance(raw, list) or not raw:
+            raise entry.error("key_servers", "must be a non-empty list", 'write key_servers: ["10.0.0.7:2407"]')
+        servers = tuple(entry.host_port_value(f"key_servers[{i}]", s, default_port=DEFAULT_KEYSERVER_PORT)
+                        for i, s in enumerate(raw))
+        if entry.has("key_server_tls"):
+            tls = _key_server_tls(entry.section("key_server_tls", _KEY_SERVER_TLS_KEYS))
+        if tls is None:
+            raise ConfigError("key_server_tls", f"{entry.path} uses key servers but no mTLS settings are given",
+                              "add key_server_tls: {client_cert: ..., client_key: ..., ca: ...}",
+                              file=entry.origin.file)
+    else:
+        raise entry.error("", "says nowhere where the private key is", "add key_servers: [host:port] (or key_file)")
+    # Site sub-sections plug in here: read with their own parser over entry.section(NAME, KEYS) (their
+    # errors then name certificates[i].NAME.key), stored in a SiteConfig field; NAME joins SITE_KEYS.
+    return SiteConfig(
+        names=tuple(n.lower() for n in names),
+        chain=chain,
+        key_servers=servers,
+        key_server_tls=tls if servers else None,
+        key_file=key_file,
+        default=entry.boolean("default", False),
+        client_auth=parse_client_auth(entry.raw("client_auth", None), entry.where("client_auth"), entry.origin.base),
+    )
+
+
+def _check_name(entry: Section, name: str) -> None:
     labels = name.lower().split(".")
     if name.endswith(".") or any(not label for label in labels):
-        raise ConfigError(key, f"{name!r} is not a host name", "write names without empty labels or a trailing dot")
+        raise entry.error("names", f"{name!r} is not a host name", "write names without empty labels or a trailing dot")
     if "*" in name and (labels[0] != "*" or "*" in ".".join(labels[1:]) or len(labels) < 3):
-        raise ConfigError(key, f"{name!r}: a wildcard must be the whole first label", 'write "*.example.com"')
+        raise entry.error("names", f"{name!r}: a wildcard must be the whole first label", 'write "*.example.com"')
 
 
-def _key_server_tls(value: object, key: str, base: Path) -> KeyServerTLS:
-    entry = _mapping(value, key, {"client_cert", "client_key", "ca", "timeout", "server_name", "send_client_ip"})
+def _key_server_tls(entry: Section) -> KeyServerTLS:
     for name in ("client_cert", "client_key", "ca"):
-        if name not in entry:
-            raise ConfigError(f"{key}.{name}", "missing", f"give the PEM file for {name.replace('_', ' ')}")
-    server_name = entry.get("server_name")
+        if not entry.has(name):
+            raise entry.error(name, "missing", f"give the PEM file for {name.replace('_', ' ')}")
     return KeyServerTLS(
-        client_cert=_existing_file(entry["client_cert"], f"{key}.client_cert", base),
-        client_key=_existing_file(entry["client_key"], f"{key}.client_key", base),
-        ca=_existing_file(entry["ca"], f"{key}.ca", base),
-        timeout=_float(entry.get("timeout", 10.0), f"{key}.timeout", 0.05, 300.0),
-        server_name=str(server_name) if server_name else None,
-        send_client_ip=_bool(entry.get("send_client_ip", False), f"{key}.send_client_ip"),
+        client_cert=entry.file("client_cert"),
+        client_key=entry.file("client_key"),
+        ca=entry.file("ca"),
+        timeout=entry.duration("timeout", 10.0, 0.05, 300.0),
+        server_name=entry.text("server_name"),
+        send_client_ip=entry.boolean("send_client_ip", False),
     )
 
 
-def _origin(value: object) -> OriginConfig:
-    if value is None:
-        raise ConfigError("origin", "missing", "add origin: {mode: http, address: 127.0.0.1:8080}")
-    allowed = {"mode", "address", "proxy_protocol", "connect_timeout", "response_timeout", "pool_size"}
-    entry = _mapping(value, "origin", allowed)
-    mode = str(entry.get("mode", "http"))
-    if mode not in ("http", "tcp"):
-        raise ConfigError("origin.mode", f"unknown mode {mode!r}", "use http (reverse proxy) or tcp (byte pipe)")
-    if "address" not in entry:
-        raise ConfigError("origin.address", "missing", "give the origin as host:port")
-    host, port = _host_port(entry["address"], "origin.address", None)
-    proxy_protocol = _bool(entry.get("proxy_protocol", False), "origin.proxy_protocol")
+def _origin(top: Section) -> OriginConfig:
+    if not top.has("origin"):
+        raise top.error("origin", "missing", "add origin: {mode: http, address: 127.0.0.1:8080}")
+    entry = top.section("origin", _ORIGIN_KEYS)
+    mode = entry.enum("mode", "http", {"http": "http", "tcp": "tcp"}, "use http (reverse proxy) or tcp (byte pipe)")
+    if not entry.has("address"):
+        raise entry.error("address", "missing", "give the origin as host:port")
+    host, port = entry.host_port("address")
+    proxy_protocol = entry.boolean("proxy_protocol", False)
     if proxy_protocol and mode != "tcp":
-        raise ConfigError("origin.proxy_protocol", "only for mode tcp", "http mode sends X-Forwarded-For instead")
+        raise entry.error("proxy_protocol", "only for mode tcp", "http mode sends X-Forwarded-For instead")
     return OriginConfig(
         mode=mode,
         host=host,
         port=port,
         proxy_protocol=proxy_protocol,
-        connect_timeout=_float(entry.get("connect_timeout", 5.0), "origin.connect_timeout", 0.01, 600.0),
-        response_timeout=_float(entry.get("response_timeout", 30.0), "origin.response_timeout", 0.01, 3600.0),
-        pool_size=_int(entry.get("pool_size", 8), "origin.pool_size", 0, 1024),
+        connect_timeout=entry.duration("connect_timeout", 5.0, 0.01, 600.0),
+        response_timeout=entry.duration("response_timeout", 30.0, 0.01, 3600.0),
+        pool_size=entry.integer("pool_size", 8, 0, 1024),
     )
 
 
-def _tickets(value: object, base: Path) -> TicketConfig:
-    entry = _mapping(value, "tickets", {"enabled", "key_files", "redis", "rotation", "lifetime", "session_cache_size"})
-    raw = entry.get("key_files", [])
-    if isinstance(raw, str):
-        raw = [raw]
-    if not isinstance(raw, list):
-        raise ConfigError("tickets.key_files", "must be a list of files", "write key_files: [/etc/keyless/ticket.key]")
-    files = tuple(_existing_file(f, f"tickets.key_files[{i}]", base) for i, f in enumerate(raw))
-    lifetime = _int(entry.get("lifetime", DEFAULT_TICKET_LIFETIME), "tickets.lifetime", 1, 604800)
-    redis_url = entry.get("redis")
-    if redis_url is not None and not (isinstance(redis_url, str) and redis_url.startswith(("redis://", "rediss://"))):
-        raise ConfigError("tickets.redis", f"{redis_url!r} is not a Redis URL", "write redis://host:6379/0")
+def _tickets(entry: Section) -> TicketConfig:
+    files = tuple(entry.existing(f"key_files[{i}]", entry.resolve("key_files", name))
+                  for i, name in enumerate(entry.strings("key_files", "files", "/etc/keyless/ticket.key")))
+    redis_url = entry.redis_url("redis")
     if redis_url and files:
-        raise ConfigError("tickets.redis", "given together with tickets.key_files", "keep one source of ticket keys")
+        raise entry.error("redis", "given together with tickets.key_files", "keep one source of ticket keys")
     return TicketConfig(
-        enabled=_bool(entry.get("enabled", True), "tickets.enabled"),
+        enabled=entry.boolean("enabled", True),
         key_files=files,
         redis_url=redis_url,
-        rotation=_float(entry.get("rotation", DEFAULT_TICKET_ROTATION), "tickets.rotation", 1.0, 604800.0),
-        lifetime=lifetime,
-        session_cache_size=_int(entry.get("session_cache_size", 10000), "tickets.session_cache_size", 0, 10_000_000),
+        rotation=entry.duration("rotation", DEFAULT_TICKET_ROTATION, 1.0, 604800.0),
+        lifetime=entry.integer("lifetime", DEFAULT_TICKET_LIFETIME, 1, 604800),
+        session_cache_size=entry.integer("session_cache_size", 10000, 0, 10_000_000),
     )
 
 
-def _limits(value: object) -> Limits:
-    allowed = {"handshake_timeout", "idle_timeout", "max_connections", "max_header_size", "drain_timeout"}
-    entry = _mapping(value, "limits", allowed)
+def _limits(entry: Section) -> Limits:
     return Limits(
-        handshake_timeout=_float(entry.get("handshake_timeout", 10.0), "limits.handshake_timeout", 0.01, 600.0),
-        idle_timeout=_float(entry.get("idle_timeout", 60.0), "limits.idle_timeout", 0.01, 86400.0),
-        max_connections=_int(entry.get("max_connections", 10000), "limits.max_connections", 1, 1_000_000),
-        max_header_size=_int(entry.get("max_header_size", 16384), "limits.max_header_size", 1024, 1 << 20),
-        drain_timeout=_float(entry.get("drain_timeout", 30.0), "limits.drain_timeout", 0.0, 3600.0),
+        handshake_timeout=entry.duration("handshake_timeout", 10.0, 0.01, 600.0),
+        idle_timeout=entry.duration("idle_timeout", 60.0, 0.01, 86400.0),
+        max_connections=entry.integer("max_connections", 10000, 1, 1_000_000),
+        max_header_size=entry.size("max_header_size", 16384, 1024, 1 << 20),
+        drain_timeout=entry.duration("drain_timeout", 30.0, 0.0, 3600.0),
     )
 
 
-# --- scalar helpers -------------------------------------------------------------------------------
+# --- the files the configuration names ----------------------------------------------------------------
 
 
-def _mapping(value: object, key: str, allowed: set[str]) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise ConfigError(key, f"must be a mapping, not {type(value).__name__}", "write key: value pairs")
-    unknown = sorted(str(k) for k in value if k not in allowed)
-    if unknown:
-        prefix = "" if key == "(top level)" else f"{key}."
-        raise ConfigError(f"{prefix}{unknown[0]}", "unknown key", f"use one of: {', '.join(sorted(allowed))}")
-    return value
+def check_material(config: EdgeConfig) -> tuple[list[ConfigError], list[str]]:
+    """Read every certificate, key and ticket-key file as start-up does: (problems, warnings), one line each.
+
+    Warnings are for certificates out of their validity period: they are served (an operator may be
+    replacing them right now) but never silently."""
+    from keyless.tls.tickets import load_key_file
+
+    file = config.source
+    problems: list[ConfigError] = []
+    warnings: list[str] = []
+    for index, site in enumerate(config.sites):
+        key = f"certificates[{index}]"
+        try:
+            chain = read_chain(site.chain)
+            if not chain:
+                raise MaterialProblem(f"{str(site.chain)!r} holds no certificate", "give PEM, leaf first")
+            problem = validity_problem(chain[0])
+            if problem:
+                where = f"{file}: " if file is not None else ""
+                warnings.append(f"{where}{key}.chain: the certificate for {site.label} {problem}")
+            if site.key_file is not None:
+                try:
+                    check_key_matches(read_private_key(site.key_file), chain[0], f"{key}.chain")
+                except MaterialProblem as exc:
+                    problems.append(ConfigError(f"{key}.key_file", exc.problem, exc.fix, file=file))
+        except MaterialProblem as exc:
+            problems.append(ConfigError(f"{key}.chain", exc.problem, exc.fix, file=file))
+        if site.key_server_tls is not None and site.key_server_tls is not config.key_server_tls:
+            problems.extend(_check_key_server_tls(site.key_server_tls, f"{key}.key_server_tls", file))
+    if config.key_server_tls is not None:
+        problems.extend(_check_key_server_tls(config.key_server_tls, "key_server_tls", file))
+    for index, path in enumerate(config.tickets.key_files):
+        try:
+            load_key_file(path)
+        except (OSError, ValueError):
+            problems.append(ConfigError(
+                f"tickets.key_files[{index}]", f"{str(path)!r} is not a ticket key file of 48 or n*80 bytes",
+                "write 80 random bytes: openssl rand 80 > ticket.key", file=file))
+    return problems, warnings
 
 
-def _existing_file(value: object, key: str, base: Path) -> Path:
-    if not isinstance(value, str) or not value:
-        raise ConfigError(key, "must be a file path", "give the path as a string")
-    path = Path(value)
-    if not path.is_absolute():
-        path = base / path
-    if not path.is_file():
-        raise ConfigError(
-            key, f"file {str(path)!r} does not exist", "check the path (relative paths start at the config file)"
-        )
-    return path
-
-
-def _host_port(value: object, key: str, default_port: int | None) -> tuple[str, int]:
-    text = str(value).strip()
-    host, sep, port_text = text.rpartition(":")
-    if not sep:
-        host, port_text = text, ""
-    host = host.strip("[]")
-    if not host:
-        raise ConfigError(key, f"{text!r} has no host", "write host:port")
-    if not port_text:
-        if default_port is None:
-            raise ConfigError(key, f"{text!r} has no port", "write host:port")
-        return host, default_port
-    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
-        raise ConfigError(key, f"{text!r} has a bad port", "write host:port with a port in 0..65535")
-    return host, int(port_text)
-
-
-def _int(value: object, key: str, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ConfigError(
-            key, f"{value!r} is not an integer in {low}..{high}", f"use a whole number from {low} to {high}"
-        )
-    return value
-
-
-def _float(value: object, key: str, low: float, high: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= float(value) <= high:
-        raise ConfigError(key, f"{value!r} is not a number in {low}..{high}", f"use seconds from {low} to {high}")
-    return float(value)
-
-
-def _bool(value: object, key: str) -> bool:
-    if not isinstance(value, bool):
-        raise ConfigError(key, f"{value!r} is not true or false", "write true or false")
-    return value
+def _check_key_server_tls(tls: KeyServerTLS, key: str, file: Path | None) -> list[ConfigError]:
+    problems = []
+    leaf = None
+    try:
+        chain = read_chain(tls.client_cert)
+        leaf = chain[0] if chain else None
+    except MaterialProblem as exc:
+        problems.append(ConfigError(f"{key}.client_cert", exc.problem, exc.fix, file=file))
+    try:
+        private = read_private_key(tls.client_key)
+        if leaf is not None:
+            check_key_matches(private, leaf, f"{key}.client_cert")
+    except MaterialProblem as exc:
+        problems.append(ConfigError(f"{key}.client_key", exc.problem, exc.fix, file=file))
+    try:
+        read_ca_bundle(tls.ca)
+    except MaterialProblem as exc:
+        problems.append(ConfigError(f"{key}.ca", exc.problem, exc.fix, file=file))
+    return problems
 
 
 __all__ = [
@@ -425,6 +417,7 @@ __all__ = [
     "OriginConfig",
     "SiteConfig",
     "TicketConfig",
+    "check_material",
     "load_config",
     "parse_config",
 ]

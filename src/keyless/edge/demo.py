@@ -324,6 +324,8 @@ class Demo:
         for sample, value in sorted(samples.items()):
             if sample.startswith(("keyless_sign_requests_total", "keyless_requests")) and value:
                 self.say(f"  {sample} {value:g}")
+        self.say("  (including one signature per certificate: the edge's check, when it starts, that a key server")
+        self.say("   holds the certificate's key)")
         self.say("")
 
     def print_commands(self) -> None:

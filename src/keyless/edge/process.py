@@ -31,7 +31,8 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from keyless.edge.config import ConfigError, EdgeConfig, load_config
+from keyless.edge.config import ConfigError, EdgeConfig, check_material, load_config
+from keyless.runtime.config import problems_of
 
 log = logging.getLogger("keyless.edge")
 
@@ -61,11 +62,12 @@ def _install_event_loop_policy() -> None:
 def run(config_path: str, *, workers: int | None = None, worker_child: bool = False, out: TextIO = sys.stdout) -> int:
     try:
         config = load_config(config_path)
-        from keyless.edge.tickets import check_key_files
-
-        check_key_files(config.tickets)
-    except (ConfigError, ValueError) as exc:
-        print(f"keyless edge: configuration error: {exc}", file=sys.stderr)
+        problems = check_material(config)[0]  # the warnings are logged by each Edge, once logging is set up
+    except ConfigError as exc:
+        problems = problems_of(exc)
+    for problem in problems:
+        print(f"keyless edge: configuration error: {problem}", file=sys.stderr)
+    if problems:
         return 2
     _configure_logging(config.loglevel)
     _install_event_loop_policy()
@@ -93,25 +95,28 @@ async def _serve(
     except (ConfigError, ValueError) as exc:
         print(f"keyless edge: configuration error: {exc}", file=sys.stderr)
         return 2
-    bound = await edge.start(ports, reuse_port=worker)
+    try:
+        bound = await edge.start(ports, reuse_port=worker)
+    except ConfigError as exc:  # a port in use: one line, no traceback
+        print(f"keyless edge: cannot start: {exc}", file=sys.stderr)
+        await edge.close()
+        return 2
     metrics_port = 0
     metrics_server = None
     if not worker and config.metrics_addr is not None:
         from keyless.metrics import start_metrics_server
 
-        metrics_server, metrics_port = start_metrics_server(
-            config.metrics_addr[0], config.metrics_addr[1], metrics.registry, {"keyservers": edge.is_ready}
-        )
-    await edge.check_readiness()
-    if worker:
-        print(f"keyless edge worker ready pid={os.getpid()}", file=out, flush=True)
-    else:
-        ports_text = ",".join(str(p) for p in bound)
-        print(f"keyless edge ready port={ports_text} metrics_port={metrics_port} workers=1", file=out, flush=True)
-    log.info(
-        "edge listening on %s", ", ".join(f"{li.address}:{p}" for li, p in zip(config.listeners, bound, strict=False))
-    )
+        try:
+            metrics_server, metrics_port = start_metrics_server(
+                config.metrics_addr[0], config.metrics_addr[1], metrics.registry, {"keyservers": edge.is_ready}
+            )
+        except OSError as exc:  # the metrics port in use: one line, like a listener's
+            from keyless.runtime.config import listen_error
 
+            error = listen_error(exc, config.metrics_addr[0], config.metrics_addr[1], "metrics_addr", config.source)
+            print(f"keyless edge: cannot start: {error}", file=sys.stderr)
+            await edge.close()
+            return 2
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     background: set[asyncio.Future[None]] = set()
@@ -130,6 +135,16 @@ async def _serve(
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
     loop.add_signal_handler(signal.SIGHUP, reload)
+    # Ready only now: a SIGHUP right after the ready line would otherwise end the process (default action).
+    await edge.check_readiness()
+    if worker:
+        print(f"keyless edge worker ready pid={os.getpid()}", file=out, flush=True)
+    else:
+        ports_text = ",".join(str(p) for p in bound)
+        print(f"keyless edge ready port={ports_text} metrics_port={metrics_port} workers=1", file=out, flush=True)
+    log.info(
+        "edge listening on %s", ", ".join(f"{li.address}:{p}" for li, p in zip(config.listeners, bound, strict=False))
+    )
     await stop.wait()
     log.info("draining (up to %.0f s)", edge.config.limits.drain_timeout)
     clean = await edge.drain()
@@ -156,7 +171,19 @@ class Supervisor:
         from keyless.edge.tickets import new_master_secret
 
         metrics_dir = tempfile.mkdtemp(prefix="keyless-edge-metrics-")
-        placeholders = [_reserve_port(li.address, li.port) for li in self.config.listeners]
+        placeholders: list[socket.socket] = []
+        for index, listener in enumerate(self.config.listeners):
+            try:
+                placeholders.append(_reserve_port(listener.address, listener.port))
+            except OSError as exc:  # a port in use: one line, as with one process
+                from keyless.runtime.config import listen_error
+
+                error = listen_error(exc, listener.address, listener.port, f"listen[{index}]", self.config.source)
+                print(f"keyless edge: cannot start: {error}", file=sys.stderr)
+                for sock in placeholders:
+                    sock.close()
+                shutil.rmtree(metrics_dir, ignore_errors=True)
+                return 2
         self.ports = [s.getsockname()[1] for s in placeholders]
         self.secret = new_master_secret()
         self.env = dict(os.environ, PROMETHEUS_MULTIPROC_DIR=metrics_dir)

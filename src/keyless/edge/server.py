@@ -13,18 +13,22 @@ from dataclasses import replace
 from typing import Any
 
 from keyless.edge.client_auth import anchored, identity_headers
-from keyless.edge.config import EdgeConfig
+from keyless.edge.config import EdgeConfig, check_material
 from keyless.edge.http_proxy import HTTPProxy, ProxySettings
 from keyless.edge.listener import TLSListener, instrument
 from keyless.edge.metrics import EdgeMetrics
 from keyless.edge.sites import GroupFactory, SiteTable, build_sites
 from keyless.edge.tcp_proxy import TCPProxy
 from keyless.edge.tickets import build_ticket_ring
+from keyless.runtime.config import ConfigError, changed_keys, listen_error
 from keyless.tls.asyncio_adapter import TLSStream
 from keyless.tls.config import CertifiedKey, ClientHelloInfo, ServerConfig
 from keyless.tls.session_cache import MemorySessionCache
 
 log = logging.getLogger("keyless.edge")
+
+# Settings a running edge cannot change (attribute -> configuration key): its sockets, processes and metrics port.
+RESTART_KEYS = {"listeners": "listen", "workers": "workers", "metrics_addr": "metrics_addr"}
 
 READINESS_INTERVAL = 2.0
 READINESS_TIMEOUT = 2.0
@@ -62,11 +66,22 @@ class Edge:
         self.readiness: dict[str, bool] = {}
         self._readiness_task: asyncio.Task[None] | None = None
         self._ticket_refresh_task: asyncio.Task[None] | None = None
+        self._key_check_task: asyncio.Task[None] | None = None
+        self._key_check_settled = False
 
     # --- construction ---------------------------------------------------------------------------
 
     def _load_sites(self, config: EdgeConfig) -> SiteTable:
-        return build_sites(config, self._group_factory, wrap_key=lambda key: instrument(key, self.metrics))
+        """Check every file as --check-config does (start-up and SIGHUP alike), then load the sites."""
+        problems, warnings = check_material(config)
+        if problems:
+            raise problems[0]
+        for warning in warnings:
+            log.warning("%s", warning)
+        try:
+            return build_sites(config, self._group_factory, wrap_key=lambda key: instrument(key, self.metrics))
+        except ConfigError as exc:
+            raise exc.located(config.source) from None
 
     def _tls_config(self, config: EdgeConfig) -> ServerConfig:
         base = ServerConfig(
@@ -113,15 +128,19 @@ class Edge:
         for index, listener in enumerate(self.config.listeners):
             port = ports[index] if ports is not None else listener.port
             local = [(listener.address, port)]  # the bound port is known only after listen()
-            bound = await self.listener.listen(
-                lambda stream, local=local: self.handle(stream, local[0]),  # type: ignore[misc]
-                listener.address,
-                port,
-                reuse_port=reuse_port,
-            )
+            try:
+                bound = await self.listener.listen(
+                    lambda stream, local=local: self.handle(stream, local[0]),  # type: ignore[misc]
+                    listener.address,
+                    port,
+                    reuse_port=reuse_port,
+                )
+            except OSError as exc:
+                raise listen_error(exc, listener.address, port, f"listen[{index}]", self.config.source) from None
             local[0] = (listener.address, bound)
             self.ports.append(bound)
         self._readiness_task = asyncio.create_task(self._readiness_loop())
+        self._start_key_check()
         if self.ticket_ring is not None:
             # Ticket keys (files, Redis, rotation) are re-read here, never inside a handshake; the task follows
             # the ring a reload installs.
@@ -158,6 +177,18 @@ class Edge:
             # The address the client actually reached (not 0.0.0.0) is the PROXY header's destination.
             await proxy.serve(stream, peer, _address(getattr(stream, "sockname", None)) or local)
 
+    def _start_key_check(self) -> None:
+        """In the background: warn about certificates whose key no configured key server holds."""
+        from keyless.edge.key_check import warn_unheld_keys
+
+        if self._key_check_task is not None:
+            self._key_check_task.cancel()
+        if self.sites.groups:
+            self._key_check_settled = False
+            self._key_check_task = asyncio.create_task(
+                warn_unheld_keys(self.sites, self.config.source, READINESS_INTERVAL)
+            )
+
     def is_ready(self) -> bool:
         if not self.sites.groups:
             return True  # only local keys: nothing to wait for
@@ -170,7 +201,16 @@ class Edge:
         except TimeoutError:
             results = {label: False for label in self.readiness} or {"keyservers": False}
         self.readiness = results
+        await self._settle_key_check()
         return results
+
+    async def _settle_key_check(self) -> None:
+        """Let the first key check after start or reload finish (up to READINESS_TIMEOUT) before the first
+        readiness answer, so its one signature per site lands before the edge says it is ready."""
+        task = self._key_check_task
+        if task is not None and not self._key_check_settled:
+            self._key_check_settled = True
+            await asyncio.wait({task}, timeout=READINESS_TIMEOUT)
 
     async def _readiness_loop(self) -> None:
         while True:
@@ -178,11 +218,12 @@ class Edge:
             await asyncio.sleep(READINESS_INTERVAL)
 
     async def reload(self, config: EdgeConfig) -> None:
-        """SIGHUP: new certificates, keys, origin and limits; listeners and workers stay as they are."""
-        if [(li.address, li.port) for li in config.listeners] != [
-            (li.address, li.port) for li in self.config.listeners
-        ]:
-            log.warning("listener changes need a restart; keeping the current listeners")
+        """SIGHUP: new certificates, keys, origin, limits, tickets and log level; the keys in RESTART_KEYS keep
+        their running values (each change logged once per SIGHUP, by key) until the next restart."""
+        for key in changed_keys(self.config, config, RESTART_KEYS):
+            log.warning("reload: %s changed in %s but needs a restart; keeping the running value", key, config.source)
+        # Compare the next file with what runs, not with the last file read: a restored listen: is no change.
+        config = replace(config, **{attribute: getattr(self.config, attribute) for attribute in RESTART_KEYS})
         ring = self.ticket_ring
         if config.tickets != self.config.tickets:
             ring = build_ticket_ring(config.tickets, self._ticket_secret)  # may raise: nothing changed yet
@@ -195,8 +236,10 @@ class Edge:
         self.proxy = self._make_proxy(config)
         self.listener.handshake_timeout = config.limits.handshake_timeout
         self.listener.max_connections = config.limits.max_connections
+        logging.getLogger().setLevel(config.loglevel.upper())
         log.info("configuration reloaded: %d certificates", len(new_sites.sites))
         await self.check_readiness()
+        self._start_key_check()
         # Connections in flight keep the old proxy and keys until they end; close old clients after a grace.
         asyncio.get_running_loop().call_later(
             config.limits.drain_timeout, lambda: asyncio.ensure_future(_close_old(old_sites, old_proxy))
@@ -213,7 +256,7 @@ class Edge:
         return clean
 
     async def close(self) -> None:
-        for task in (self._readiness_task, self._ticket_refresh_task):
+        for task in (self._readiness_task, self._ticket_refresh_task, self._key_check_task):
             if task is not None:
                 task.cancel()
         self.listener.stop_accepting()

@@ -1,33 +1,41 @@
 """Key-server configuration: YAML with the key names of Cloudflare's key server, plus ``listen``.
 
-Every key may be overridden by an environment variable ``KEYLESS_<KEY>`` (upper case), e.g.
-``KEYLESS_PORT=3407`` or ``KEYLESS_PRIVATE_KEY_DIRS=/etc/keyless/keys,/srv/keys``. Relative paths
-are resolved against the directory of the configuration file (the current directory for values
-from the environment), so a config and its keys can move together. An unknown key or a bad value
-stops start-up with a ``ConfigError`` naming the key and how to fix it.
+A schema over ``keyless.runtime.config``: ``_build`` reads one key per line with a typed reader. Every
+key may be overridden by an environment variable ``KEYLESS_<KEY>`` (upper case), e.g.
+``KEYLESS_PORT=3407`` or ``KEYLESS_PRIVATE_KEY_DIRS=/etc/keyless/keys,/srv/keys``; a bad override is
+blamed on the variable. Relative paths are resolved against the directory of the configuration file
+(the current directory for values from the environment), so a config and its keys can move together.
+
+``load_config`` checks structure, values and that files exist; ``check_material`` then reads the TLS
+files (chain order, ``auth_key`` belonging to ``auth_cert``, the CA bundle) — start-up, SIGHUP and
+``--check-config`` all run both.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from keyless.keys.loader import KeySource
 from keyless.keys.pkcs11_uri import Pkcs11UriError, parse_pkcs11_uri
+from keyless.runtime.config import (
+    LOG_LEVEL_FIX,
+    LOG_LEVELS,
+    Collector,
+    ConfigError,
+    MaterialProblem,
+    Origin,
+    Section,
+    apply_environment,
+    comma_list,
+    env_overrides,
+    load_yaml,
+)
+from keyless.runtime.tls_material import check_key_matches, read_ca_bundle, read_chain, read_private_key
 
 DEFAULT_SEARCH_PATH = (Path("gokeyless.yaml"), Path("/etc/keyless/gokeyless.yaml"))
-
-LOG_LEVELS = {
-    "debug": "DEBUG", "info": "INFO", "warn": "WARNING", "warning": "WARNING", "error": "ERROR",
-    "critical": "CRITICAL", "fatal": "CRITICAL",
-}
-# Cloudflare's key server takes numeric levels, 0 (debug) to 5 (fatal).
-NUMERIC_LOG_LEVELS = {0: "DEBUG", 1: "INFO", 2: "WARNING", 3: "ERROR", 4: "CRITICAL", 5: "CRITICAL"}
 
 # Keys of Cloudflare's key server that this one does not implement, with what to do instead.
 UNSUPPORTED_KEYS = {
@@ -38,9 +46,8 @@ UNSUPPORTED_KEYS = {
     "auth_csr": "keyless does not request certificates: set auth_cert and auth_key",
 }
 
-
-class ConfigError(Exception):
-    """A configuration problem; the message names the key and the fix."""
+# Command-line options that override keys: ``--loglevel`` is blamed for a bad level, not ``loglevel:``.
+OPTION_OF_KEY = {"workers": "--workers", "strict": "--strict", "loglevel": "--loglevel"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +68,8 @@ class KeyServerConfig:
     max_in_flight: int = 1024
     rsa_threads: int = 0  # 0: one per CPU
     source: Path | None = None
+    # The command-line overrides this was loaded with, so that SIGHUP reads the file the same way.
+    cli_overrides: tuple[tuple[str, Any], ...] = field(default=(), repr=False, compare=False)
 
 
 _KNOWN_KEYS = frozenset(
@@ -72,170 +81,120 @@ _KNOWN_KEYS = frozenset(
 )
 
 
+def _env_value(key: str, text: str) -> Any:
+    """The value of ``KEYLESS_<KEY>``: comma-separated lists for the key sources, else the text."""
+    if key == "private_key_dirs":
+        return comma_list(text)
+    if key == "private_key_stores":
+        return [{"dir": p[4:]} if p.startswith("dir:") else {"file": p[5:]} if p.startswith("file:") else {"uri": p[4:]}
+                if p.startswith("uri:") else {"uri": p} if p.startswith("pkcs11:") else p for p in comma_list(text)]
+    return text
+
+
+ENVIRONMENT = env_overrides(sorted(_KNOWN_KEYS), converters={
+    "private_key_dirs": lambda text: _env_value("private_key_dirs", text),
+    "private_key_stores": lambda text: _env_value("private_key_stores", text),
+})
+
+
 def find_config(explicit: str | None) -> Path:
     if explicit:
         path = Path(explicit)
         if not path.is_file():
-            raise ConfigError(f"--config {explicit}: no such file")
+            raise ConfigError("--config", f"{explicit}: no such file", "give the path of the YAML configuration")
         return path
     for candidate in DEFAULT_SEARCH_PATH:
         if candidate.is_file():
             return candidate
     raise ConfigError(
-        "no configuration file: pass --config FILE, or create ./gokeyless.yaml or /etc/keyless/gokeyless.yaml "
-        "(`keyless pki init DIR` writes a ready DIR/keyserver.yaml)"
+        "", "no configuration file",
+        "pass --config FILE, or create ./gokeyless.yaml or /etc/keyless/gokeyless.yaml "
+        "(`keyless pki init DIR` writes a ready DIR/keyserver.yaml)",
     )
 
 
 def load_config(path: Path | None, environ: Mapping[str, str] | None = None, **overrides: Any) -> KeyServerConfig:
-    """Read ``path`` (may be None: environment only), apply ``KEYLESS_<KEY>`` and then ``overrides``."""
-    raw: dict[str, Any] = {}
-    base = Path.cwd()
+    """Read ``path`` (may be None: environment only), apply ``KEYLESS_<KEY>`` and then ``overrides``
+    (the command-line options)."""
     if path is not None:
-        try:
-            loaded = yaml.safe_load(path.read_text())
-        except OSError as exc:
-            raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-        if loaded is None:
-            loaded = {}
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: the top level must be a mapping of key: value")
-        raw = {str(k): v for k, v in loaded.items()}
-        base = path.parent.resolve()
-    env = os.environ if environ is None else environ
-    for key in _KNOWN_KEYS:
-        value = env.get(f"KEYLESS_{key.upper()}")
-        if value is not None:
-            raw[key] = _env_value(key, value)
-    raw.update({k: v for k, v in overrides.items() if v is not None})
-    return _build(raw, base, path)
+        raw, origin = load_yaml(path)
+    else:
+        raw, origin = {}, Origin(None, Path.cwd())
+    apply_environment(raw, origin, ENVIRONMENT, environ)
+    given = tuple((k, v) for k, v in overrides.items() if v is not None)
+    for key, value in given:
+        raw[key] = value
+        origin.variables[key] = OPTION_OF_KEY.get(key, f"--{key.replace('_', '-')}")
+    collect = Collector()
+    top = Section(raw, "", origin, _KNOWN_KEYS | UNSUPPORTED_KEYS.keys(), collect)
+    config = _build(top, path, given, collect)
+    collect.check()  # every problem, one line each, before any is acted on
+    return config
 
 
-def _env_value(key: str, text: str) -> Any:
-    if key in ("private_key_dirs",):
-        return [part for part in text.split(",") if part]
-    if key == "private_key_stores":
-        return [{"dir": p[4:]} if p.startswith("dir:") else {"file": p[5:]} if p.startswith("file:") else {"uri": p[4:]}
-                if p.startswith("uri:") else {"uri": p} if p.startswith("pkcs11:") else p for p in text.split(",") if p]
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
-
-
-def _build(raw: dict[str, Any], base: Path, source: Path | None) -> KeyServerConfig:
-    for key in raw:
-        if key in UNSUPPORTED_KEYS:
-            raise ConfigError(f"{key}: not supported by keyless: {UNSUPPORTED_KEYS[key]}")
-        if key not in _KNOWN_KEYS:
-            raise ConfigError(f"{key}: unknown configuration key (known keys: {', '.join(sorted(_KNOWN_KEYS))})")
-
-    def path_of(key: str, required: bool = True) -> Path | None:
-        value = raw.get(key)
-        if value is None:
-            if required:
-                raise ConfigError(f"{key}: required (path to a PEM file)")
-            return None
-        if not isinstance(value, str) or not value:
-            raise ConfigError(f"{key}: must be a file path, got {value!r}")
-        return _resolve(value, base)
-
-    ca_key = "cloudflare_ca_cert" if "cloudflare_ca_cert" in raw else "ca_cert"
-    if "cloudflare_ca_cert" in raw and "ca_cert" in raw:
-        raise ConfigError("ca_cert: set either cloudflare_ca_cert or ca_cert, not both")
-    auth_cert = path_of("auth_cert")
-    auth_key = path_of("auth_key")
-    if ca_key not in raw:
-        raise ConfigError("cloudflare_ca_cert: required (the CA that edge client certificates must chain to; "
-                          "ca_cert is accepted as well)")
-    ca_cert = path_of(ca_key)
-    for key, path in (("auth_cert", auth_cert), ("auth_key", auth_key), (ca_key, ca_cert)):
-        if path is not None and not path.is_file():
-            raise ConfigError(f"{key}: {path} does not exist or is not a file")
-
-    port = _int(raw, "port", 2407, 0, 65535)
-    listen = raw.get("listen", "127.0.0.1")
-    if not isinstance(listen, str) or not listen:
-        raise ConfigError(f"listen: must be an address such as 127.0.0.1, 0.0.0.0 or ::, got {listen!r}")
-    metrics_host, metrics_port = "127.0.0.1", _int(raw, "metrics_port", 2406, 0, 65535)
-    if "metrics_addr" in raw:
-        metrics_host, metrics_port = _host_port("metrics_addr", raw["metrics_addr"])
-
-    sources: list[KeySource] = []
-    dirs = raw.get("private_key_dirs", [])
-    if isinstance(dirs, str):
-        dirs = [dirs]
-    if not isinstance(dirs, list) or not all(isinstance(d, str) and d for d in dirs):
-        raise ConfigError(f"private_key_dirs: must be a list of directory paths, got {dirs!r}")
-    sources.extend(KeySource("dir", _resolve(d, base)) for d in dirs)
-    stores = raw.get("private_key_stores", [])
-    if not isinstance(stores, list):
-        raise ConfigError(
-            f"private_key_stores: must be a list of {{dir: PATH}}, {{file: PATH}} or {{uri: URI}}, got {stores!r}"
-        )
-    for index, store in enumerate(stores):
-        sources.append(_store(index, store, base))
-    if not sources:
-        raise ConfigError("private_key_dirs: no key source configured (set private_key_dirs or private_key_stores)")
-
-    loglevel = _loglevel(raw.get("loglevel", "info"))
-    strict = raw.get("strict", False)
-    if not isinstance(strict, bool):
-        raise ConfigError(f"strict: must be true or false, got {strict!r}")
+def _build(top: Section, source: Path | None, cli_overrides: tuple[tuple[str, Any], ...],
+           collect: Collector) -> KeyServerConfig:
+    """The schema: one reader per key; a bad key is collected and its default stands in meanwhile."""
+    read = collect.read
+    for key, advice in UNSUPPORTED_KEYS.items():
+        if top.has(key):
+            collect.add(top.error(key, "not supported by keyless", advice))
+    metrics_host, metrics_port = read(lambda: _metrics_addr(top), ("", 0))
     return KeyServerConfig(
-        auth_cert=auth_cert,  # type: ignore[arg-type]
-        auth_key=auth_key,  # type: ignore[arg-type]
-        ca_cert=ca_cert,  # type: ignore[arg-type]
-        listen=listen,
-        port=port,
+        auth_cert=read(lambda: top.file("auth_cert", what="PEM certificate of this key server"), Path()),
+        auth_key=read(lambda: top.file("auth_key", what="PEM private key of auth_cert"), Path()),
+        ca_cert=read(lambda: _ca_cert(top), Path()),
+        listen=read(lambda: top.listen_host("listen", "127.0.0.1"), ""),
+        port=read(lambda: top.integer("port", 2407, 0, 65535), 0),
         metrics_host=metrics_host,
         metrics_port=metrics_port,
-        key_sources=tuple(sources),
-        loglevel=loglevel,
-        workers=_int(raw, "workers", 1, 1, 256),
-        strict=strict,
-        handshake_timeout=_seconds(raw, "handshake_timeout", 10.0),
-        idle_timeout=_seconds(raw, "idle_timeout", 30.0),
-        max_in_flight=_int(raw, "max_in_flight", 1024, 1, 65536),
-        rsa_threads=_int(raw, "rsa_threads", 0, 0, 1024),
+        key_sources=read(lambda: _key_sources(top, source), ()),
+        loglevel=read(lambda: top.enum("loglevel", "info", LOG_LEVELS, LOG_LEVEL_FIX), "INFO"),
+        workers=read(lambda: top.integer("workers", 1, 1, 256), 1),
+        strict=read(lambda: top.boolean("strict", False), False),
+        handshake_timeout=read(lambda: top.duration("handshake_timeout", 10.0, 0.001, 3600.0), 0.0),
+        idle_timeout=read(lambda: top.duration("idle_timeout", 30.0, 0.001, 3600.0), 0.0),
+        max_in_flight=read(lambda: top.integer("max_in_flight", 1024, 1, 65536), 0),
+        rsa_threads=read(lambda: top.integer("rsa_threads", 0, 0, 1024), 0),
         source=source,
+        cli_overrides=cli_overrides,
     )
 
 
-def _resolve(value: str, base: Path) -> Path:
-    path = Path(value).expanduser()
-    return path if path.is_absolute() else base / path
+def _ca_cert(top: Section) -> Path:
+    if top.has("cloudflare_ca_cert") and top.has("ca_cert"):
+        raise top.error("ca_cert", "given together with cloudflare_ca_cert", "set one of them")
+    ca_key = "ca_cert" if top.has("ca_cert") else "cloudflare_ca_cert"
+    if not top.has(ca_key):
+        raise top.error("cloudflare_ca_cert", "is required",
+                        "give the CA that edge client certificates must chain to (ca_cert is accepted as well)")
+    return top.file(ca_key, what="PEM CA certificate of the edges")
 
 
-def _int(raw: dict[str, Any], key: str, default: int, low: int, high: int) -> int:
-    value = raw.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int):
-        if isinstance(value, str) and value.strip().isdigit():
-            value = int(value.strip())
-        else:
-            raise ConfigError(f"{key}: must be a whole number between {low} and {high}, got {value!r}")
-    if not low <= value <= high:
-        raise ConfigError(f"{key}: must be between {low} and {high}, got {value}")
-    return value
+def _metrics_addr(top: Section) -> tuple[str, int]:
+    """``metrics_addr`` (host:port) if given, else 127.0.0.1 and ``metrics_port``."""
+    if top.has("metrics_addr"):
+        return top.host_port("metrics_addr", listen=True)
+    return "127.0.0.1", top.integer("metrics_port", 2406, 0, 65535)
 
 
-def _seconds(raw: dict[str, Any], key: str, default: float) -> float:
-    value = raw.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 3600:
-        raise ConfigError(f"{key}: must be a number of seconds between 0 and 3600, got {value!r}")
-    return float(value)
-
-
-def _host_port(key: str, value: Any) -> tuple[str, int]:
-    if not isinstance(value, str) or ":" not in value:
-        raise ConfigError(f"{key}: must be host:port such as 127.0.0.1:2406 or [::1]:2406, got {value!r}")
-    host, _, port_text = value.rpartition(":")
-    host = host.strip("[]") or "0.0.0.0"
-    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
-        raise ConfigError(f"{key}: the port after ':' must be 0-65535, got {value!r}")
-    return host, int(port_text)
+def _key_sources(top: Section, source: Path | None) -> tuple[KeySource, ...]:
+    sources = [KeySource("dir", top.resolve("private_key_dirs", d))
+               for d in top.strings("private_key_dirs", "directory paths", "/etc/keyless/keys")]
+    stores = top.raw("private_key_stores", [])
+    if not isinstance(stores, list):
+        raise top.error("private_key_stores", "must be a list",
+                        "write a list of {dir: PATH}, {file: PATH} or {uri: PKCS11-URI}")
+    for index, store in enumerate(stores):
+        try:
+            sources.append(_store(index, store, top.origin.base))
+        except ConfigError as exc:
+            variable = top.origin.variables.get("private_key_stores")
+            raise ConfigError(exc.key, exc.problem, exc.fix, file=None if variable else source,
+                              variable=variable) from None
+    if not sources:
+        raise top.error("private_key_dirs", "no key source configured", "set private_key_dirs or private_key_stores")
+    return tuple(sources)
 
 
 def _store(index: int, store: Any, base: Path) -> KeySource:
@@ -243,27 +202,49 @@ def _store(index: int, store: Any, base: Path) -> KeySource:
     if not isinstance(store, dict) or len(store) != 1:
         # Never echo the entry itself: a uri: value may carry a pin-value.
         shape = f"keys {sorted(map(str, store))}" if isinstance(store, dict) else type(store).__name__
-        raise ConfigError(f"{where}: each entry must be exactly one of dir: PATH, file: PATH or uri: URI, got {shape}")
+        raise ConfigError(where, f"each entry must be exactly one of dir: PATH, file: PATH or uri: URI, got {shape}",
+                          "write one store per list item")
     (kind, value), = store.items()
     if kind == "uri":
         if not isinstance(value, str):
-            raise ConfigError(f"{where}.uri: must be a PKCS#11 URI string "
-                              "(pkcs11:token=...;object=...?module-path=...)")
+            raise ConfigError(f"{where}.uri", "must be a PKCS#11 URI string",
+                              "write pkcs11:token=...;object=...?module-path=...")
         try:
             uri = parse_pkcs11_uri(value, base)
         except Pkcs11UriError as exc:
-            raise ConfigError(f"{where}.uri: {exc}") from None
+            raise ConfigError(f"{where}.uri", str(exc), "see docs/hsm.md for the URI syntax") from None
         return KeySource("uri", Path(uri.module_path), uri)
     if kind not in ("dir", "file"):
-        raise ConfigError(f"{where}: unknown store type {kind!r} (use dir:, file: or uri:)")
+        raise ConfigError(where, f"unknown store type {kind!r}", "use dir:, file: or uri:")
     if not isinstance(value, str) or not value:
-        raise ConfigError(f"{where}.{kind}: must be a path, got {value!r}")
-    return KeySource(kind, _resolve(value, base))
+        raise ConfigError(f"{where}.{kind}", f"must be a path, got {value!r}", "give the path as a string")
+    path = Path(value).expanduser()
+    return KeySource(kind, path if path.is_absolute() else base / path)
 
 
-def _loglevel(value: Any) -> str:
-    if isinstance(value, int) and not isinstance(value, bool) and value in NUMERIC_LOG_LEVELS:
-        return NUMERIC_LOG_LEVELS[value]
-    if isinstance(value, str) and value.lower() in LOG_LEVELS:
-        return LOG_LEVELS[value.lower()]
-    raise ConfigError(f"loglevel: must be one of debug, info, warning, error, critical (or 0-5), got {value!r}")
+def check_material(config: KeyServerConfig) -> list[ConfigError]:
+    """Read the TLS files as start-up will: every problem, each naming its key and the file."""
+    file = config.source
+    problems: list[ConfigError] = []
+    leaf = None
+    try:
+        leaf = read_chain(config.auth_cert)[0]
+    except MaterialProblem as exc:
+        problems.append(ConfigError("auth_cert", exc.problem, exc.fix, file=file))
+    except IndexError:
+        problems.append(ConfigError("auth_cert", f"{str(config.auth_cert)!r} holds no certificate",
+                                    "give the PEM certificate of this key server", file=file))
+    try:
+        key = read_private_key(config.auth_key)
+        if leaf is not None:
+            check_key_matches(key, leaf, "auth_cert")
+    except MaterialProblem as exc:
+        problems.append(ConfigError("auth_key", exc.problem, exc.fix, file=file))
+    try:
+        read_ca_bundle(config.ca_cert)
+    except MaterialProblem as exc:
+        problems.append(ConfigError("cloudflare_ca_cert", exc.problem, exc.fix, file=file))
+    return problems
+
+
+__all__ = ["DEFAULT_SEARCH_PATH", "ConfigError", "KeyServerConfig", "check_material", "find_config", "load_config"]

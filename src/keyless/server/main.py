@@ -14,7 +14,8 @@ from cryptography import x509
 from keyless.keys.loader import KeyLoadError, load_keys
 from keyless.keys.store import KeyStore
 from keyless.metrics import start_metrics_server
-from keyless.server.config import ConfigError, KeyServerConfig, find_config, load_config
+from keyless.runtime.config import listen_error, problems_of
+from keyless.server.config import ConfigError, KeyServerConfig, check_material, find_config, load_config
 from keyless.server.metrics import KeyServerMetrics
 from keyless.server.service import KeyServer
 
@@ -28,8 +29,12 @@ def main(config_path: str | None = None, workers: int | None = None, strict: boo
     try:
         path = find_config(config_path)
         config = load_config(path, workers=workers, strict=strict, loglevel=loglevel)
+        problems = check_material(config)
     except ConfigError as exc:
-        print(f"keyless keyserver: configuration error: {exc}", file=sys.stderr)
+        problems = problems_of(exc)
+    for problem in problems:
+        print(f"keyless keyserver: configuration error: {problem}", file=sys.stderr)
+    if problems:
         return 2
     logging.basicConfig(level=config.loglevel, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -93,8 +98,8 @@ async def _serve(config: KeyServerConfig, store: KeyStore, metrics: KeyServerMet
     try:
         await server.start()
     except OSError as exc:
-        print(f"keyless keyserver: cannot listen on {config.listen}:{config.port}: {exc.strerror or exc}",
-              file=sys.stderr)
+        error = listen_error(exc, config.listen, config.port, "port", config.source)
+        print(f"keyless keyserver: cannot start: {error}", file=sys.stderr)
         return 2
     try:
         http, bound_metrics_port = start_metrics_server(
@@ -102,8 +107,9 @@ async def _serve(config: KeyServerConfig, store: KeyStore, metrics: KeyServerMet
             {"keys_loaded": lambda: len(server.store) > 0, "listener": lambda: server.listening},
         )
     except OSError as exc:
-        print(f"keyless keyserver: cannot serve metrics on {config.metrics_host}:{config.metrics_port}: "
-              f"{exc.strerror or exc}", file=sys.stderr)
+        error = listen_error(exc, config.metrics_host, config.metrics_port, "metrics_addr (or metrics_port)",
+                             config.source)
+        print(f"keyless keyserver: cannot start: {error}", file=sys.stderr)
         return 2
 
     def ready() -> None:

@@ -28,6 +28,7 @@ from keyless.server.connection import FrameRejected, ServerConnection
 from keyless.server.dispatch import Answer, HookJob, failure, route
 from keyless.server.metrics import KeyServerMetrics, error_name, opcode_name
 from keyless.server.pool import CryptoPool, Done, PoolItem
+from keyless.server.reload import reload_settings
 from keyless.server.wire import Request
 
 log = logging.getLogger("keyless.keyserver")
@@ -430,6 +431,9 @@ class KeyServer:
         self._reloading = self.loop.create_task(self.reload())
 
     async def reload(self) -> LoadReport | None:
+        # The file first: it may name other key directories. A file that no longer loads changes nothing.
+        if self.config.source is not None and not await reload_settings(self, make_server_tls_context):
+            return None
         log.info("reloading keys")
         try:
             report = await self.loop.run_in_executor(None, lambda: load_keys(list(self.config.key_sources),

@@ -103,7 +103,14 @@ def _start_worker(config: KeyServerConfig, index: int) -> tuple[int, int]:
 
 
 def run_workers(config: KeyServerConfig) -> int:
-    reserved, port = _reserve_port(config)
+    try:
+        reserved, port = _reserve_port(config)
+    except OSError as exc:  # a port in use: one line, as with one process
+        from keyless.runtime.config import listen_error
+
+        error = listen_error(exc, config.listen, config.port, "port", config.source)
+        print(f"keyless keyserver: cannot start: {error}", file=sys.stderr)
+        return 2
     worker_config = dataclasses.replace(config, port=port)
     # Signals arriving while workers start are held, not lost, and not inherited half-way.
     signal.pthread_sigmask(signal.SIG_BLOCK, _WATCHED)

@@ -1,0 +1,76 @@
+"""After start and after each reload: does a configured key server hold the key of every certificate?
+
+A certificate whose key no key server holds fails every full handshake, while the key servers answer
+pings and the edge looks ready. One signature per such site over a fixed message tells (the key servers
+answer "key not found", 0x02). It runs in the background — start-up never waits for key servers — and
+says what it found once per site: a site whose key servers cannot be reached is tried again on the
+readiness interval until they answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any, cast
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+
+from keyless.edge.sites import SiteTable
+from keyless.keys.schemes import SignatureScheme, is_pss, scheme_hash
+
+log = logging.getLogger("keyless.edge")
+
+PROBE_MESSAGE = b"keyless edge: is the key of this certificate on a key server?"
+
+
+async def warn_unheld_keys(sites: SiteTable, source: Path | None, retry_interval: float) -> None:
+    """Log a warning for each site whose key servers answer "key not found"; until each site got an answer."""
+    from keyless.client.errors import KeyNotFoundError, KeyServerError
+
+    where = f"{source}: " if source is not None else ""
+    pending = {index: site for index, site in enumerate(sites.sites) if site.group is not None}
+    while pending:
+        for index, site in list(pending.items()):
+            group = site.group
+            assert group is not None  # filtered above
+            key = cast(Any, group.remote_key(site.certified.chain[0]))
+            schemes = site.certified.tls13_schemes or site.certified.tls12_schemes
+            try:
+                signature = await key.sign(schemes[0], PROBE_MESSAGE)
+                verify_signature(site.certified.chain[0].public_key(), schemes[0], PROBE_MESSAGE, signature)
+            except InvalidSignature:
+                log.warning("%scertificates[%d] (%s): the key servers sign with a key that does not belong to %s "
+                            "(fix: load the certificate's own key on the key servers)",
+                            where, index, site.config.label, site.config.chain)
+            except KeyNotFoundError:
+                servers = ", ".join(f"{host}:{port}" for host, port in site.config.key_servers)
+                log.warning("%scertificates[%d] (%s): no configured key server (%s) holds the key of %s; every full "
+                            "handshake for it will fail (fix: load its key on the key servers, or change key_servers)",
+                            where, index, site.config.label, servers, site.config.chain)
+            except KeyServerError as exc:  # the key is there (the server answered about it): not our concern here
+                log.debug("key check of certificates[%d]: %s", index, exc)
+            except Exception as exc:  # unreachable, timeout: ask again later
+                log.debug("key check of certificates[%d] postponed: %s", index, exc)
+                continue
+            del pending[index]
+        if pending:
+            await asyncio.sleep(retry_interval)
+
+
+def verify_signature(public: object, scheme: int, message: bytes, signature: bytes) -> None:
+    """Raise ``InvalidSignature`` unless ``signature`` is ``scheme`` over ``message`` by ``public``."""
+    algorithm = scheme_hash(SignatureScheme(scheme))
+    if isinstance(public, ed25519.Ed25519PublicKey):
+        public.verify(signature, message)
+    elif isinstance(public, ec.EllipticCurvePublicKey) and algorithm is not None:
+        public.verify(signature, message, ec.ECDSA(algorithm))
+    elif isinstance(public, rsa.RSAPublicKey) and algorithm is not None:
+        pss = padding.PSS(padding.MGF1(algorithm), algorithm.digest_size)
+        public.verify(signature, message, pss if is_pss(SignatureScheme(scheme)) else padding.PKCS1v15(), algorithm)
+    else:
+        raise InvalidSignature(f"cannot verify scheme 0x{scheme:04x} with {type(public).__name__}")
+
+
+__all__ = ["verify_signature", "warn_unheld_keys"]
