@@ -468,6 +468,9 @@ def test_forked_workers_each_open_the_token(softhsm: SoftHSM, tmp_path: Path) ->
     with start_keyserver(pki, tmp_path, private_key_dirs=[], private_key_stores=[{"uri": uri}], workers=2) as ks:
         assert ks.keys == 3, ks.log()
         assert sign_and_verify(pki, keys, ks.port, rounds=10) == 40
+        deadline = time.monotonic() + 10  # each worker publishes its metrics about once a second
+        while ks.sign_count() != 40 and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert ks.sign_count() == 40
 
 
