@@ -9,6 +9,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True, help="edge configuration file (YAML; see examples/edge.yaml)")
     parser.add_argument("--workers", type=int, default=None, help="worker processes on one port (overrides workers:)")
     parser.add_argument("--check-config", action="store_true", help="validate the configuration and exit")
+    parser.add_argument("--log-format", choices=("text", "json"), default="text",
+                        help="text lines with the pid (default), or one JSON object per line")
     parser.add_argument("--worker-child", action="store_true", help=argparse.SUPPRESS)
 
 
@@ -33,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     from keyless.edge.process import run as run_edge
 
-    return run_edge(args.config, workers=args.workers, worker_child=args.worker_child)
+    return run_edge(args.config, workers=args.workers, worker_child=args.worker_child, log_format=args.log_format)
 
 
 def _no_connect(servers, tls):  # type: ignore[no-untyped-def]
@@ -45,6 +47,9 @@ def _no_connect(servers, tls):  # type: ignore[no-untyped-def]
 
         async def ping(self) -> bool:
             return False
+
+        async def ping_each(self) -> dict[str, float | None]:
+            return {}
 
         async def close(self) -> None:
             return None

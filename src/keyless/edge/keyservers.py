@@ -49,8 +49,11 @@ class ClientGroup:
         return self.client.remote_key(certificate, timeout=self.timeout)
 
     async def ping(self) -> bool:
+        return any(value is not None for value in (await self.ping_each()).values())
+
+    async def ping_each(self) -> dict[str, float | None]:
         results = await self.client.ping()
-        return any(isinstance(value, float) for value in results.values())
+        return {label: value if isinstance(value, float) else None for label, value in results.items()}
 
     async def close(self) -> None:
         await self.client.close()

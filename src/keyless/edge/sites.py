@@ -35,6 +35,10 @@ class KeyServerGroup(Protocol):
 
     async def ping(self) -> bool: ...
 
+    async def ping_each(self) -> dict[str, float | None]:
+        """Round trip per key server ("host:port"), None for one that did not answer."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -106,6 +110,41 @@ class SiteTable:
             except Exception:
                 results[_group_label(key)] = False
         return results
+
+
+    def group_labels(self) -> list[str]:
+        return [_group_label(key) for key in self.groups]
+
+    async def check_key_servers(self) -> KeyServerHealth:
+        """Readiness and health: every key server pinged once; a group is up while one of its servers is."""
+        groups: dict[str, bool] = {}
+        servers: dict[str, float | None] = {}
+        for key, group in self.groups.items():
+            try:
+                each = await group.ping_each()
+            except Exception:
+                each = {_server_label(host, port): None for host, port in key[0]}
+            servers.update(each)
+            groups[_group_label(key)] = any(value is not None for value in each.values())
+        return KeyServerHealth(groups, servers)
+
+
+@dataclass(frozen=True)
+class KeyServerHealth:
+    groups: dict[str, bool]  # "host:port,host:port" of a site's key servers -> one of them answered
+    servers: dict[str, float | None]  # "host:port" -> ping round trip in seconds, None if it failed
+
+    @property
+    def ready(self) -> bool:
+        return all(self.groups.values())
+
+    def failing(self) -> list[str]:
+        """The key servers of every group that has none answering, for /readyz."""
+        return [label for label, up in self.groups.items() if not up]
+
+
+def _server_label(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _group_label(key: Any) -> str:
