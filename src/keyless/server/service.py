@@ -23,6 +23,7 @@ from keyless.keys.hooks import Hooks
 from keyless.keys.loader import LoadReport, load_keys
 from keyless.keys.store import KeyStore
 from keyless.protocol import Opcode
+from keyless.runtime.logging import RateLimitedLog
 from keyless.server.config import KeyServerConfig
 from keyless.server.connection import FrameRejected, ServerConnection
 from keyless.server.dispatch import Answer, HookJob, failure, route
@@ -31,6 +32,9 @@ from keyless.server.pool import CryptoPool, Done, PoolItem
 from keyless.server.wire import Request
 
 log = logging.getLogger("keyless.keyserver")
+# A flood of bad handshakes or failing requests must not fill the disk: bursts of 50 lines per 10 s, then a count.
+_connection_failures = RateLimitedLog(log, burst=50, period=10.0)
+_request_failures = RateLimitedLog(log, burst=50, period=10.0)
 
 _RESPONSE = int(Opcode.RESPONSE)
 
@@ -166,7 +170,7 @@ class EdgeConnection(asyncio.Protocol):
 
     def _fail(self, message: str) -> None:
         self.server.metrics.failed_connection.inc()
-        log.warning("%s", message)
+        _connection_failures.log(logging.WARNING, "%s", message, extra={"peer": self.peer})
         self.closed = True
         if self.transport is not None:
             self.transport.close()
@@ -268,17 +272,21 @@ class EdgeConnection(asyncio.Protocol):
 
     def _log_failure(self, message: Request, error: int, reason: str) -> None:
         request_id = ""
+        raw_request_id: str | None = None
         if message.request_context:
             try:
                 context = json.loads(message.request_context)
                 if isinstance(context, dict) and isinstance(context.get("request_id"), str):
-                    request_id = f" request_id={context['request_id'][:64]!r}"
+                    raw_request_id = context["request_id"][:64]
+                    request_id = f" request_id={raw_request_id!r}"
             except ValueError:
                 pass
         sni = _printable(message.sni[:253]) if message.sni else "-"
-        log.warning("request failed peer=%s subject=%s id=%d opcode=%s ski=%s sni=%s error=%s%s: %s",
-                    self.peer, self.subject, message.id, opcode_name(message.opcode),
-                    message.ski.hex() if message.ski else "-", sni, error_name(error), request_id, reason)
+        _request_failures.log(
+            logging.WARNING, "request failed peer=%s subject=%s id=%d opcode=%s ski=%s sni=%s error=%s%s: %s",
+            self.peer, self.subject, message.id, opcode_name(message.opcode),
+            message.ski.hex() if message.ski else "-", sni, error_name(error), request_id, reason,
+            extra={"peer": self.peer, "sni": sni if message.sni else None, "request_id": raw_request_id})
 
     def flush(self) -> None:
         data = self.conn.data_to_send()
