@@ -19,8 +19,9 @@ they meant nothing); every daemon exports ``keyless_build_info`` and process met
 
 **Endpoint.** ``MetricsEndpoint`` serves ``/metrics``, ``/healthz`` and ``/readyz`` from one asyncio
 event loop in one thread of its own (a busy daemon loop cannot stall a scrape, and a thousand idle
-connections cost no thread each): at most ``max_connections`` at once, each closed after
-``idle_timeout`` seconds without a complete request, one request per connection.
+connections cost no thread each): each connection is closed after ``idle_timeout`` seconds without a
+complete request, and when ``max_connections`` wait for one, the oldest is dropped for the newcomer
+(idle sockets held open on purpose cannot lock a scraper out); one request per connection.
 """
 
 from __future__ import annotations
@@ -284,13 +285,15 @@ class MetricsEndpoint:
     """``/metrics``, ``/healthz`` and ``/readyz`` on one asyncio loop in one thread."""
 
     def __init__(self, registry: CollectorRegistry, checks: ReadinessChecks | None = None, *,
-                 idle_timeout: float = 10.0, max_connections: int = 64) -> None:
+                 idle_timeout: float = 10.0, max_connections: int = 256) -> None:
         self.registry = registry
         self.checks = dict(checks or {})
         self.idle_timeout = idle_timeout
         self.max_connections = max_connections
         self.port = 0
         self.connections = 0
+        self._waiting: dict[asyncio.StreamWriter, None] = {}  # no complete request yet, oldest first
+        self._tasks: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._server: asyncio.Server | None = None
@@ -331,19 +334,35 @@ class MetricsEndpoint:
         loop, thread = self._loop, self._thread
         if loop is None or thread is None or not thread.is_alive():
             return
-        if self._server is not None:
-            loop.call_soon_threadsafe(self._server.close)
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(self._shutdown(), loop).result(10)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
 
+    async def _shutdown(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self.connections >= self.max_connections:
-            writer.close()
-            return
+        if len(self._waiting) >= self.max_connections:
+            # Full of connections that sent no complete request: drop the oldest, so idle sockets held
+            # open on purpose can delay a scrape by one round trip at most, never lock it out.
+            oldest = next(iter(self._waiting))
+            del self._waiting[oldest]
+            oldest.transport.abort()
         self.connections += 1
+        self._waiting[writer] = None
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
         try:
             async with asyncio.timeout(self.idle_timeout):
                 head = await reader.readuntil(b"\r\n\r\n")
+                self._waiting.pop(writer, None)
                 try:
                     status, body, content_type = self._answer(head)
                 except Exception:  # a collector failed (e.g. the daemon is stopping): say so, keep serving
@@ -356,6 +375,8 @@ class MetricsEndpoint:
         except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
             pass
         finally:
+            self._waiting.pop(writer, None)
+            self._tasks.discard(task)  # type: ignore[arg-type]
             self.connections -= 1
             writer.close()
             with contextlib.suppress(Exception):
