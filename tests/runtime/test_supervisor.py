@@ -86,7 +86,7 @@ def test_a_killed_worker_is_restarted_with_growing_backoff_then_the_supervisor_g
     first, other = d.pids
     os.kill(first, signal.SIGKILL)
     d.wait_for(lambda: len(d.starts_of(0)) == 2, "the first restart")
-    assert "test worker 0 (pid %d) exited with code -9; restarting it in 0.2 s" % first in "".join(d.log)
+    assert f"test worker 0 (pid {first}) exited with code -9; restarting it in 0.2 s" in "".join(d.log)
     second = d.starts_of(0)[-1]
     assert second != first and _alive(second) and _alive(other)
 
