@@ -47,6 +47,13 @@ class Driven:
     def starts_of(self, index: int) -> list[int]:
         return [pid for kind, i, pid in self.event_lines() if kind == "start" and i == index]
 
+    def restarted(self, index: int, count: int) -> int:
+        """Wait until worker ``index`` has been started ``count`` times and the supervisor saw it ready."""
+        self.wait_for(lambda: len(self.starts_of(index)) == count, f"start number {count} of worker {index}")
+        pid = self.starts_of(index)[-1]
+        self.wait_for(lambda: f"worker {index} started (pid {pid})" in "".join(self.log), f"worker {pid} ready")
+        return pid
+
 
 @pytest.fixture
 def driven(tmp_path: Path) -> Iterator[Callable[..., Driven]]:
@@ -85,15 +92,13 @@ def test_a_killed_worker_is_restarted_with_growing_backoff_then_the_supervisor_g
     d = driven(workers=2, max_crashes=3, backoff=0.2)
     first, other = d.pids
     os.kill(first, signal.SIGKILL)
-    d.wait_for(lambda: len(d.starts_of(0)) == 2, "the first restart")
+    second = d.restarted(0, 2)
     assert f"test worker 0 (pid {first}) exited with code -9; restarting it in 0.2 s" in "".join(d.log)
-    second = d.starts_of(0)[-1]
     assert second != first and _alive(second) and _alive(other)
 
     os.kill(second, signal.SIGKILL)
-    d.wait_for(lambda: len(d.starts_of(0)) == 3, "the second restart")
+    third = d.restarted(0, 3)
     assert "exited with code -9; restarting it in 0.4 s" in "".join(d.log)  # the back-off doubled
-    third = d.starts_of(0)[-1]
 
     os.kill(third, signal.SIGKILL)  # the third crash within the window: give up
     assert d.proc.wait(DEADLINE) == 1

@@ -231,9 +231,8 @@ class Supervisor:
                 return 0
             if signal.SIGHUP in signals:
                 self._reload()
-            if self._reap():
+            if self._reap() or self._restart_due():
                 return 1
-            self._restart_due()
 
     def _reload(self) -> None:
         if self.on_reload is not None:
@@ -248,26 +247,31 @@ class Supervisor:
 
     def _reap(self) -> bool:
         """Note exited workers and schedule their restart; True when the crash limit is reached."""
-        now = time.monotonic()
         for index, worker in list(self.workers.items()):
             code = worker.process.poll()
             if code is None:
                 continue
             del self.workers[index]
             forget_process(self.metrics_dir, worker.process.pid)
-            self.crashes = [t for t in self.crashes if now - t < self.policy.window] + [now]
-            if len(self.crashes) >= self.policy.max_crashes:
-                log.error("%s worker %d (pid %d) exited with code %s: %d crashes within %.0f s, giving up",
-                          self.daemon, index, worker.process.pid, code, len(self.crashes), self.policy.window)
-                self._stop_all()
+            if self._crashed(index, f"{self.daemon} worker {index} (pid {worker.process.pid}) exited with code {code}"):
                 return True
-            delay = self.policy.backoff(len(self.crashes))
-            log.error("%s worker %d (pid %d) exited with code %s; restarting it in %.1f s", self.daemon, index,
-                      worker.process.pid, code, delay)
-            self.restarts_due[index] = now + delay
         return False
 
-    def _restart_due(self) -> None:
+    def _crashed(self, index: int, what: str) -> bool:
+        """Count a crash; schedule the restart of worker ``index``, or stop everything at the limit (True)."""
+        now = time.monotonic()
+        self.crashes = [t for t in self.crashes if now - t < self.policy.window] + [now]
+        if len(self.crashes) >= self.policy.max_crashes:
+            log.error("%s: %d crashes within %.0f s, giving up", what, len(self.crashes), self.policy.window)
+            self._stop_all()
+            return True
+        delay = self.policy.backoff(len(self.crashes))
+        log.error("%s; restarting it in %.1f s", what, delay)
+        self.restarts_due[index] = now + delay
+        return False
+
+    def _restart_due(self) -> bool:
+        """Start the workers whose back-off is over; True when the crash limit is reached."""
         now = time.monotonic()
         for index, due in sorted(self.restarts_due.items()):
             if due > now:
@@ -276,12 +280,12 @@ class Supervisor:
             try:
                 self.workers[index] = self._spawn(index)
             except WorkerStartError as exc:
-                log.error("%s", exc)
-                self.crashes.append(time.monotonic())
-                self.restarts_due[index] = time.monotonic() + self.policy.backoff(len(self.crashes))
+                if self._crashed(index, str(exc)):
+                    return True
             except _Stopped:
                 self._pending.append(signal.SIGTERM)  # handled by the next turn of _supervise
-                return
+                return False
+        return False
 
     def _stop_all(self) -> None:
         self.restarts_due.clear()
