@@ -24,6 +24,7 @@ from keyless.keys.loader import LoadReport, load_keys
 from keyless.keys.store import KeyStore
 from keyless.protocol import Opcode
 from keyless.runtime.logging import RateLimitedLog
+from keyless.runtime.loop import wire_signals
 from keyless.server.config import KeyServerConfig
 from keyless.server.connection import FrameRejected, ServerConnection
 from keyless.server.dispatch import Answer, HookJob, failure, route
@@ -481,12 +482,8 @@ class KeyServer:
         log.info("drained")
 
     async def serve_until_signalled(self, on_ready: Callable[[], None] | None = None) -> None:
-        import signal
-
         stop = asyncio.Event()
-        self.loop.add_signal_handler(signal.SIGTERM, stop.set)
-        self.loop.add_signal_handler(signal.SIGINT, stop.set)
-        self.loop.add_signal_handler(signal.SIGHUP, self.request_reload)
+        wire_signals(self.loop, stop=stop.set, reload=self.request_reload)
         if on_ready is not None:
             on_ready()
         await stop.wait()
