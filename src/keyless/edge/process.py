@@ -33,7 +33,7 @@ from keyless.edge.config import ConfigError, EdgeConfig, load_config
 from keyless.runtime import loop as runtime_loop
 from keyless.runtime.logging import configure as configure_logging
 from keyless.runtime.metrics import MetricsEndpoint, daemon_registry, multiprocess_collector
-from keyless.runtime.supervisor import Supervisor, WorkerCommand, WorkerStartError
+from keyless.runtime.supervisor import StartInterrupted, Supervisor, WorkerCommand, WorkerStartError
 
 log = logging.getLogger("keyless.edge")
 
@@ -191,6 +191,8 @@ def run_supervisor(config: EdgeConfig, path: Path, count: int, log_format: str, 
         readiness.start()
         try:
             supervisor.start()
+        except StartInterrupted:
+            return 0
         except WorkerStartError as exc:
             print(f"keyless edge: {exc}", file=sys.stderr)
             return 1

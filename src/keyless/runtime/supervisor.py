@@ -65,7 +65,11 @@ class WorkerCommand:
 
 
 class WorkerStartError(RuntimeError):
-    pass
+    """A worker could not start; every worker has been stopped."""
+
+
+class StartInterrupted(WorkerStartError):
+    """SIGTERM or SIGINT arrived during start-up; every worker has been stopped (not a failure)."""
 
 
 class _Stopped(Exception):
@@ -115,7 +119,7 @@ class Supervisor:
             self._stop_all()
             self.close()
             if isinstance(exc, _Stopped):
-                raise WorkerStartError("stopped by a signal during start-up") from None
+                raise StartInterrupted("stopped by a signal during start-up") from None
             raise
         return [self.workers[i].fields for i in range(self.count)]
 
@@ -223,6 +227,8 @@ class Supervisor:
             timeout = None
             if self.restarts_due:
                 timeout = max(0.0, min(self.restarts_due.values()) - time.monotonic())
+            if self._pending:
+                timeout = 0.0  # signals noted while a worker was starting: handle them now
             self._wait(timeout)
             signals = self._take_signals()
             if signal.SIGTERM in signals or signal.SIGINT in signals:
@@ -306,4 +312,4 @@ class Supervisor:
         self.workers.clear()
 
 
-__all__ = ["RestartPolicy", "Supervisor", "WorkerCommand", "WorkerStartError"]
+__all__ = ["RestartPolicy", "StartInterrupted", "Supervisor", "WorkerCommand", "WorkerStartError"]

@@ -23,7 +23,7 @@ import sys
 
 from keyless.runtime.loop import print_ready_line, reserve_port
 from keyless.runtime.metrics import MetricsEndpoint, daemon_registry, multiprocess_collector
-from keyless.runtime.supervisor import Supervisor, WorkerCommand, WorkerStartError
+from keyless.runtime.supervisor import StartInterrupted, Supervisor, WorkerCommand, WorkerStartError
 from keyless.server.config import KeyServerConfig
 from keyless.server.metrics import serving_registry
 
@@ -61,6 +61,8 @@ def run_workers(config: KeyServerConfig, worker_argv: list[str]) -> int:
     try:
         try:
             ready = supervisor.start()
+        except StartInterrupted:
+            return 0
         except WorkerStartError as exc:
             print(f"keyless keyserver: {exc}", file=sys.stderr)
             return 1
