@@ -42,15 +42,10 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
 
 
 def run(main: Callable[[], Coroutine[Any, Any, int]]) -> int:
-    """Run the coroutine ``main()`` on a fresh loop from ``new_event_loop`` and return its exit code."""
-    loop = new_event_loop()
-    asyncio.set_event_loop(loop)
-    try:
-        result = loop.run_until_complete(main())
-    finally:
-        asyncio.set_event_loop(None)
-        loop.close()
-    return result
+    """Run the coroutine ``main()`` on a fresh loop from ``new_event_loop`` and return its exit code; like
+    ``asyncio.run``, tasks still pending at the end are cancelled and awaited before the loop closes."""
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        return runner.run(main())
 
 
 def wire_signals(loop: asyncio.AbstractEventLoop, *, stop: Callable[[], None],
