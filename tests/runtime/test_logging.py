@@ -120,3 +120,6 @@ def test_key_server_workers_log_json_with_worker_peer_sni_and_request_id(pki: De
     assert failure["level"] == "warning" and failure["sni"] == "shop.example"
     assert failure["peer"] == f"127.0.0.1:{local[1]}"
     assert failure["worker"] in (0, 1) and failure["pid"] != ks.proc.pid
+    opened = [entry for entry in entries if entry["message"].startswith("connection opened")]
+    assert [entry["peer"] for entry in opened] == [f"127.0.0.1:{local[1]}"]
+    assert opened[0]["worker"] == failure["worker"]  # the same worker served the connection and its request

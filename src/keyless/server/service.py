@@ -136,10 +136,10 @@ class EdgeConnection(asyncio.Protocol):
         if truncated:
             self.server.metrics.failed_connection.inc()
             log.warning("connection closed peer=%s subject=%s with a truncated frame (%d bytes) requests=%d%s",
-                        self.peer, self.subject, truncated, self.conn.requests_seen, detail)
+                        self.peer, self.subject, truncated, self.conn.requests_seen, detail, extra={"peer": self.peer})
         else:
             log.info("connection closed peer=%s subject=%s requests=%d%s", self.peer, self.subject,
-                     self.conn.requests_seen, detail)
+                     self.conn.requests_seen, detail, extra={"peer": self.peer})
 
     # -- TLS --------------------------------------------------------------------------------------
 
@@ -160,7 +160,7 @@ class EdgeConnection(asyncio.Protocol):
         self.subject = _subject(self._tls.getpeercert())
         self.server.metrics.connections.inc()
         log.info("connection opened peer=%s subject=%s tls=%s cipher=%s", self.peer, self.subject,
-                 self._tls.version(), (self._tls.cipher() or ("-",))[0])
+                 self._tls.version(), (self._tls.cipher() or ("-",))[0], extra={"peer": self.peer})
         self._flush_tls()
         return True
 
@@ -250,7 +250,7 @@ class EdgeConnection(asyncio.Protocol):
             if type(event) is FrameRejected:
                 server.metrics.failed_connection.inc()
                 log.warning("malformed frame peer=%s subject=%s id=%s: %s; answering 0x07 and closing",
-                            self.peer, self.subject, event.message_id, event.reason)
+                            self.peer, self.subject, event.message_id, event.reason, extra={"peer": self.peer})
             break
         if offloaded:
             server.pool.submit(offloaded)
