@@ -125,3 +125,39 @@ def test_a_port_in_use_is_one_clean_line(pki: DemoPKI, origin: OriginProcess, tm
             assert result.returncode == 2, result.stderr
             assert result.stderr.strip().splitlines()[-1].startswith("keyless edge: cannot listen on 127.0.0.1:")
             assert "Traceback" not in result.stderr, result.stderr
+
+
+def test_edge_workers_log_json_lines_with_the_shared_fields(
+    pki: DemoPKI, origin: OriginProcess, keyserver: KeyServerProcess, dead_port: int, tmp_path: Path
+) -> None:
+    import json
+
+    path = tmp_path / "json.yaml"
+    path.write_text(yaml.safe_dump(_config(pki, origin, f"127.0.0.1:{keyserver.port}", f"127.0.0.1:{dead_port}")))
+    stderr_path = tmp_path / "json.stderr"
+    with stderr_path.open("wb") as stderr:
+        proc = subprocess.Popen([sys.executable, "-m", "keyless", "edge", "--config", str(path), "--workers", "2",
+                                 "--log-format", "json"], stdout=subprocess.PIPE, stderr=stderr, text=True)
+    try:
+        assert proc.stdout is not None
+        ready = proc.stdout.readline()
+        assert ready.startswith("keyless edge ready port="), stderr_path.read_text()
+        port = int(ready.split("port=", 1)[1].split()[0])
+        context = ssl.create_default_context(cafile=str(pki.ca))
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as raw:
+            local = raw.getsockname()
+            with pytest.raises((ssl.SSLError, ConnectionError)):
+                context.wrap_socket(raw, server_hostname=f"rsa.{HOST}").do_handshake()
+        deadline = time.monotonic() + DEADLINE
+        while "handshake failed" not in stderr_path.read_text():
+            assert time.monotonic() < deadline, stderr_path.read_text()
+            time.sleep(0.05)
+    finally:
+        proc.terminate()
+        assert proc.wait(60) == 0
+    entries = [json.loads(line) for line in stderr_path.read_text().splitlines()]  # every line parses
+    assert {entry["daemon"] for entry in entries} == {"edge"}
+    assert {entry.get("worker") for entry in entries} == {None, 0, 1}
+    failure = next(entry for entry in entries if entry["message"].startswith("handshake failed"))
+    assert failure["peer"] == f"127.0.0.1:{local[1]}" and failure["sni"] == f"rsa.{HOST}"
+    assert failure["level"] == "warning" and failure["worker"] in (0, 1)
