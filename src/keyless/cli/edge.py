@@ -45,9 +45,6 @@ def _no_connect(servers, tls):  # type: ignore[no-untyped-def]
         def remote_key(self, certificate):  # type: ignore[no-untyped-def]
             return certificate.public_key()
 
-        async def ping(self) -> bool:
-            return False
-
         async def ping_each(self) -> dict[str, float | None]:
             return {}
 

@@ -48,9 +48,6 @@ class ClientGroup:
     def remote_key(self, certificate: x509.Certificate) -> object:
         return self.client.remote_key(certificate, timeout=self.timeout)
 
-    async def ping(self) -> bool:
-        return any(value is not None for value in (await self.ping_each()).values())
-
     async def ping_each(self) -> dict[str, float | None]:
         results = await self.client.ping()
         return {label: value if isinstance(value, float) else None for label, value in results.items()}

@@ -10,6 +10,7 @@ client offers (so an ECDSA site can keep an RSA certificate for old clients).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -32,8 +33,6 @@ class KeyServerGroup(Protocol):
     """A client to one list of key servers, shared by the sites whose keys live there."""
 
     def remote_key(self, certificate: x509.Certificate) -> object: ...
-
-    async def ping(self) -> bool: ...
 
     async def ping_each(self) -> dict[str, float | None]:
         """Round trip per key server ("host:port"), None for one that did not answer."""
@@ -101,29 +100,23 @@ class SiteTable:
             except Exception:
                 log.exception("closing a key-server client failed")
 
-    async def ping_all(self) -> dict[str, bool]:
-        """Readiness: does a key server answer for every certificate that uses key servers?"""
-        results: dict[str, bool] = {}
-        for key, group in self.groups.items():
-            try:
-                results[_group_label(key)] = await group.ping()
-            except Exception:
-                results[_group_label(key)] = False
-        return results
-
-
     def group_labels(self) -> list[str]:
         return [_group_label(key) for key in self.groups]
 
     async def check_key_servers(self) -> KeyServerHealth:
-        """Readiness and health: every key server pinged once; a group is up while one of its servers is."""
+        """Readiness and health: every key server pinged once, all groups at once; a group is up while one
+        of its servers answers."""
+
+        async def ping(key: Any, group: KeyServerGroup) -> dict[str, float | None]:
+            try:
+                return await group.ping_each()
+            except Exception:
+                return {_server_label(host, port): None for host, port in key[0]}
+
+        results = await asyncio.gather(*(ping(key, group) for key, group in self.groups.items()))
         groups: dict[str, bool] = {}
         servers: dict[str, float | None] = {}
-        for key, group in self.groups.items():
-            try:
-                each = await group.ping_each()
-            except Exception:
-                each = {_server_label(host, port): None for host, port in key[0]}
+        for key, each in zip(self.groups, results, strict=True):
             servers.update(each)
             groups[_group_label(key)] = any(value is not None for value in each.values())
         return KeyServerHealth(groups, servers)
@@ -133,10 +126,6 @@ class SiteTable:
 class KeyServerHealth:
     groups: dict[str, bool]  # "host:port,host:port" of a site's key servers -> one of them answered
     servers: dict[str, float | None]  # "host:port" -> ping round trip in seconds, None if it failed
-
-    @property
-    def ready(self) -> bool:
-        return all(self.groups.values())
 
     def failing(self) -> list[str]:
         """The key servers of every group that has none answering, for /readyz."""
