@@ -136,3 +136,18 @@ def test_a_killed_worker_is_restarted_and_its_counts_stay(server_pki: DemoPKI, t
         _eventually(lambda: ks.sign_count() == first + second, "counts of the dead and the new worker", ks)
         assert ks.metric_value("keyless_keys_loaded") == ks.keys
         assert ks.stop() == 0
+
+
+def test_workers_export_the_same_families_and_types_as_one_process(server_pki: DemoPKI, tmp_path: Path) -> None:
+    def families(workers: int) -> set[str]:
+        with start_keyserver(server_pki, tmp_path, workers=workers) as ks:
+            peer = Peer(connect(server_pki, ks.port))
+            peer.request(Message(1, Opcode.ECDSA_SIGN_SHA256, DIGEST, ski=bytes(20)))  # one failed request
+            peer.close()
+            _eventually(lambda: 'keyless_requests{opcode="ECDSA_SIGN_SHA256"} 1.0' in ks.metrics(), "the request", ks)
+            return {line for line in ks.metrics().splitlines() if line.startswith("# TYPE ")}
+
+    single, merged = families(1), families(2)
+    assert single == merged
+    assert "# TYPE keyless_requests untyped" in merged and "# TYPE keyless_failed_connection untyped" in merged
+    assert "# TYPE keyless_sign_request_duration_seconds summary" in merged

@@ -146,6 +146,26 @@ class SummaryView(Collector):
         return summary
 
 
+class Retyped(Collector):
+    """Everything ``source`` collects, with the families named in ``types`` given that type. The merge
+    of worker files knows only counters, gauges, histograms and summaries: a family exported untyped
+    under an exact name (``keyless_requests``) is stored as a counter and comes back typed here."""
+
+    def __init__(self, source: Collector, types: Mapping[str, str]) -> None:
+        self.source = source
+        self.types = dict(types)
+
+    def collect(self) -> Iterable[Metric]:
+        for family in self.source.collect():
+            wanted = self.types.get(family.name)
+            if wanted is None or wanted == family.type:
+                yield family
+                continue
+            retyped = Metric(family.name, family.documentation, wanted)
+            retyped.samples = list(family.samples)
+            yield retyped
+
+
 # --- what every daemon exports ------------------------------------------------------------------------
 
 
@@ -419,6 +439,7 @@ __all__ = [
     "MetricsEndpoint",
     "MultiprocessPublisher",
     "ReadinessCheck",
+    "Retyped",
     "SummaryView",
     "daemon_registry",
     "exponential_buckets",

@@ -25,7 +25,13 @@ from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, M
 from prometheus_client.registry import Collector
 
 from keyless.protocol import ErrorCode, Opcode
-from keyless.runtime.metrics import LatencyHistogram, MultiprocessPublisher, SummaryView, exponential_buckets
+from keyless.runtime.metrics import (
+    LatencyHistogram,
+    MultiprocessPublisher,
+    Retyped,
+    SummaryView,
+    exponential_buckets,
+)
 
 DURATION_BUCKETS = (
     0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -197,7 +203,8 @@ def serving_registry(source: Collector) -> Collector:
     """What a key server's endpoint serves from ``source`` (one process's registry, or the merge of all
     workers): everything, plus the seed's summary ``keyless_sign_request_duration_seconds`` whose
     quantiles are computed from the histogram ``keyless_sign_duration_seconds`` over all requests."""
-    return SummaryView(source, SIGN_HISTOGRAM, SIGN_SUMMARY,
+    exact_names = {"keyless_requests": "unknown", "keyless_failed_connection": "unknown"}
+    return SummaryView(Retyped(source, exact_names), SIGN_HISTOGRAM, SIGN_SUMMARY,
                        "Time from reading a private-key request to having its answer (quantiles over all "
                        "requests since start, estimated from keyless_sign_duration_seconds)",
                        quantiles=(0.5, 0.9, 0.99))
