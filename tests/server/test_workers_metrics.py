@@ -117,6 +117,10 @@ def test_keys_loaded_build_info_and_no_created_series_with_workers(server_pki: D
         assert not [line for line in text.splitlines() if "_created" in line]
         assert any(name.startswith("keyless_build_info{") and 'daemon="keyserver"' in name for name in values)
         assert "process_cpu_seconds_total" in values
+        import urllib.request
+
+        with urllib.request.urlopen(f"http://127.0.0.1:{ks.metrics_port}/readyz", timeout=10) as response:
+            assert response.status == 200
         # the workers name the metrics port operators configured, not an internal one
         assert ks.log().count(f"(metrics on 127.0.0.1:{ks.metrics_port})") == 2
 
@@ -151,3 +155,16 @@ def test_workers_export_the_same_families_and_types_as_one_process(server_pki: D
     assert single == merged
     assert "# TYPE keyless_requests untyped" in merged and "# TYPE keyless_failed_connection untyped" in merged
     assert "# TYPE keyless_sign_request_duration_seconds summary" in merged
+
+
+def test_workers_without_keys_are_not_ready_like_one_process(server_pki: DemoPKI, tmp_path: Path) -> None:
+    import urllib.error
+    import urllib.request
+
+    empty = tmp_path / "no-keys"
+    empty.mkdir()
+    for workers in (1, 2):
+        with start_keyserver(server_pki, tmp_path, workers=workers, private_key_dirs=[str(empty)]) as ks:
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(f"http://127.0.0.1:{ks.metrics_port}/readyz", timeout=10)
+            assert refused.value.code == 503 and refused.value.read() == b"not ready: keys_loaded\n"

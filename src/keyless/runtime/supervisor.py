@@ -143,7 +143,8 @@ class Supervisor:
         shutil.rmtree(self.metrics_dir, ignore_errors=True)
 
     def pids(self) -> list[int]:
-        return [w.process.pid for w in self.workers.values() if w.process.poll() is None]
+        """The live workers' pids (safe to call from another thread, e.g. a readiness check)."""
+        return [w.process.pid for w in list(self.workers.values()) if w.process.poll() is None]
 
     # --- signals -------------------------------------------------------------------------------------
 

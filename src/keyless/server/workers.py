@@ -46,9 +46,16 @@ def run_workers(config: KeyServerConfig, worker_argv: list[str]) -> int:
         lambda index: WorkerCommand(worker_argv, (json.dumps(handoff) + "\n").encode()),
         drain_timeout=DRAIN_TIMEOUT,
     )
+    merged = multiprocess_collector(supervisor.metrics_dir)
+
+    def keys_loaded() -> bool:
+        """As one process answers: ready only with keys (the merge holds the smallest count of any worker)."""
+        return any(sample.value > 0 for family in merged.collect() if family.name == "keyless_keys_loaded"
+                   for sample in family.samples)
+
     endpoint = MetricsEndpoint(
-        daemon_registry("keyserver", serving_registry(multiprocess_collector(supervisor.metrics_dir))),
-        {"workers": lambda: len(supervisor.pids()) == config.workers},
+        daemon_registry("keyserver", serving_registry(merged)),
+        {"keys_loaded": keys_loaded, "workers": lambda: len(supervisor.pids()) == config.workers},
     )
     try:
         handoff["metrics_port"] = endpoint.start(config.metrics_host, config.metrics_port)
