@@ -116,7 +116,10 @@ def test_keys_loaded_build_info_and_no_created_series_with_workers(server_pki: D
         assert values["keyless_keys_loaded"] == key_files  # not 2 x the keys
         assert not [line for line in text.splitlines() if "_created" in line]
         assert any(name.startswith("keyless_build_info{") and 'daemon="keyserver"' in name for name in values)
-        assert "process_cpu_seconds_total" in values
+        assert "process_cpu_seconds_total" in values  # the supervisor's, and each worker's:
+        for worker in ("0", "1"):
+            assert values[f'keyless_worker_process_cpu_seconds_total{{worker="{worker}"}}'] > 0
+            assert values[f'keyless_worker_process_resident_memory_bytes{{worker="{worker}"}}'] > 0
         import urllib.request
 
         with urllib.request.urlopen(f"http://127.0.0.1:{ks.metrics_port}/readyz", timeout=10) as response:
@@ -152,7 +155,9 @@ def test_workers_export_the_same_families_and_types_as_one_process(server_pki: D
             return {line for line in ks.metrics().splitlines() if line.startswith("# TYPE ")}
 
     single, merged = families(1), families(2)
-    assert single == merged
+    per_worker = {line for line in merged if line.startswith("# TYPE keyless_worker_process_")}
+    assert "# TYPE keyless_worker_process_cpu_seconds_total counter" in per_worker
+    assert single == merged - per_worker
     assert "# TYPE keyless_requests untyped" in merged and "# TYPE keyless_failed_connection untyped" in merged
     assert "# TYPE keyless_sign_request_duration_seconds summary" in merged
 

@@ -179,7 +179,8 @@ def run_supervisor(config: EdgeConfig, path: Path, count: int, log_format: str, 
         if config.metrics_addr is not None:
             endpoint = MetricsEndpoint(
                 daemon_registry("edge", multiprocess_collector(supervisor.metrics_dir),
-                                KeyServerGauges(readiness.round_trips), CertificateExpiry(lambda: certificates)),
+                                KeyServerGauges(readiness.round_trips), CertificateExpiry(lambda: certificates),
+                                workers=supervisor.worker_pids),
                 {"keyservers": readiness.failing},
             )
             try:

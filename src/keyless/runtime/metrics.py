@@ -191,13 +191,39 @@ class Merged(Collector):
             yield from collector.collect()
 
 
-def daemon_registry(daemon: str, *collectors: Collector) -> CollectorRegistry:
-    """The registry a daemon's endpoint serves: its collectors, build info and this process's metrics."""
+class WorkerProcesses(Collector):
+    """The process metrics of every worker (CPU, memory, files), as ``keyless_worker_process_*{worker}``:
+    with ``--workers`` the supervisor's own ``process_*`` show almost nothing of the daemon's cost."""
+
+    def __init__(self, workers: Callable[[], Mapping[int, int]]) -> None:
+        self.workers = workers  # () -> {worker index: pid}
+
+    def collect(self) -> Iterable[Metric]:
+        merged: dict[str, Metric] = {}
+        for index, pid in sorted(self.workers().items()):
+            reader = ProcessCollector(pid=lambda pid=pid: pid, registry=None)  # type: ignore[misc, no-untyped-call]
+            for family in reader.collect():
+                out = merged.get(family.name)
+                if out is None:
+                    out = merged[family.name] = Metric(f"keyless_worker_{family.name}",
+                                                       f"{family.documentation}, per worker", family.type)
+                for sample in family.samples:
+                    out.add_sample(f"keyless_worker_{sample.name}", {**sample.labels, "worker": str(index)},
+                                   sample.value)
+        yield from merged.values()
+
+
+def daemon_registry(daemon: str, *collectors: Collector,
+                    workers: Callable[[], Mapping[int, int]] | None = None) -> CollectorRegistry:
+    """The registry a daemon's endpoint serves: its collectors, build info, this process's metrics and,
+    for a supervisor, each worker's (``workers``: index -> pid of the live workers)."""
     registry = CollectorRegistry(auto_describe=False)
     for collector in collectors:
         registry.register(collector)
     registry.register(BuildInfo(daemon))
     registry.register(ProcessCollector(registry=None))  # type: ignore[no-untyped-call]
+    if workers is not None:
+        registry.register(WorkerProcesses(workers))
     return registry
 
 
@@ -441,6 +467,7 @@ __all__ = [
     "ReadinessCheck",
     "Retyped",
     "SummaryView",
+    "WorkerProcesses",
     "daemon_registry",
     "exponential_buckets",
     "forget_process",

@@ -142,6 +142,10 @@ class Supervisor:
         self._wake_read = self._wake_write = -1
         shutil.rmtree(self.metrics_dir, ignore_errors=True)
 
+    def worker_pids(self) -> dict[int, int]:
+        """Worker index -> pid of every live worker (safe to call from another thread)."""
+        return {w.index: w.process.pid for w in list(self.workers.values()) if w.process.poll() is None}
+
     def pids(self) -> list[int]:
         """The live workers' pids (safe to call from another thread, e.g. a readiness check)."""
         return [w.process.pid for w in list(self.workers.values()) if w.process.poll() is None]

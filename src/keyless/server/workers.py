@@ -54,7 +54,7 @@ def run_workers(config: KeyServerConfig, worker_argv: list[str]) -> int:
                    for sample in family.samples)
 
     endpoint = MetricsEndpoint(
-        daemon_registry("keyserver", serving_registry(merged)),
+        daemon_registry("keyserver", serving_registry(merged), workers=supervisor.worker_pids),
         {"keys_loaded": keys_loaded, "workers": lambda: len(supervisor.pids()) == config.workers},
     )
     try:
