@@ -92,6 +92,8 @@ def test_readyz_names_the_failing_key_servers_and_metrics_show_each(
             assert edge.metric("keyless_edge_certificate_expiry_seconds", site=f"{site}.{HOST}") > 300 * 86400
         assert 'keyless_build_info{daemon="edge"' in text
         assert not [line for line in text.splitlines() if "_created" in line]
+        per_worker = [line for line in text.splitlines() if line.startswith("keyless_worker_process_cpu_seconds_total")]
+        assert len(per_worker) == (2 if workers == 2 else 0), per_worker
 
 
 def test_a_handshake_failure_is_logged_with_peer_and_sni(
