@@ -163,3 +163,26 @@ def test_edge_workers_log_json_lines_with_the_shared_fields(
     failure = next(entry for entry in entries if entry["message"].startswith("handshake failed"))
     assert failure["peer"] == f"127.0.0.1:{local[1]}" and failure["sni"] == f"rsa.{HOST}"
     assert failure["level"] == "warning" and failure["worker"] in (0, 1)
+
+
+def test_an_origin_failure_is_logged_with_errno_and_request_but_not_the_query(
+    pki: DemoPKI, keyserver: KeyServerProcess, dead_port: int, tmp_path: Path
+) -> None:
+    config = edge_config(pki, dead_port, [f"127.0.0.1:{keyserver.port}"])  # the origin refuses connections
+    with EdgeProcess(config, tmp_path, name="origin-down") as edge:
+        context = ssl.create_default_context(cafile=str(pki.ca))
+        with (
+            socket.create_connection(("127.0.0.1", edge.port), timeout=30) as raw,
+            context.wrap_socket(raw, server_hostname=HOST) as tls,
+        ):
+            local = tls.getsockname()
+            tls.sendall(f"GET /orders/7?token=s3cret HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n".encode())
+            answer = b""
+            while chunk := tls.recv(65536):
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 502")
+        _wait(lambda: "origin 127.0.0.1" in edge.stderr_path.read_text(), "the origin failure line", edge)
+        line = next(line for line in edge.stderr_path.read_text().splitlines() if "origin 127.0.0.1" in line)
+        assert f"origin 127.0.0.1:{dead_port} failed: connect errno=ECONNREFUSED" in line, line
+        assert "request=GET /orders/7 " in line and f"peer=127.0.0.1:{local[1]} sni={HOST}" in line, line
+        assert "s3cret" not in edge.stderr_path.read_text()
