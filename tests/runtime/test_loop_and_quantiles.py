@@ -11,10 +11,14 @@ import pytest
 
 from keyless.runtime.loop import new_event_loop, parse_ready_fields, ready_line, reserve_port, worker_ready_line
 from keyless.runtime.metrics import LatencyHistogram, SummaryView, exponential_buckets, histogram_quantile
+from tests.conftest import require
 
 
 def test_uvloop_when_installed_unless_disabled(monkeypatch: pytest.MonkeyPatch) -> None:
-    uvloop = pytest.importorskip("uvloop")
+    try:
+        import uvloop
+    except ImportError:
+        require(False, "uvloop is not installed (the fast or dev extra)")
     monkeypatch.delenv("KEYLESS_NO_UVLOOP", raising=False)
     loop = new_event_loop()
     try:
