@@ -125,7 +125,8 @@ def test_check_config_validates_client_auth(pki: SitePKI, clients: ClientPKI, tm
     assert good.returncode == 0 and "configuration OK" in good.stdout, good.stdout + good.stderr
     path.write_text(yaml.safe_dump(document(pki, {"mode": "required", "ca": str(clients.cert("alice"))})))
     bad = run_check(path)
-    assert bad.returncode == 2 and "certificates[0].client_auth.ca" in bad.stdout + bad.stderr and "not a CA" in bad.stdout + bad.stderr
+    output = bad.stdout + bad.stderr
+    assert bad.returncode == 2 and "certificates[0].client_auth.ca" in output and "not a CA" in output
     path.write_text(yaml.safe_dump(document(pki, {"mode": "sometimes", "ca": str(clients.ca)})))
     bad = run_check(path)
     assert bad.returncode == 2 and "certificates[0].client_auth.mode" in bad.stdout + bad.stderr, bad.stdout

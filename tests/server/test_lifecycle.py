@@ -74,7 +74,8 @@ def test_workers_share_one_port(server_pki: DemoPKI, tmp_path: Path) -> None:
             reply = p.request(Message(i, Opcode.ECDSA_SIGN_SHA256, DIGEST, ski=ski))
             assert reply.opcode == Opcode.RESPONSE and reply.payload is not None
             verify(Opcode.ECDSA_SIGN_SHA256, key, DIGEST, reply.payload)
-        assert ks.sign_count() == len(peers)  # the supervisor adds up both workers' metrics
+        # the supervisor adds up both workers' metrics, which each publishes about once a second
+        assert _eventually(lambda: ks.sign_count() == len(peers)), ks.metrics()
         assert ks.log().count(f"listening on 127.0.0.1:{ks.port}") == 2
         for p in peers:
             p.close()

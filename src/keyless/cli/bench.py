@@ -101,12 +101,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def loop_factory() -> Any:
-    """uvloop's event loop when installed (the ``fast`` extra), else asyncio's."""
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    return uvloop.new_event_loop
+    """The daemons' choice (``keyless.runtime.loop``): uvloop when installed, unless ``KEYLESS_NO_UVLOOP=1``."""
+    from keyless.runtime.loop import new_event_loop
+
+    return new_event_loop
 
 
 def progress_printer() -> Any:

@@ -15,6 +15,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="load and check the configuration and every file it names as start-up does, without binding ports "
         "or connecting to key servers, then exit (0: OK; 2: one line per problem)",
     )
+    parser.add_argument("--log-format", choices=("text", "json"), default="text",
+                        help="text lines with the pid (default), or one JSON object per line")
     parser.add_argument("--worker-child", action="store_true", help=argparse.SUPPRESS)
 
 
@@ -26,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     from keyless.edge.process import run as run_edge
 
-    return run_edge(args.config, workers=args.workers, worker_child=args.worker_child)
+    return run_edge(args.config, workers=args.workers, worker_child=args.worker_child, log_format=args.log_format)
 
 
 def check_config(config_path: str) -> int:
@@ -61,8 +63,8 @@ def _no_connect(servers, tls):  # type: ignore[no-untyped-def]
         def remote_key(self, certificate):  # type: ignore[no-untyped-def]
             return certificate.public_key()
 
-        async def ping(self) -> bool:
-            return False
+        async def ping_each(self) -> dict[str, float | None]:
+            return {}
 
         async def close(self) -> None:
             return None

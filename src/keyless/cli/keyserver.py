@@ -18,6 +18,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--check-config", action="store_true",
                         help="load and check the configuration, the TLS files and the keys as start-up does, "
                              "then exit (0: OK; 2: one line per problem)")
+    parser.add_argument("--log-format", choices=("text", "json"), default="text",
+                        help="text lines with the pid (default), or one JSON object per line")
+    parser.add_argument("--worker-child", action="store_true", help=argparse.SUPPRESS)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -25,7 +28,8 @@ def run(args: argparse.Namespace) -> int:
         return check_config(args)
     from keyless.server.main import main
 
-    return main(config_path=args.config, workers=args.workers, strict=args.strict, loglevel=args.loglevel)
+    return main(config_path=args.config, workers=args.workers, strict=args.strict, loglevel=args.loglevel,
+                log_format=args.log_format, worker_child=args.worker_child)
 
 
 def check_config(args: argparse.Namespace) -> int:

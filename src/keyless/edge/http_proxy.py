@@ -12,6 +12,7 @@ does not arrive within ``response_timeout``.
 from __future__ import annotations
 
 import asyncio
+import errno
 import ipaddress
 import logging
 from collections import deque
@@ -22,6 +23,7 @@ import h11
 
 from keyless.edge.metrics import ProxyObserver
 from keyless.edge.streams import ByteStream, SocketStream
+from keyless.runtime.logging import printable
 
 log = logging.getLogger("keyless.edge.http")
 
@@ -298,7 +300,7 @@ class _ClientSession:
         try:
             origin = await pool.acquire()
         except OriginUnavailable as exc:
-            return await self._origin_failed(exc)
+            return await self._origin_failed(exc, request)
         try:
             try:
                 response = await self._exchange(origin, request)
@@ -312,7 +314,7 @@ class _ClientSession:
                 response = await self._exchange(origin, request, body_sent=True)
         except OriginUnavailable as exc:
             await origin.stream.close()
-            return await self._origin_failed(exc)
+            return await self._origin_failed(exc, request)
         except BaseException:
             await origin.stream.close()
             raise
@@ -324,9 +326,19 @@ class _ClientSession:
         await pool.release(origin)
         return response.status_code != 101
 
-    async def _origin_failed(self, exc: OriginUnavailable) -> bool:
+    async def _origin_failed(self, exc: OriginUnavailable, request: h11.Request) -> bool:
         self.proxy.observer.origin_error(exc.kind)
-        log.warning("origin %s:%d failed: %s", self.settings.origin_host, self.settings.origin_port, exc.kind)
+        cause = exc.__cause__
+        errno_text = "-"
+        if isinstance(cause, OSError) and cause.errno:
+            errno_text = f"{errno.errorcode.get(cause.errno, cause.errno)} ({cause.strerror})"
+        peer = f"{self.peer[0]}:{self.peer[1]}" if self.peer else "-"
+        sni = printable(self.server_name) if self.server_name else "-"
+        # The path without its query string: queries carry tokens often enough to keep them out of logs.
+        target = printable(request.target.split(b"?", 1)[0][:200])
+        log.warning("origin %s:%d failed: %s errno=%s request=%s %s peer=%s sni=%s", self.settings.origin_host,
+                    self.settings.origin_port, exc.kind, errno_text, printable(request.method), target, peer, sni,
+                    extra={"peer": peer, "sni": self.server_name})
         if exc.timed_out:
             await self._send_error(504, "origin timed out")
         else:

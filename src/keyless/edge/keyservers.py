@@ -47,9 +47,9 @@ class ClientGroup:
     def remote_key(self, certificate: x509.Certificate) -> RemoteKey:
         return self.client.remote_key(certificate, timeout=self.timeout)
 
-    async def ping(self) -> bool:
+    async def ping_each(self) -> dict[str, float | None]:
         results = await self.client.ping()
-        return any(isinstance(value, float) for value in results.values())
+        return {label: value if isinstance(value, float) else None for label, value in results.items()}
 
     async def close(self) -> None:
         await self.client.close()

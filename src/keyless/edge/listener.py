@@ -22,12 +22,15 @@ from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from keyless.edge.metrics import EdgeMetrics, alert_name, version_name
 from keyless.keys.base import AsyncPrivateKey, BlockingPrivateKey, KeyOperationError
 from keyless.keys.schemes import SignatureScheme
+from keyless.runtime.logging import RateLimitedLog, printable
 from keyless.tls.alerts import AlertDescription
 from keyless.tls.asyncio_adapter import Admission, TLSStream, start_tls_server
 from keyless.tls.config import ServerConfig
 from keyless.tls.events import AlertReceived, ConnectionClosed, HandshakeComplete, KeyOperationRequired
 
 log = logging.getLogger("keyless.edge.listener")
+# A handshake flood (scanners, a broken client fleet) must not fill the disk: 20 lines per 10 s, then a count.
+_handshake_failures = RateLimitedLog(log, burst=20, period=10.0)
 
 Handler = Callable[[TLSStream], Awaitable[None]]
 
@@ -35,10 +38,12 @@ Handler = Callable[[TLSStream], Awaitable[None]]
 class ConnectionObserver:
     """Metrics for one connection, fed with every engine event."""
 
-    __slots__ = ("completed", "ended", "metrics", "started")
+    __slots__ = ("completed", "ended", "metrics", "peer", "sni", "started")
 
-    def __init__(self, metrics: EdgeMetrics) -> None:
+    def __init__(self, metrics: EdgeMetrics, peer: str = "-") -> None:
         self.metrics = metrics
+        self.peer = peer
+        self.sni: str | None = None  # known once the handshake reaches the key operation
         self.started = time.monotonic()
         self.completed = False
         self.ended = False  # the engine reported ConnectionClosed
@@ -47,6 +52,12 @@ class ConnectionObserver:
         """The socket went away; a handshake that neither completed nor failed was cut (timeout, peer)."""
         if not self.completed and not self.ended:
             self.metrics.child(self.metrics.handshake_failures, "disconnected").inc()
+            self._log_failure(logging.INFO, "disconnected", "socket closed before the handshake completed")
+
+    def _log_failure(self, level: int, reason: str, detail: str) -> None:
+        sni = printable(self.sni) if self.sni else "-"
+        _handshake_failures.log(level, "handshake failed peer=%s sni=%s reason=%s: %s", self.peer, sni, reason,
+                                printable(detail[:200]), extra={"peer": self.peer, "sni": self.sni})
 
     def on_event(self, event: object) -> None:
         m = self.metrics
@@ -69,8 +80,12 @@ class ConnectionObserver:
                 refused = client_auth_refusal(event)
                 if refused is not None:
                     m.client_auth_result(refused)
+                # An alert we sent is our refusal (or a key-server failure): worth a warning. A peer that
+                # closes or alerts mid-handshake is the client's business.
+                level = logging.WARNING if event.alert_sent is not None else logging.INFO
+                self._log_failure(level, reason, event.reason)
         elif isinstance(event, KeyOperationRequired):
-            pass  # counted, with latency and result, by InstrumentedKey
+            self.sni = event.server_name  # counted, with latency and result, by InstrumentedKey
 
 
 _CLIENT_CERTIFICATE_ALERTS = frozenset(
@@ -141,8 +156,8 @@ class TLSListener:
         self.active += 1
         metrics.active_connections.inc()
         metrics.worker_connections.inc()
-        observer = ConnectionObserver(metrics)
         client_ip = peername[0] if isinstance(peername, tuple) and peername else None
+        observer = ConnectionObserver(metrics, f"{peername[0]}:{peername[1]}" if client_ip else "-")
 
         def key_for_operation(event: KeyOperationRequired) -> AsyncPrivateKey:
             """The key with this connection's context for the key server: the SNI and the client's IP

@@ -1,18 +1,29 @@
 """The edge's Prometheus metrics.
 
 One ``EdgeMetrics`` per process. With ``--workers N`` every worker writes its values into the
-prometheus-client multiprocess directory (``PROMETHEUS_MULTIPROC_DIR``, set by the parent before a
-worker imports prometheus-client) and the parent serves their sum, so one scrape sees the whole edge.
+prometheus-client multiprocess directory (``PROMETHEUS_MULTIPROC_DIR``, set by the supervisor before a
+worker imports prometheus-client) and the supervisor serves their merge (``keyless.runtime.metrics``),
+so one scrape sees the whole edge. Key-server health and certificate expiry are the serving process's
+own view (``KeyServerGauges``, ``CertificateExpiry``): they are not per worker.
 """
 
 from __future__ import annotations
 
+import datetime
+import logging
 import os
+from collections.abc import Callable, Iterable
 from typing import Any
 
+from cryptography import x509
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
+from keyless.edge.config import EdgeConfig
 from keyless.tls.alerts import AlertDescription
+
+log = logging.getLogger("keyless.edge")
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _TLS_VERSIONS = {0x0304: "TLSv1.3", 0x0303: "TLSv1.2"}
@@ -140,13 +151,70 @@ class EdgeMetrics(ProxyObserver):
             self.bytes_sent.inc(sent)
 
 
-def multiprocess_registry(path: str) -> CollectorRegistry:
-    """A registry summing all workers' values (the parent's view in multiprocess mode)."""
-    from prometheus_client import multiprocess
+class KeyServerGauges(Collector):
+    """``keyless_edge_keyserver_up{keyserver}`` and ``keyless_edge_keyserver_ping_seconds{keyserver}``
+    from the last readiness round (every key server of every site pinged)."""
 
-    registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry, path=path)  # type: ignore[no-untyped-call]
-    return registry
+    def __init__(self, servers: Callable[[], dict[str, float | None]]) -> None:
+        self.servers = servers
+
+    def collect(self) -> Iterable[Metric]:
+        up = GaugeMetricFamily("keyless_edge_keyserver_up", "1 while the key server answers pings, 0 otherwise",
+                               labels=["keyserver"])
+        rtt = GaugeMetricFamily("keyless_edge_keyserver_ping_seconds",
+                                "Round trip of the last ping the key server answered", labels=["keyserver"])
+        for label, seconds in sorted(self.servers().items()):
+            up.add_metric([label], 0.0 if seconds is None else 1.0)
+            if seconds is not None:
+                rtt.add_metric([label], seconds)
+        yield up
+        yield rtt
+
+
+SiteCertificates = Callable[[], Iterable[tuple[str, x509.Certificate]]]
+
+
+class CertificateExpiry(Collector):
+    """``keyless_edge_certificate_expiry_seconds{site, serial}``: seconds until each site's leaf expires
+    (negative once it has), computed at scrape time."""
+
+    def __init__(self, certificates: SiteCertificates) -> None:
+        self.certificates = certificates
+
+    def collect(self) -> Iterable[Metric]:
+        family = GaugeMetricFamily("keyless_edge_certificate_expiry_seconds",
+                                   "Seconds until the site certificate's notAfter (negative: expired)",
+                                   labels=["site", "serial"])
+        now = datetime.datetime.now(datetime.UTC)
+        for site, leaf in self.certificates():
+            family.add_metric([site, f"{leaf.serial_number:x}"], (leaf.not_valid_after_utc - now).total_seconds())
+        yield family
+
+
+def config_certificates(config: EdgeConfig) -> list[tuple[str, x509.Certificate]]:
+    """The leaf of every configured site, read from its chain file (unreadable ones are left out: start-up
+    has already refused them, and a reload keeps the running set)."""
+    leaves = []
+    for site in config.sites:
+        try:
+            chain = x509.load_pem_x509_certificates(site.chain.read_bytes())
+        except (OSError, ValueError):
+            continue
+        if chain:
+            leaves.append((site.label, chain[0]))
+    return leaves
+
+
+def warn_about_validity(certificates: Iterable[tuple[str, x509.Certificate]]) -> None:
+    """An expired or not-yet-valid site certificate is served (clients decide), but never silently."""
+    now = datetime.datetime.now(datetime.UTC)
+    for site, leaf in certificates:
+        if leaf.not_valid_after_utc < now:
+            log.warning("certificate of site %s expired on %s", site, leaf.not_valid_after_utc.isoformat())
+        elif leaf.not_valid_before_utc > now:
+            log.warning("certificate of site %s is not valid before %s", site, leaf.not_valid_before_utc.isoformat())
+        elif leaf.not_valid_after_utc - now < datetime.timedelta(days=14):
+            log.warning("certificate of site %s expires on %s", site, leaf.not_valid_after_utc.isoformat())
 
 
 def in_multiprocess_mode() -> bool:
@@ -154,10 +222,13 @@ def in_multiprocess_mode() -> bool:
 
 
 __all__ = [
+    "CertificateExpiry",
     "EdgeMetrics",
+    "KeyServerGauges",
     "ProxyObserver",
     "alert_name",
+    "config_certificates",
     "in_multiprocess_mode",
-    "multiprocess_registry",
     "version_name",
+    "warn_about_validity",
 ]

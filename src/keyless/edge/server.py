@@ -17,7 +17,7 @@ from keyless.edge.config import EdgeConfig, check_material
 from keyless.edge.http_proxy import HTTPProxy, ProxySettings
 from keyless.edge.listener import TLSListener, instrument
 from keyless.edge.metrics import EdgeMetrics
-from keyless.edge.sites import GroupFactory, SiteTable, build_sites
+from keyless.edge.sites import GroupFactory, KeyServerHealth, SiteTable, build_sites
 from keyless.edge.tcp_proxy import TCPProxy
 from keyless.edge.tickets import build_ticket_ring
 from keyless.runtime.config import ConfigError, changed_keys, listen_error
@@ -63,7 +63,7 @@ class Edge:
             max_connections=config.limits.max_connections,
         )
         self.ports: list[int] = []
-        self.readiness: dict[str, bool] = {}
+        self.health: KeyServerHealth | None = None  # the last readiness round
         self._readiness_task: asyncio.Task[None] | None = None
         self._ticket_refresh_task: asyncio.Task[None] | None = None
         self._key_check_task: asyncio.Task[None] | None = None
@@ -190,19 +190,19 @@ class Edge:
             )
 
     def is_ready(self) -> bool:
-        if not self.sites.groups:
-            return True  # only local keys: nothing to wait for
-        return bool(self.readiness) and all(self.readiness.values())
+        return self.failing_key_servers() == []
 
-    async def check_readiness(self) -> dict[str, bool]:
-        try:
-            async with asyncio.timeout(READINESS_TIMEOUT):
-                results = await self.sites.ping_all()
-        except TimeoutError:
-            results = {label: False for label in self.readiness} or {"keyservers": False}
-        self.readiness = results
+    def failing_key_servers(self) -> list[str]:
+        """For /readyz: the key servers of every site none of whose key servers answered (empty: ready)."""
+        return failing_key_servers(self.sites, self.health)
+
+    def key_server_round_trips(self) -> dict[str, float | None]:
+        return dict(self.health.servers) if self.health is not None else {}
+
+    async def check_readiness(self) -> KeyServerHealth:
+        self.health = await check_key_servers(self.sites)
         await self._settle_key_check()
-        return results
+        return self.health
 
     async def _settle_key_check(self) -> None:
         """Let the first key check after start or reload finish (up to READINESS_TIMEOUT) before the first
@@ -263,6 +263,23 @@ class Edge:
         await self.sites.close()
         if isinstance(self.proxy, HTTPProxy):
             await self.proxy.close()
+
+
+async def check_key_servers(sites: SiteTable) -> KeyServerHealth:
+    """Ping every key server of ``sites`` once, within READINESS_TIMEOUT."""
+    try:
+        async with asyncio.timeout(READINESS_TIMEOUT):
+            return await sites.check_key_servers()
+    except TimeoutError:
+        return KeyServerHealth({label: False for label in sites.group_labels()}, {})
+
+
+def failing_key_servers(sites: SiteTable, health: KeyServerHealth | None) -> list[str]:
+    if not sites.groups:
+        return []  # only local keys: nothing to wait for
+    if health is None:
+        return sites.group_labels()  # not checked yet
+    return health.failing()
 
 
 async def _close_old(sites: SiteTable, proxy: Any) -> None:

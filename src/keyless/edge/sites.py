@@ -14,6 +14,7 @@ ECDHE-RSA-only clients alike). When nothing fits, the first certificate: the eng
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -46,7 +47,9 @@ class KeyServerGroup(Protocol):
 
     def remote_key(self, certificate: x509.Certificate) -> AsyncPrivateKey: ...
 
-    async def ping(self) -> bool: ...
+    async def ping_each(self) -> dict[str, float | None]:
+        """Round trip per key server ("host:port"), None for one that did not answer."""
+        ...
 
     async def close(self) -> None: ...
 
@@ -160,15 +163,40 @@ class SiteTable:
             except Exception:
                 log.exception("closing a key-server client failed")
 
-    async def ping_all(self) -> dict[str, bool]:
-        """Readiness: does a key server answer for every certificate that uses key servers?"""
-        results: dict[str, bool] = {}
-        for key, group in self.groups.items():
+    def group_labels(self) -> list[str]:
+        return [_group_label(key) for key in self.groups]
+
+    async def check_key_servers(self) -> KeyServerHealth:
+        """Readiness and health: every key server pinged once, all groups at once; a group is up while one
+        of its servers answers."""
+
+        async def ping(key: GroupKey, group: KeyServerGroup) -> dict[str, float | None]:
             try:
-                results[_group_label(key)] = await group.ping()
+                return await group.ping_each()
             except Exception:
-                results[_group_label(key)] = False
-        return results
+                return {_server_label(host, port): None for host, port in key[0]}
+
+        results = await asyncio.gather(*(ping(key, group) for key, group in self.groups.items()))
+        groups: dict[str, bool] = {}
+        servers: dict[str, float | None] = {}
+        for key, each in zip(self.groups, results, strict=True):
+            servers.update(each)
+            groups[_group_label(key)] = any(value is not None for value in each.values())
+        return KeyServerHealth(groups, servers)
+
+
+@dataclass(frozen=True)
+class KeyServerHealth:
+    groups: dict[str, bool]  # "host:port,host:port" of a site's key servers -> one of them answered
+    servers: dict[str, float | None]  # "host:port" -> ping round trip in seconds, None if it failed
+
+    def failing(self) -> list[str]:
+        """The key servers of every group that has none answering, for /readyz."""
+        return [label for label, up in self.groups.items() if not up]
+
+
+def _server_label(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _group_label(key: GroupKey) -> str:

@@ -1,31 +1,41 @@
-"""Start-up of a key-server process: configuration, keys, metrics endpoint, listener, signals, workers."""
+"""Start-up of a key-server process: configuration, keys, metrics endpoint, listener, signals, workers.
+
+One process (``workers: 1``) serves everything itself. With ``--workers N`` this process becomes the
+supervisor (``keyless.server.workers``) and each worker runs ``run_single(..., worker=True)``: no
+metrics endpoint of its own (its metrics go to the supervisor's multiprocess directory) and a
+``worker ready`` line for the supervisor instead of the public ready line.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import datetime
+import json
 import logging
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 from cryptography import x509
 
 from keyless.keys.loader import KeyLoadError, load_keys
 from keyless.keys.store import KeyStore
-from keyless.metrics import start_metrics_server
+from keyless.runtime import loop as runtime_loop
 from keyless.runtime.config import listen_error, problems_of
+from keyless.runtime.logging import configure as configure_logging
+from keyless.runtime.metrics import MetricsEndpoint, daemon_registry, in_multiprocess_mode
 from keyless.server.config import ConfigError, KeyServerConfig, check_material, find_config, load_config
-from keyless.server.metrics import KeyServerMetrics
+from keyless.server.metrics import KeyServerMetrics, serving_registry
 from keyless.server.service import KeyServer
 
 log = logging.getLogger("keyless.keyserver")
 
-READY_LINE = "keyless keyserver ready port={port} metrics_port={metrics_port} keys={keys}"
+PUBLISH_INTERVAL = 0.5  # seconds between a worker's copies of its metrics into the shared directory
 
 
 def main(config_path: str | None = None, workers: int | None = None, strict: bool | None = None,
-         loglevel: str | None = None) -> int:
+         loglevel: str | None = None, log_format: str = "text", worker_child: bool = False) -> int:
     try:
         path = find_config(config_path)
         config = load_config(path, workers=workers, strict=strict, loglevel=loglevel)
@@ -36,37 +46,27 @@ def main(config_path: str | None = None, workers: int | None = None, strict: boo
         print(f"keyless keyserver: configuration error: {problem}", file=sys.stderr)
     if problems:
         return 2
-    logging.basicConfig(level=config.loglevel, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging("keyserver", config.loglevel, log_format)
+    if worker_child:
+        handoff = json.loads(sys.stdin.readline())
+        return run_single(dataclasses.replace(config, port=int(handoff["port"])), worker=True,
+                          public_metrics_port=int(handoff["metrics_port"]))
     log.info("configuration from %s", path)
     if config.workers > 1:
         from keyless.server.workers import run_workers
 
-        result: int = run_workers(config)
-        return result
+        argv = [sys.executable, "-m", "keyless", "keyserver", "--config", str(path), "--worker-child",
+                "--workers", str(config.workers), "--log-format", log_format]
+        if strict:
+            argv.append("--strict")
+        if loglevel is not None:
+            argv += ["--loglevel", loglevel]
+        return run_workers(config, argv)
     return run_single(config)
 
 
-def new_event_loop() -> asyncio.AbstractEventLoop:
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.new_event_loop()
-    loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
-    return loop
-
-
-ReadyCallback = Callable[[int, int, int], None]
-
-
-def print_ready_line(port: int, metrics_port: int, keys: int) -> None:
-    print(READY_LINE.format(port=port, metrics_port=metrics_port, keys=keys), flush=True)
-
-
-def run_single(config: KeyServerConfig, metrics_port: int | None = None,
-               on_ready: ReadyCallback = print_ready_line) -> int:
-    """Run one key-server process until SIGTERM, then drain; ``on_ready(port, metrics_port, keys)``
-    is called once the listener and the metrics endpoint are up."""
+def run_single(config: KeyServerConfig, *, worker: bool = False, public_metrics_port: int = 0) -> int:
+    """Run one key-server process until SIGTERM, then drain."""
     metrics = KeyServerMetrics()
     try:
         report = load_keys(list(config.key_sources), strict=config.strict)
@@ -79,17 +79,11 @@ def run_single(config: KeyServerConfig, metrics_port: int | None = None,
     if len(report.store) == 0:
         log.warning("no private keys loaded: every key operation will answer 0x02 (key not found)")
     record_certificate_expiry(metrics, config)
-
-    loop = new_event_loop()
-    asyncio.set_event_loop(loop)
-    try:
-        return loop.run_until_complete(_serve(config, report.store, metrics, metrics_port, on_ready))
-    finally:
-        loop.close()
+    return runtime_loop.run(lambda: _serve(config, report.store, metrics, worker, public_metrics_port))
 
 
-async def _serve(config: KeyServerConfig, store: KeyStore, metrics: KeyServerMetrics, metrics_port: int | None,
-                 on_ready: ReadyCallback) -> int:
+async def _serve(config: KeyServerConfig, store: KeyStore, metrics: KeyServerMetrics, worker: bool,
+                 public_metrics_port: int) -> int:
     try:
         server = KeyServer(config, store, metrics)
     except (OSError, ValueError) as exc:  # ssl errors are OSErrors: bad cert/key/CA file
@@ -101,27 +95,50 @@ async def _serve(config: KeyServerConfig, store: KeyStore, metrics: KeyServerMet
         error = listen_error(exc, config.listen, config.port, "port", config.source)
         print(f"keyless keyserver: cannot start: {error}", file=sys.stderr)
         return 2
-    try:
-        http, bound_metrics_port = start_metrics_server(
-            config.metrics_host, config.metrics_port if metrics_port is None else metrics_port, metrics.registry,
+    endpoint: MetricsEndpoint | None = None
+    if not worker:
+        endpoint = MetricsEndpoint(
+            daemon_registry("keyserver", serving_registry(metrics.registry)),
             {"keys_loaded": lambda: len(server.store) > 0, "listener": lambda: server.listening},
         )
-    except OSError as exc:
-        error = listen_error(exc, config.metrics_host, config.metrics_port, "metrics_addr (or metrics_port)",
-                             config.source)
-        print(f"keyless keyserver: cannot start: {error}", file=sys.stderr)
-        return 2
+        try:
+            public_metrics_port = endpoint.start(config.metrics_host, config.metrics_port)
+        except OSError as exc:
+            error = listen_error(exc, config.metrics_host, config.metrics_port, "metrics_addr (or metrics_port)",
+                                 config.source)
+            print(f"keyless keyserver: cannot start: {error}", file=sys.stderr)
+            return 2
+    publishing = _publish_periodically(metrics) if in_multiprocess_mode() else None
 
     def ready() -> None:
         log.info("listening on %s:%d (metrics on %s:%d) with %d keys", config.listen, server.port,
-                 config.metrics_host, bound_metrics_port, len(server.store))
-        on_ready(server.port, bound_metrics_port, len(server.store))
+                 config.metrics_host, public_metrics_port, len(server.store))
+        if worker:
+            print(runtime_loop.worker_ready_line("keyserver", port=server.port, keys=len(server.store)), flush=True)
+        else:
+            runtime_loop.print_ready_line("keyserver", port=server.port, metrics_port=public_metrics_port,
+                                          keys=len(server.store))
 
     try:
         await server.serve_until_signalled(ready)
     finally:
-        http.shutdown()
+        if publishing is not None:
+            publishing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await publishing
+        metrics.publisher.publish()  # the last requests of a draining worker still count
+        if endpoint is not None:
+            endpoint.close()
     return 0
+
+
+def _publish_periodically(metrics: KeyServerMetrics) -> asyncio.Task[None]:
+    async def publish() -> None:
+        while True:
+            metrics.publisher.publish()
+            await asyncio.sleep(PUBLISH_INTERVAL)
+
+    return asyncio.get_running_loop().create_task(publish())
 
 
 def record_certificate_expiry(metrics: KeyServerMetrics, config: KeyServerConfig) -> None:

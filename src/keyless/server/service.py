@@ -23,6 +23,8 @@ from keyless.keys.hooks import Hooks
 from keyless.keys.loader import LoadReport, load_keys
 from keyless.keys.store import KeyStore
 from keyless.protocol import Opcode
+from keyless.runtime.logging import RateLimitedLog
+from keyless.runtime.loop import wire_signals
 from keyless.server.config import KeyServerConfig
 from keyless.server.connection import FrameRejected, ServerConnection
 from keyless.server.dispatch import Answer, HookJob, failure, route
@@ -32,6 +34,9 @@ from keyless.server.reload import reload_settings
 from keyless.server.wire import Request
 
 log = logging.getLogger("keyless.keyserver")
+# A flood of bad handshakes or failing requests must not fill the disk: bursts of 50 lines per 10 s, then a count.
+_connection_failures = RateLimitedLog(log, burst=50, period=10.0)
+_request_failures = RateLimitedLog(log, burst=50, period=10.0)
 
 _RESPONSE = int(Opcode.RESPONSE)
 
@@ -132,10 +137,10 @@ class EdgeConnection(asyncio.Protocol):
         if truncated:
             self.server.metrics.failed_connection.inc()
             log.warning("connection closed peer=%s subject=%s with a truncated frame (%d bytes) requests=%d%s",
-                        self.peer, self.subject, truncated, self.conn.requests_seen, detail)
+                        self.peer, self.subject, truncated, self.conn.requests_seen, detail, extra={"peer": self.peer})
         else:
             log.info("connection closed peer=%s subject=%s requests=%d%s", self.peer, self.subject,
-                     self.conn.requests_seen, detail)
+                     self.conn.requests_seen, detail, extra={"peer": self.peer})
 
     # -- TLS --------------------------------------------------------------------------------------
 
@@ -156,7 +161,7 @@ class EdgeConnection(asyncio.Protocol):
         self.subject = _subject(self._tls.getpeercert())
         self.server.metrics.connections.inc()
         log.info("connection opened peer=%s subject=%s tls=%s cipher=%s", self.peer, self.subject,
-                 self._tls.version(), (self._tls.cipher() or ("-",))[0])
+                 self._tls.version(), (self._tls.cipher() or ("-",))[0], extra={"peer": self.peer})
         self._flush_tls()
         return True
 
@@ -167,7 +172,7 @@ class EdgeConnection(asyncio.Protocol):
 
     def _fail(self, message: str) -> None:
         self.server.metrics.failed_connection.inc()
-        log.warning("%s", message)
+        _connection_failures.log(logging.WARNING, "%s", message, extra={"peer": self.peer})
         self.closed = True
         if self.transport is not None:
             self.transport.close()
@@ -246,7 +251,7 @@ class EdgeConnection(asyncio.Protocol):
             if type(event) is FrameRejected:
                 server.metrics.failed_connection.inc()
                 log.warning("malformed frame peer=%s subject=%s id=%s: %s; answering 0x07 and closing",
-                            self.peer, self.subject, event.message_id, event.reason)
+                            self.peer, self.subject, event.message_id, event.reason, extra={"peer": self.peer})
             break
         if offloaded:
             server.pool.submit(offloaded)
@@ -269,17 +274,21 @@ class EdgeConnection(asyncio.Protocol):
 
     def _log_failure(self, message: Request, error: int, reason: str) -> None:
         request_id = ""
+        raw_request_id: str | None = None
         if message.request_context:
             try:
                 context = json.loads(message.request_context)
                 if isinstance(context, dict) and isinstance(context.get("request_id"), str):
-                    request_id = f" request_id={context['request_id'][:64]!r}"
+                    raw_request_id = context["request_id"][:64]
+                    request_id = f" request_id={raw_request_id!r}"
             except ValueError:
                 pass
         sni = _printable(message.sni[:253]) if message.sni else "-"
-        log.warning("request failed peer=%s subject=%s id=%d opcode=%s ski=%s sni=%s error=%s%s: %s",
-                    self.peer, self.subject, message.id, opcode_name(message.opcode),
-                    message.ski.hex() if message.ski else "-", sni, error_name(error), request_id, reason)
+        _request_failures.log(
+            logging.WARNING, "request failed peer=%s subject=%s id=%d opcode=%s ski=%s sni=%s error=%s%s: %s",
+            self.peer, self.subject, message.id, opcode_name(message.opcode),
+            message.ski.hex() if message.ski else "-", sni, error_name(error), request_id, reason,
+            extra={"peer": self.peer, "sni": sni if message.sni else None, "request_id": raw_request_id})
 
     def flush(self) -> None:
         data = self.conn.data_to_send()
@@ -477,12 +486,8 @@ class KeyServer:
         log.info("drained")
 
     async def serve_until_signalled(self, on_ready: Callable[[], None] | None = None) -> None:
-        import signal
-
         stop = asyncio.Event()
-        self.loop.add_signal_handler(signal.SIGTERM, stop.set)
-        self.loop.add_signal_handler(signal.SIGINT, stop.set)
-        self.loop.add_signal_handler(signal.SIGHUP, self.request_reload)
+        wire_signals(self.loop, stop=stop.set, reload=self.request_reload)
         if on_ready is not None:
             on_ready()
         await stop.wait()
