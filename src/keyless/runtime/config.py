@@ -22,7 +22,7 @@ import re
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TextIO, TypeVar
 from urllib.parse import urlsplit
 
 import yaml
@@ -414,7 +414,8 @@ LOG_LEVEL_FIX = "use debug, info, warning, error or critical, or a number 0 (deb
 # --- --check-config ---------------------------------------------------------------------------------
 
 
-def report(daemon: str, problems: list[ConfigError], warnings: list[str], ok_line: str, out: Any, err: Any) -> int:
+def report(daemon: str, problems: list[ConfigError], warnings: list[str], ok_line: str, out: TextIO,
+           err: TextIO) -> int:
     """The one ``--check-config`` outcome: one line per problem (exit 2) or per warning, then OK (exit 0)."""
     for warning in warnings:
         print(f"keyless {daemon}: warning: {warning}", file=err)
