@@ -142,6 +142,8 @@ def load_config(path: Path | str) -> EdgeConfig:
         raise ConfigError(
             str(path), f"cannot read the configuration file ({exc.strerror})", "pass --config FILE"
         ) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(str(path), f"not UTF-8 text (byte {exc.start})", "save the file as UTF-8") from None
     try:
         document = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -96,6 +96,8 @@ def load_config(path: Path | None, environ: Mapping[str, str] | None = None, **o
             loaded = yaml.safe_load(path.read_text())
         except OSError as exc:
             raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); save the file as UTF-8") from None
         except yaml.YAMLError as exc:
             raise ConfigError(f"{path}: not valid YAML: {exc}") from None
         if loaded is None:

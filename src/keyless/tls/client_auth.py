@@ -28,7 +28,7 @@ def verify_client_certificate(chain_der: Sequence[bytes], trusted: Sequence[x509
         raise TLSAlert(AlertDescription.bad_certificate, "client chain too long")
     try:
         certs = [x509.load_der_x509_certificate(der) for der in chain_der]
-    except ValueError as exc:
+    except (ValueError, x509.InvalidVersion) as exc:  # InvalidVersion is not a ValueError
         raise TLSAlert(AlertDescription.bad_certificate, "unparsable client certificate") from exc
     if not trusted:
         raise TLSAlert(AlertDescription.unknown_ca, "no client CA configured")
