@@ -19,17 +19,30 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 CORPUS = HERE / "corpus"
+REGRESSIONS = HERE / "regressions"  # every input that once crashed a target: replayed by each run
 DICTIONARY = HERE / "keyless.dict"
-FAMILIES = ("keyless_frames", "tls_record", "tls_messages", "tls_engine", "tls_tickets", "edge_http", "config")
+# family module (tests/fuzz/fuzz_<family>.py) -> its targets; a run imports (and instruments) only its family.
+FAMILIES = {
+    "keyless_frames": ("keyless_request", "keyless_response"),
+    "tls_record": ("tls_record",),
+    "tls_messages": ("tls_messages",),
+    "tls_engine": ("tls13_engine", "tls12_engine"),
+    "tls_tickets": ("tickets",),
+    "edge_http": ("edge_http", "proxy_v2"),
+    "config": ("pkcs11_uri", "keyserver_config", "edge_config"),
+}
 RSS_LIMIT_MB = 2048  # a Python process with cryptography loaded sits near 100 MB
 PER_INPUT_TIMEOUT = 10  # seconds; the slowest legitimate input (an RSA-2048 operation) takes milliseconds
 
 
-def targets() -> dict[str, object]:
+def targets(only: str | None = None) -> dict[str, object]:
+    """Every target by name (``only``: just the family holding that target, imported alone)."""
     from tests.fuzz.harness import Target
 
     found: dict[str, Target] = {}
-    for family in FAMILIES:
+    for family, names in FAMILIES.items():
+        if only is not None and only not in names:
+            continue
         module = importlib.import_module(f"tests.fuzz.fuzz_{family}")
         for target in module.TARGETS:
             found[target.name] = target
@@ -55,7 +68,7 @@ def main(argv: list[str]) -> int:
     # Instrument our code and the parsers it delegates to (h11 for HTTP, PyYAML for configs): the edges
     # libFuzzer counts as coverage.
     with atheris.instrument_imports(include=["keyless", "h11", "yaml"]):
-        found = targets()
+        found = targets(options.target)
     target = found.get(options.target)
     if target is None:
         parser.error(f"unknown target {options.target!r}; --list shows them")
@@ -75,9 +88,9 @@ def main(argv: list[str]) -> int:
         artifacts.mkdir(parents=True, exist_ok=True)
         args += [f"-dict={DICTIONARY}", f"-artifact_prefix={artifacts}/", "-print_final_stats=1"]
         args += [*libfuzzer_args, str(work)]
-        seeds = CORPUS / options.target
-        if seeds.is_dir():
-            args.append(str(seeds))
+        for seeds in (CORPUS / options.target, REGRESSIONS / options.target):
+            if seeds.is_dir():
+                args.append(str(seeds))
     else:
         args += libfuzzer_args
     atheris.Setup(args, target.one_input)  # type: ignore[attr-defined]
