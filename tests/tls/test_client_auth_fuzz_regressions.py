@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from keyless.tls.alerts import AlertDescription, TLSAlert
 from keyless.tls.client_auth import verify_client_certificate
+from keyless.tls.tls12_messages import parse_client_certificate
+from tests.fuzz import keys
 from tests.tls.tls13_helpers import client_identity, pki
 
 
@@ -24,3 +29,17 @@ def test_a_certificate_with_an_invalid_version_is_bad_certificate() -> None:
         assert alert.description == AlertDescription.bad_certificate
     else:
         raise AssertionError("a certificate with version 18 was accepted")
+
+
+REGRESSIONS = Path(__file__).resolve().parents[1] / "fuzz" / "regressions" / "tls_messages"
+
+
+@pytest.mark.parametrize("name", ["bad-subject-unexpected-tag", "bad-subject-invalid-value"])
+def test_a_certificate_whose_subject_does_not_parse_is_bad_certificate(name: str) -> None:
+    # The certificate loads (cryptography parses lazily) but the verifier's parse of the subject raises
+    # ValueError, which escaped as an internal_error alert and a "bug" log line instead of bad_certificate.
+    data = (REGRESSIONS / name).read_bytes()
+    chain = parse_client_certificate(data[1:])  # the fuzz input: selector byte, then a TLS 1.2 Certificate body
+    with pytest.raises(TLSAlert) as raised:
+        verify_client_certificate(chain, [keys.fuzz_ca()[0]], keys.FIXED_NOW)
+    assert raised.value.description == AlertDescription.bad_certificate

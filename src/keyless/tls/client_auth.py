@@ -47,7 +47,7 @@ def verify_client_certificate(chain_der: Sequence[bytes], trusted: Sequence[x509
     )
     try:
         verifier.verify(certs[0], certs[1:])
-    except VerificationError as exc:
+    except (VerificationError, ValueError) as exc:  # ValueError: a field cryptography parses only now
         raise TLSAlert(AlertDescription.bad_certificate, "client certificate does not verify") from exc
 
 
