@@ -22,11 +22,17 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+
 from keyless.keys.local import LocalKey
+from keyless.tls import key_schedule as ks
 from keyless.tls.alerts import AlertDescription
+from keyless.tls.codec import handshake_message
 from keyless.tls.config import CertifiedKey, ServerConfig, static_certificate
 from keyless.tls.connection import TLSServerConnection
 from keyless.tls.events import ConnectionClosed, KeyOperationRequired, _NeedData
+from keyless.tls.record import RecordLayer
 from keyless.tls.session_cache import MemorySessionCache
 from keyless.tls.tickets import SessionState, TicketKey, TicketKeyRing
 from tests.fuzz import deterministic, keys
@@ -129,8 +135,121 @@ def _with_cache(cfg: ServerConfig, cache: MemorySessionCache) -> ServerConfig:
     return replace(cfg, session_cache=cache)
 
 
+# ---- TLS 1.3 peer mode: the harness plays a client that knows the keys ---------------------------------
+# Bit 0x80 of the first byte: the input is a ClientHello flight (u16 length + bytes), then a program the harness
+# runs as the client: it captures every read key the server installs (the client's handshake and application
+# traffic secrets) and seals each step under the newest, so the fuzzer's bytes reach the parsers of the
+# client's encrypted messages (Certificate, CertificateVerify, Finished, KeyUpdate, post-handshake records)
+# instead of dying at the record MAC. Program steps (first byte % 7): 0 handshake payload (u16 length),
+# 1 application data (u8 length), 2 alert (2 bytes), 3 raw unsealed bytes (u8 length), 4 the correct client
+# Finished, 5 a compatibility change_cipher_spec, 6 a correct client CertificateVerify (fuzz client key).
+
+
+def _sealer(secrets: list[tuple[Any, bytes]], current: list[Any]) -> RecordLayer | None:
+    if not secrets:
+        return None
+    if current and current[0] is secrets[-1]:
+        return current[1]  # type: ignore[no-any-return]
+    layer = RecordLayer()
+    layer.set_write_key_tls13(*secrets[-1])
+    current[:] = [secrets[-1], layer]
+    return layer
+
+
+def _client_finished(conn: TLSServerConnection) -> bytes | None:
+    driver: Any = conn._driver
+    secret = getattr(driver, "_client_handshake_secret", b"")
+    if driver is None or driver.suite is None or not secret or driver.transcript is None:
+        return None
+    verify = ks.finished_verify_data(driver.suite.hash_name, secret, driver.transcript_hash())
+    return handshake_message(20, verify)
+
+
+def _client_certificate_verify(conn: TLSServerConnection) -> bytes | None:
+    driver: Any = conn._driver
+    if driver is None or driver.transcript is None:
+        return None
+    signed = ks.certificate_verify_input(driver.transcript_hash(), server=False)
+    signature = keys.fuzz_ca()[1].sign(signed, ec.ECDSA(hashes.SHA256(), deterministic_signing=True))
+    return handshake_message(15, b"\x04\x03" + len(signature).to_bytes(2, "big") + signature)
+
+
+def _drain(conn: TLSServerConnection, seen: list[object]) -> bool:
+    """Process events; False once the connection closed."""
+    for _ in range(MAX_EVENTS):
+        event = conn.next_event()
+        if isinstance(event, _NeedData):
+            conn.data_to_send()
+            return True
+        seen.append(type(event).__name__)
+        if isinstance(event, KeyOperationRequired):
+            conn.complete_key_operation(event.op_id, _answer(event))
+        elif isinstance(event, ConnectionClosed):
+            if event.alert_sent is not None:
+                check(event.alert_sent != AlertDescription.internal_error, f"internal_error: {event.reason}")
+                check(bool(conn.data_to_send()), "closed with an alert but queued nothing")
+            seen.append(event.alert_sent)
+            return False
+    raise AssertionError(f"more than {MAX_EVENTS} events from one step")
+
+
+def peer_outcome(variant: int, data: bytes) -> list[object]:
+    conn = TLSServerConnection(config(13, variant))
+    secrets: list[tuple[Any, bytes]] = []
+    install = conn.set_read_key_tls13
+
+    def capture(suite: Any, secret: bytes) -> None:
+        install(suite, secret)
+        secrets.append((suite, secret))
+
+    conn.set_read_key_tls13 = capture  # type: ignore[method-assign]
+    hello_length = int.from_bytes(data[:2], "big")
+    seen: list[object] = []
+    conn.receive_data(data[2 : 2 + hello_length])
+    if not _drain(conn, seen):
+        return seen
+    program, i, current = data[2 + hello_length :], 0, []
+    while i < len(program):
+        op = program[i] % 7
+        i += 1
+        sealer = _sealer(secrets, current)
+        wire = b""
+        if op == 3:
+            n = program[i] if i < len(program) else 0
+            wire, i = program[i + 1 : i + 1 + n], i + 1 + n
+        elif op == 5:
+            wire = b"\x14\x03\x03\x00\x01\x01"
+        elif sealer is not None:
+            if op == 0:
+                n = int.from_bytes(program[i : i + 2], "big")
+                sealer.write(22, program[i + 2 : i + 2 + n])
+                i += 2 + n
+            elif op == 1:
+                n = program[i] if i < len(program) else 0
+                sealer.write(23, program[i + 1 : i + 1 + n] or b"x")
+                i += 1 + n
+            elif op == 2:
+                sealer.write(21, program[i : i + 2].ljust(2, b"\0"))
+                i += 2
+            else:
+                message = _client_finished(conn) if op == 4 else _client_certificate_verify(conn)
+                if message is not None:
+                    sealer.write(22, message)
+            wire = sealer.data_to_send()
+        if wire:
+            conn.receive_data(wire)
+            if not _drain(conn, seen):
+                return seen
+    conn.receive_data(b"")
+    _drain(conn, seen)
+    return seen
+
+
 def _one_input(version: int, data: bytes) -> None:
     if len(data) < 2:
+        return
+    if version == 13 and data[0] & 0x80:
+        peer_outcome(data[0] % 4, data[2:])
         return
     variant, size_byte = data[0] % 4, data[1]
     whole = outcome(version, variant, data[2:], 0xFF)

@@ -28,7 +28,7 @@ from keyless.protocol import Message, Opcode, Tag, encode_message
 from keyless.sentinel import NeedData
 from keyless.server.connection import encode_reply
 from keyless.tls import messages
-from keyless.tls.codec import Writer
+from keyless.tls.codec import Writer, handshake_message
 from keyless.tls.connection import TLSServerConnection
 from keyless.tls.events import KeyOperationRequired
 from keyless.tls.record import RecordLayer
@@ -183,11 +183,37 @@ def engine_seeds(out: _Writer) -> None:
     # A TLS 1.2 hello naming the session the fuzz target's cache holds.
     hello = _rebuilt(hellos()["python_tls12"], session_id=engine.CACHED_SESSION_ID)
     out.put("tls12_engine", b"\x00\xff" + framed(hello), "cached-session-id")
+    peer_seeds(out)
     # A hello offering early data (refused), then 0-RTT records the server must skip.
     early = _rebuilt(hellos()["python"], add=(42, b""))
     junk = b"".join(b"\x17\x03\x03\x00\x20" + bytes(32) for _ in range(3))
     out.put("tls13_engine", b"\x00\xff" + framed(early) + junk, "early-data-refused")
     out.put("tls13_engine", b"\x01\xff" + framed(early) + junk, "early-data-after-hrr")
+
+
+def peer_seeds(out: _Writer) -> None:
+    """tls13_engine in peer mode (first byte | 0x80): a real ClientHello, then the client's encrypted flight as a
+    program the harness seals under the keys the server installs (see fuzz_tls_engine.peer_outcome)."""
+    _, _, leaf = keys.fuzz_ca()
+    certificate = handshake_message(11, b"\x00" + _u24(_u24(leaf) + b"\x00\x00"))
+    empty_certificate = handshake_message(11, b"\x00\x00\x00\x00")
+    key_update = handshake_message(24, b"\x01")
+
+    def handshake(message: bytes) -> bytes:
+        return b"\x00" + len(message).to_bytes(2, "big") + message
+
+    request = b"GET / HTTP/1.1\r\nHost: keyless.test\r\n\r\n"
+    after = b"\x01" + bytes((len(request),)) + request + handshake(key_update) + b"\x01\x02hi" + b"\x02\x01\x00"
+    for name in ("python", "chromium", "curl_tls13", "openssl_tls13", "tlslite", "client_hello_rfc8448"):
+        hello = framed(hellos()[name])
+        prefix = len(hello).to_bytes(2, "big") + hello
+        for variant in (0, 1, 3):
+            out.put("tls13_engine", bytes((0x80 | variant, 0xFF)) + prefix + b"\x05\x04" + after,
+                    f"peer-{name}-v{variant}")
+        out.put("tls13_engine", b"\x82\xff" + prefix + handshake(certificate) + b"\x06\x04" + after,
+                f"peer-{name}-client-auth")
+        out.put("tls13_engine", b"\x82\xff" + prefix + handshake(empty_certificate) + b"\x04" + after,
+                f"peer-{name}-no-client-cert")
 
 
 def _rebuilt(hello: bytes, *, session_id: bytes | None = None, add: tuple[int, bytes] | None = None) -> bytes:
