@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from keyless.keys.local import LocalKey
 from keyless.tls import key_schedule as ks
+from keyless.tls import tls12_prf
 from keyless.tls.alerts import AlertDescription
 from keyless.tls.codec import handshake_message
 from keyless.tls.config import CertifiedKey, ServerConfig, static_certificate
@@ -101,12 +102,7 @@ _answer = deterministic.answer
 
 
 def outcome(version: int, variant: int, data: bytes, size_byte: int) -> list[object]:
-    cfg = config(version, variant)
-    if version == 12:
-        cache = MemorySessionCache(now=_now)
-        cache.put(CACHED_SESSION_ID, cached_session())
-        cfg = _with_cache(cfg, cache)
-    conn = TLSServerConnection(cfg)
+    conn = _new_connection(version, variant)
     seen: list[object] = []
     for piece in [*chunks(data, size_byte), b""]:
         conn.receive_data(piece)
@@ -135,39 +131,50 @@ def _with_cache(cfg: ServerConfig, cache: MemorySessionCache) -> ServerConfig:
     return replace(cfg, session_cache=cache)
 
 
-# ---- TLS 1.3 peer mode: the harness plays a client that knows the keys ---------------------------------
-# Bit 0x80 of the first byte: the input is a ClientHello flight (u16 length + bytes), then a program the harness
-# runs as the client: it captures every read key the server installs (the client's handshake and application
-# traffic secrets) and seals each step under the newest, so the fuzzer's bytes reach the parsers of the
-# client's encrypted messages (Certificate, CertificateVerify, Finished, KeyUpdate, post-handshake records)
-# instead of dying at the record MAC. Program steps (first byte % 7): 0 handshake payload (u16 length),
-# 1 application data (u8 length), 2 alert (2 bytes), 3 raw unsealed bytes (u8 length), 4 the correct client
-# Finished, 5 a compatibility change_cipher_spec, 6 a correct client CertificateVerify (fuzz client key).
+# ---- peer mode: the harness plays a client that knows the keys -----------------------------------------
+# Bit 0x80 of the first byte: the input is a recorded client prefix (u16 length + bytes: the ClientHello; for
+# TLS 1.2 up to and including the client's ChangeCipherSpec), then a program the harness runs as the client: it
+# captures every read key the server installs (TLS 1.3 handshake and application traffic secrets, the TLS 1.2
+# client write key) and seals each step under the newest, so the fuzzer's bytes reach the parsers of the
+# client's encrypted messages (Certificate, CertificateVerify, Finished, KeyUpdate, post-handshake records,
+# renegotiation attempts) instead of dying at the record MAC. Steps (first byte % 7): 0 handshake payload (u16
+# length; in clear before any key), 1 application data (u8 length), 2 alert (2 bytes), 3 raw unsealed bytes (u8
+# length), 4 the correct client Finished, 5 a change_cipher_spec, 6 a correct TLS 1.3 client CertificateVerify.
 
 
-def _sealer(secrets: list[tuple[Any, bytes]], current: list[Any]) -> RecordLayer | None:
-    if not secrets:
+def _sealer(version: int, keys_seen: list[tuple[Any, ...]], current: list[Any]) -> RecordLayer | None:
+    if not keys_seen:
         return None
-    if current and current[0] is secrets[-1]:
+    if current and current[0] is keys_seen[-1]:
         return current[1]  # type: ignore[no-any-return]
     layer = RecordLayer()
-    layer.set_write_key_tls13(*secrets[-1])
-    current[:] = [secrets[-1], layer]
+    if version == 13:
+        layer.set_write_key_tls13(*keys_seen[-1])
+    else:
+        layer.set_write_key_tls12(*keys_seen[-1])
+    current[:] = [keys_seen[-1], layer]
     return layer
 
 
-def _client_finished(conn: TLSServerConnection) -> bytes | None:
+def _client_finished(version: int, conn: TLSServerConnection) -> bytes | None:
     driver: Any = conn._driver
-    secret = getattr(driver, "_client_handshake_secret", b"")
-    if driver is None or driver.suite is None or not secret or driver.transcript is None:
+    if driver is None or driver.suite is None:
         return None
-    verify = ks.finished_verify_data(driver.suite.hash_name, secret, driver.transcript_hash())
-    return handshake_message(20, verify)
+    if version == 12:
+        if driver._master_prf is None:
+            return None
+        verify = tls12_prf.finished_verify_data(driver.suite.hash_name, driver._master_prf,
+                                                tls12_prf.CLIENT_FINISHED, driver.transcript_hash())
+        return handshake_message(20, verify)
+    secret = getattr(driver, "_client_handshake_secret", b"")
+    if not secret or driver.transcript is None:
+        return None
+    return handshake_message(20, ks.finished_verify_data(driver.suite.hash_name, secret, driver.transcript_hash()))
 
 
 def _client_certificate_verify(conn: TLSServerConnection) -> bytes | None:
     driver: Any = conn._driver
-    if driver is None or driver.transcript is None:
+    if driver is None or getattr(driver, "transcript", None) is None or conn.version != 0x0304:
         return None
     signed = ks.certificate_verify_input(driver.transcript_hash(), server=False)
     signature = keys.fuzz_ca()[1].sign(signed, ec.ECDSA(hashes.SHA256(), deterministic_signing=True))
@@ -193,32 +200,61 @@ def _drain(conn: TLSServerConnection, seen: list[object]) -> bool:
     raise AssertionError(f"more than {MAX_EVENTS} events from one step")
 
 
-def peer_outcome(variant: int, data: bytes) -> list[object]:
-    conn = TLSServerConnection(config(13, variant))
-    secrets: list[tuple[Any, bytes]] = []
-    install = conn.set_read_key_tls13
+class _CapturingRecordLayer(RecordLayer):
+    """The connection's record layer, also telling the harness each TLS 1.2 read key (RecordLayer has slots)."""
 
-    def capture(suite: Any, secret: bytes) -> None:
-        install(suite, secret)
-        secrets.append((suite, secret))
+    def __init__(self, keys_seen: list[tuple[Any, ...]]) -> None:
+        super().__init__()
+        self.keys_seen = keys_seen
 
-    conn.set_read_key_tls13 = capture  # type: ignore[method-assign]
-    hello_length = int.from_bytes(data[:2], "big")
+    def set_read_key_tls12(self, suite: Any, key: bytes, fixed_iv: bytes) -> None:
+        super().set_read_key_tls12(suite, key, fixed_iv)
+        self.keys_seen.append((suite, key, fixed_iv))
+
+
+def _new_connection(version: int, variant: int) -> TLSServerConnection:
+    cfg = config(version, variant)
+    if version == 12:
+        cache = MemorySessionCache(now=_now)
+        cache.put(CACHED_SESSION_ID, cached_session())
+        cfg = _with_cache(cfg, cache)
+    return TLSServerConnection(cfg)
+
+
+def peer_outcome(version: int, variant: int, data: bytes) -> list[object]:
+    conn = _new_connection(version, variant)
+    keys_seen: list[tuple[Any, ...]] = []
+    if version == 13:
+        install13 = conn.set_read_key_tls13
+
+        def capture13(suite: Any, secret: bytes) -> None:
+            install13(suite, secret)
+            keys_seen.append((suite, secret))
+
+        conn.set_read_key_tls13 = capture13  # type: ignore[method-assign]
+    else:
+        conn.record = _CapturingRecordLayer(keys_seen)
+    prefix_length = int.from_bytes(data[:2], "big")
     seen: list[object] = []
-    conn.receive_data(data[2 : 2 + hello_length])
+    conn.receive_data(data[2 : 2 + prefix_length])
     if not _drain(conn, seen):
         return seen
-    program, i, current = data[2 + hello_length :], 0, []
+    program, i, current = data[2 + prefix_length :], 0, []
     while i < len(program):
         op = program[i] % 7
         i += 1
-        sealer = _sealer(secrets, current)
+        sealer = _sealer(version, keys_seen, current)
         wire = b""
         if op == 3:
             n = program[i] if i < len(program) else 0
             wire, i = program[i + 1 : i + 1 + n], i + 1 + n
         elif op == 5:
             wire = b"\x14\x03\x03\x00\x01\x01"
+        elif op == 0 and sealer is None:
+            n = int.from_bytes(program[i : i + 2], "big")
+            payload = program[i + 2 : i + 2 + n]
+            i += 2 + n
+            wire = b"\x16\x03\x03" + len(payload).to_bytes(2, "big") + payload if payload else b""
         elif sealer is not None:
             if op == 0:
                 n = int.from_bytes(program[i : i + 2], "big")
@@ -232,7 +268,7 @@ def peer_outcome(variant: int, data: bytes) -> list[object]:
                 sealer.write(21, program[i : i + 2].ljust(2, b"\0"))
                 i += 2
             else:
-                message = _client_finished(conn) if op == 4 else _client_certificate_verify(conn)
+                message = _client_finished(version, conn) if op == 4 else _client_certificate_verify(conn)
                 if message is not None:
                     sealer.write(22, message)
             wire = sealer.data_to_send()
@@ -248,8 +284,8 @@ def peer_outcome(variant: int, data: bytes) -> list[object]:
 def _one_input(version: int, data: bytes) -> None:
     if len(data) < 2:
         return
-    if version == 13 and data[0] & 0x80:
-        peer_outcome(data[0] % 4, data[2:])
+    if data[0] & 0x80:
+        peer_outcome(version, data[0] % 4, data[2:])
         return
     variant, size_byte = data[0] % 4, data[1]
     whole = outcome(version, variant, data[2:], 0xFF)

@@ -180,6 +180,11 @@ def engine_seeds(out: _Writer) -> None:
         if session is not None:
             resumed, _ = flight(12, variant, ctx, session)
             out.put("tls12_engine", bytes((variant, 0xFF)) + resumed, f"python-ticket-v{variant}")
+        prefix = _through_ccs(first)
+        request = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"
+        program = b"\x04\x01" + bytes((len(request),)) + request + b"\x00\x00\x04\x00\x00\x00\x00\x02\x01\x00"
+        out.put("tls12_engine", bytes((0x80 | variant, 0xFF)) + len(prefix).to_bytes(2, "big") + prefix + program,
+                f"peer-python-v{variant}")
     # A TLS 1.2 hello naming the session the fuzz target's cache holds.
     hello = _rebuilt(hellos()["python_tls12"], session_id=engine.CACHED_SESSION_ID)
     out.put("tls12_engine", b"\x00\xff" + framed(hello), "cached-session-id")
@@ -189,6 +194,17 @@ def engine_seeds(out: _Writer) -> None:
     junk = b"".join(b"\x17\x03\x03\x00\x20" + bytes(32) for _ in range(3))
     out.put("tls13_engine", b"\x00\xff" + framed(early) + junk, "early-data-refused")
     out.put("tls13_engine", b"\x01\xff" + framed(early) + junk, "early-data-after-hrr")
+
+
+def _through_ccs(flight_bytes: bytes) -> bytes:
+    """The recorded client bytes up to and including its ChangeCipherSpec record (TLS 1.2 peer-mode prefix)."""
+    offset = 0
+    while offset + 5 <= len(flight_bytes):
+        end = offset + 5 + int.from_bytes(flight_bytes[offset + 3 : offset + 5], "big")
+        if flight_bytes[offset] == 20:
+            return flight_bytes[:end]
+        offset = end
+    return flight_bytes
 
 
 def peer_seeds(out: _Writer) -> None:
