@@ -26,13 +26,14 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from keyless.keys.local import LocalKey
+from keyless.sentinel import NeedData
 from keyless.tls import key_schedule as ks
 from keyless.tls import tls12_prf
 from keyless.tls.alerts import AlertDescription
 from keyless.tls.codec import handshake_message
 from keyless.tls.config import CertifiedKey, ServerConfig, static_certificate
 from keyless.tls.connection import TLSServerConnection
-from keyless.tls.events import ConnectionClosed, KeyOperationRequired, _NeedData
+from keyless.tls.events import ConnectionClosed, KeyOperationRequired
 from keyless.tls.record import RecordLayer
 from keyless.tls.session_cache import MemorySessionCache
 from keyless.tls.tickets import SessionState, TicketKey, TicketKeyRing
@@ -108,7 +109,7 @@ def outcome(version: int, variant: int, data: bytes, size_byte: int) -> list[obj
         conn.receive_data(piece)
         for _ in range(MAX_EVENTS):
             event = conn.next_event()
-            if isinstance(event, _NeedData):
+            if isinstance(event, NeedData):
                 break
             seen.append(type(event).__name__)
             if isinstance(event, KeyOperationRequired):
@@ -185,7 +186,7 @@ def _drain(conn: TLSServerConnection, seen: list[object]) -> bool:
     """Process events; False once the connection closed."""
     for _ in range(MAX_EVENTS):
         event = conn.next_event()
-        if isinstance(event, _NeedData):
+        if isinstance(event, NeedData):
             conn.data_to_send()
             return True
         seen.append(type(event).__name__)

@@ -16,7 +16,7 @@ from __future__ import annotations
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 
 from keyless.tls.alerts import AlertDescription, TLSAlert
-from keyless.tls.record import MAX_PLAINTEXT, HandshakeReassembler, RecordLayer, _aad12
+from keyless.tls.record import MAX_PLAINTEXT, HandshakeReassembler, RecordLayer
 from keyless.tls.suites import TLS_AES_128_GCM_SHA256, TLS_AES_256_GCM_SHA384, TLS_CHACHA20_POLY1305_SHA256
 from tests.fuzz.harness import Target, check, chunks
 
@@ -35,6 +35,11 @@ def _keyed(mode: str, layer: RecordLayer, *, read: bool) -> None:
     elif mode == "tls12-chacha":
         (layer.set_read_key_tls12 if read else layer.set_write_key_tls12)(ChaCha20Poly1305, SECRET[:32],
                                                                            SECRET[32:44])
+
+
+def _aad12(seq: int, content_type: int, length: int) -> bytes:
+    """RFC 5246 §6.2.3.3 additional data, written here from the RFC (not taken from the code under test)."""
+    return seq.to_bytes(8, "big") + bytes((content_type, 3, 3)) + length.to_bytes(2, "big")
 
 
 def _seal(mode: str, sender: RecordLayer, outer_type: int, body: bytes) -> bytes:
