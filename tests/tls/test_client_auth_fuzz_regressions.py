@@ -43,3 +43,24 @@ def test_a_certificate_whose_subject_does_not_parse_is_bad_certificate(name: str
     with pytest.raises(TLSAlert) as raised:
         verify_client_certificate(chain, [keys.fuzz_ca()[0]], keys.FIXED_NOW)
     assert raised.value.description == AlertDescription.bad_certificate
+
+
+@pytest.mark.parametrize("forge", ["version", "subject"])
+def test_the_tls13_engine_answers_a_forged_client_certificate_with_bad_certificate(forge: str) -> None:
+    # End to end through the engine (the fuzz harness plays the client and seals its flight under the keys the
+    # server installs): before the fix both certificates ended in internal_error and a "bug:" log line.
+    from keyless.tls.codec import handshake_message
+    from tests.fuzz.fuzz_tls_engine import peer_outcome
+
+    leaf = keys.fuzz_ca()[2]
+    if forge == "version":
+        leaf = leaf.replace(b"\xa0\x03\x02\x01\x02", b"\xa0\x03\x02\x01\x12", 1)
+    else:
+        leaf = parse_client_certificate((REGRESSIONS / "bad-subject-unexpected-tag").read_bytes()[1:])[0]
+    entries = len(leaf).to_bytes(3, "big") + leaf + b"\x00\x00"
+    certificate = handshake_message(11, b"\x00" + len(entries).to_bytes(3, "big") + entries)
+    hello = (Path(__file__).resolve().parents[1] / "fuzz" / "data" / "hellos" / "python.bin").read_bytes()
+    record = b"\x16\x03\x01" + len(hello).to_bytes(2, "big") + hello
+    program = b"\x00" + len(certificate).to_bytes(2, "big") + certificate
+    events = peer_outcome(13, 2, len(record).to_bytes(2, "big") + record + program)  # variant 2: client auth
+    assert events[-2:] == ["ConnectionClosed", AlertDescription.bad_certificate], events
