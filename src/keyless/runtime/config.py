@@ -90,6 +90,8 @@ def load_yaml(path: Path) -> tuple[dict[str, Any], Origin]:
     except OSError as exc:
         raise ConfigError("", f"cannot read the configuration file ({exc.strerror or exc})",
                           "check the path given to --config", file=path) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError("", f"not UTF-8 text (byte {exc.start})", "save the file as UTF-8", file=path) from None
     try:
         document = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:

@@ -40,7 +40,7 @@ def verify_client_certificate(
         raise TLSAlert(AlertDescription.bad_certificate, "client chain too long")
     try:
         certs = [x509.load_der_x509_certificate(der) for der in chain_der]
-    except ValueError as exc:
+    except (ValueError, x509.InvalidVersion) as exc:  # InvalidVersion is not a ValueError
         raise TLSAlert(AlertDescription.bad_certificate, "unparsable client certificate") from exc
     if not trusted:
         raise TLSAlert(AlertDescription.unknown_ca, "no client CA configured")
@@ -60,7 +60,13 @@ def verify_client_certificate(
     try:
         verifier.verify(certs[0], certs[1:])
     except VerificationError as exc:
-        raise TLSAlert(_failure_alert(certs, trusted, when), "client certificate does not verify") from exc
+        try:
+            alert = _failure_alert(certs, trusted, when)
+        except ValueError:  # an extension cryptography parses only now
+            alert = AlertDescription.bad_certificate
+        raise TLSAlert(alert, "client certificate does not verify") from exc
+    except ValueError as exc:  # a field cryptography parses only now (found by fuzzing)
+        raise TLSAlert(AlertDescription.bad_certificate, "client certificate does not parse") from exc
 
 
 def _failure_alert(
