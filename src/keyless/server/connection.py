@@ -114,6 +114,8 @@ class ServerConnection:
             request = self._framer.next_request()
         except ProtocolError as exc:
             return self._reject(exc)
+        except Exception as exc:  # (a framer bug: treat the frame as malformed, not the server)
+            return self._reject(ProtocolError(f"undecodable frame ({type(exc).__name__})"))
         if request is None:
             return NEED_DATA
         self.in_flight += 1
