@@ -98,6 +98,7 @@ class TicketConfig:
 class Limits:
     handshake_timeout: float = 10.0
     idle_timeout: float = 60.0
+    send_timeout: float = 60.0  # like nginx send_timeout: each write must drain within it
     max_connections: int = 10000
     max_header_size: int = 16384
     drain_timeout: float = 30.0
@@ -333,11 +334,13 @@ def _tickets(value: object, base: Path) -> TicketConfig:
 
 
 def _limits(value: object) -> Limits:
-    allowed = {"handshake_timeout", "idle_timeout", "max_connections", "max_header_size", "drain_timeout"}
+    allowed = {"handshake_timeout", "idle_timeout", "send_timeout", "max_connections", "max_header_size",
+               "drain_timeout"}
     entry = _mapping(value, "limits", allowed)
     return Limits(
         handshake_timeout=_float(entry.get("handshake_timeout", 10.0), "limits.handshake_timeout", 0.01, 600.0),
         idle_timeout=_float(entry.get("idle_timeout", 60.0), "limits.idle_timeout", 0.01, 86400.0),
+        send_timeout=_float(entry.get("send_timeout", 60.0), "limits.send_timeout", 0.01, 3600.0),
         max_connections=_int(entry.get("max_connections", 10000), "limits.max_connections", 1, 1_000_000),
         max_header_size=_int(entry.get("max_header_size", 16384), "limits.max_header_size", 1024, 1 << 20),
         drain_timeout=_float(entry.get("drain_timeout", 30.0), "limits.drain_timeout", 0.0, 3600.0),

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import h11
 
 from keyless.edge.metrics import ProxyObserver
-from keyless.edge.streams import ByteStream, SocketStream
+from keyless.edge.streams import ByteStream, SendDeadline, SocketStream
 
 log = logging.getLogger("keyless.edge.http")
 
@@ -53,6 +53,7 @@ class ProxySettings:
     connect_timeout: float = 5.0
     response_timeout: float = 30.0
     idle_timeout: float = 60.0
+    send_timeout: float = 60.0  # each write to the client (and to the origin) must drain within this
     max_header_size: int = 16384
     pool_size: int = 8
 
@@ -126,7 +127,7 @@ class OriginPool:
     async def connect(self) -> OriginConnection:
         s = self.settings
         try:
-            stream = await SocketStream.connect(s.origin_host, s.origin_port, s.connect_timeout)
+            stream = await SocketStream.connect(s.origin_host, s.origin_port, s.connect_timeout, s.send_timeout)
         except TimeoutError as exc:
             raise OriginUnavailable("connect_timeout", timed_out=True) from exc
         except OSError as exc:
@@ -162,12 +163,15 @@ class HTTPProxy:
             task.cancel()
 
     async def serve(self, client: ByteStream, peer: tuple[str, int] | None, server_name: str | None = None) -> None:
-        """Proxy requests from ``client`` until it closes, idles out or breaks the protocol."""
-        session = _ClientSession(self, client, peer, server_name)
+        """Proxy requests from ``client`` until it closes, idles out, breaks the protocol or stops
+        reading (``send_timeout``: the connection is then aborted, freeing its slot and origin)."""
+        bounded = SendDeadline(client, self.settings.send_timeout)
+        session = _ClientSession(self, bounded, peer, server_name)
         try:
             await session.run()
         finally:
             self.observer.transferred(session.bytes_in, session.bytes_out)
+            await bounded.close()  # bounded too: a close waits for a flush the client may never allow
 
     async def close(self) -> None:
         await self.pool.close()

@@ -12,7 +12,7 @@ import logging
 import struct
 
 from keyless.edge.metrics import ProxyObserver
-from keyless.edge.streams import ByteStream, SocketStream
+from keyless.edge.streams import ByteStream, SendDeadline, SocketStream
 
 log = logging.getLogger("keyless.edge.tcp")
 
@@ -59,6 +59,7 @@ class TCPProxy:
         proxy_protocol: bool = False,
         connect_timeout: float = 5.0,
         idle_timeout: float = 300.0,
+        send_timeout: float = 60.0,
         observer: ProxyObserver | None = None,
     ) -> None:
         self.origin_host = origin_host
@@ -66,16 +67,22 @@ class TCPProxy:
         self.proxy_protocol = proxy_protocol
         self.connect_timeout = connect_timeout
         self.idle_timeout = idle_timeout
+        self.send_timeout = send_timeout
         self.observer = observer if observer is not None else ProxyObserver()
 
     async def serve(
         self, client: ByteStream, peer: tuple[str, int] | None, local: tuple[str, int] | None = None
     ) -> None:
+        # Every write that waits for drain has a deadline (the client's, the origin's), so a peer that
+        # stops reading cannot hold the connection slot and the origin connection indefinitely.
+        client = SendDeadline(client, self.send_timeout)
         try:
-            origin = await SocketStream.connect(self.origin_host, self.origin_port, self.connect_timeout)
+            origin = await SocketStream.connect(self.origin_host, self.origin_port, self.connect_timeout,
+                                                self.send_timeout)
         except (OSError, TimeoutError) as exc:
             self.observer.origin_error("connect_timeout" if isinstance(exc, TimeoutError) else "connect")
             log.warning("origin %s:%d unreachable: %r", self.origin_host, self.origin_port, exc)
+            await client.close()
             return
         received = sent = 0
         loop = asyncio.get_running_loop()
@@ -125,6 +132,7 @@ class TCPProxy:
         finally:
             await origin.close()
             self.observer.transferred(received, sent)
+            await client.close()
 
 
 __all__ = ["PROXY_V2_SIGNATURE", "TCPProxy", "proxy_v2_header"]
