@@ -117,6 +117,7 @@ class EdgeConfig:
     enable_rsa_key_exchange: bool = False
     loglevel: str = "info"
     source: Path | None = None
+    strict_permissions: bool = True  # refuse private key files others can read or write (sshd StrictModes)
 
 
 _TOP_KEYS = {
@@ -131,6 +132,7 @@ _TOP_KEYS = {
     "tls12",
     "rsa_key_exchange",
     "loglevel",
+    "strict_permissions",
 }
 
 
@@ -176,6 +178,7 @@ def parse_config(document: object, *, base: Path, source: Path | None = None) ->
         enable_rsa_key_exchange=_bool(top.get("rsa_key_exchange", False), "rsa_key_exchange"),
         loglevel=loglevel,
         source=source,
+        strict_permissions=_bool(top.get("strict_permissions", True), "strict_permissions"),
     )
 
 

@@ -56,6 +56,7 @@ class KeyServerConfig:
     loglevel: str = "INFO"
     workers: int = 1
     strict: bool = False
+    strict_permissions: bool = True  # refuse key files others can read/write (sshd StrictModes)
     handshake_timeout: float = 10.0
     idle_timeout: float = 30.0
     max_in_flight: int = 1024
@@ -67,7 +68,7 @@ _KNOWN_KEYS = frozenset(
     {
         "port", "listen", "metrics_port", "metrics_addr", "auth_cert", "auth_key", "cloudflare_ca_cert", "ca_cert",
         "private_key_dirs", "private_key_stores", "loglevel", "workers", "strict", "handshake_timeout",
-        "idle_timeout", "max_in_flight", "rsa_threads",
+        "idle_timeout", "max_in_flight", "rsa_threads", "strict_permissions",
     }
 )
 
@@ -184,6 +185,10 @@ def _build(raw: dict[str, Any], base: Path, source: Path | None) -> KeyServerCon
     strict = raw.get("strict", False)
     if not isinstance(strict, bool):
         raise ConfigError(f"strict: must be true or false, got {strict!r}")
+    strict_permissions = raw.get("strict_permissions", True)
+    if not isinstance(strict_permissions, bool):
+        raise ConfigError(f"strict_permissions: must be true or false, got {strict_permissions!r} (false only "
+                          "warns about key files others can read or write)")
     return KeyServerConfig(
         auth_cert=auth_cert,  # type: ignore[arg-type]
         auth_key=auth_key,  # type: ignore[arg-type]
@@ -196,6 +201,7 @@ def _build(raw: dict[str, Any], base: Path, source: Path | None) -> KeyServerCon
         loglevel=loglevel,
         workers=_int(raw, "workers", 1, 1, 256),
         strict=strict,
+        strict_permissions=strict_permissions,
         handshake_timeout=_seconds(raw, "handshake_timeout", 10.0),
         idle_timeout=_seconds(raw, "idle_timeout", 30.0),
         max_in_flight=_int(raw, "max_in_flight", 1024, 1, 65536),

@@ -64,7 +64,8 @@ def run_single(config: KeyServerConfig, metrics_port: int | None = None,
     is called once the listener and the metrics endpoint are up."""
     metrics = KeyServerMetrics()
     try:
-        report = load_keys(list(config.key_sources), strict=config.strict)
+        report = load_keys(list(config.key_sources), strict=config.strict,
+                           strict_permissions=config.strict_permissions)
     except KeyLoadError as exc:
         log.error("cannot load keys (strict): %s", exc)
         print(f"keyless keyserver: {exc}", file=sys.stderr)

@@ -20,6 +20,7 @@ from typing import Any, cast
 
 from keyless.keys.hooks import Hooks
 from keyless.keys.loader import LoadReport, load_keys
+from keyless.keys.permissions import UnsafeKeyFile, check_key_file
 from keyless.keys.store import KeyStore
 from keyless.protocol import ErrorCode, Opcode
 from keyless.server.config import KeyServerConfig
@@ -43,6 +44,10 @@ def make_server_tls_context(config: KeyServerConfig) -> ssl.SSLContext:
     """Mutual TLS: our certificate, and client certificates that must chain to the configured CA.
 
     TLS 1.2 (ECDHE with AES-GCM or ChaCha20, as the reference server) and TLS 1.3."""
+    try:
+        check_key_file(config.auth_key, strict=config.strict_permissions)
+    except UnsafeKeyFile as exc:
+        raise UnsafeKeyFile(f"auth_key {exc.path}", exc.reason) from None
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.set_ciphers("ECDHE+AESGCM:ECDHE+CHACHA20")
@@ -465,8 +470,9 @@ class KeyServer:
     async def reload(self) -> LoadReport | None:
         log.info("reloading keys")
         try:
-            report = await self.loop.run_in_executor(None, lambda: load_keys(list(self.config.key_sources),
-                                                                             strict=self.config.strict))
+            report = await self.loop.run_in_executor(None, lambda: load_keys(
+                list(self.config.key_sources), strict=self.config.strict,
+                strict_permissions=self.config.strict_permissions))
         except Exception as exc:
             log.error("key reload failed, keeping the %d keys loaded before: %s", len(self.store), exc)
             return None
