@@ -30,7 +30,9 @@ from hypothesis import strategies as st
 
 from keyless.keys.loader import KeySource, load_keys
 from keyless.keys.operations import PrivateKey
+from keyless.keys.schemes import KeyKind
 from keyless.keys.ski import ski_of
+from keyless.keys.store import InMemoryKeyStore
 from keyless.pki import DemoPKI
 from keyless.protocol import ErrorCode, Message, Opcode, encode_message
 from keyless.server.config import load_config
@@ -55,11 +57,11 @@ def _key(pki: DemoPKI, name: str) -> tuple[PrivateKey, bytes]:
 class InProcessServer:
     """A ``KeyServer`` on its own event-loop thread, with the demo PKI's real keys."""
 
-    def __init__(self, pki: DemoPKI, tmp_path: Path, **overrides: Any) -> None:
+    def __init__(self, pki: DemoPKI, tmp_path: Path, extra_keys: tuple[Any, ...] = (), **overrides: Any) -> None:
         path = tmp_path / f"isolation-{time.monotonic_ns()}.yaml"
         path.write_text(yaml.safe_dump(keyserver_config(pki, **overrides)))
         self.config = load_config(path, environ={})
-        store = load_keys([KeySource("dir", pki.keys_dir)]).store
+        store = InMemoryKeyStore([*load_keys([KeySource("dir", pki.keys_dir)]).store, *extra_keys])
         self.loop = asyncio.new_event_loop()
         self.server: KeyServer | None = None
         ready = threading.Event()
@@ -207,6 +209,45 @@ def test_nested_request_contexts_cannot_cost_another_client_a_reply(server_pki: 
     finally:
         server_log.removeHandler(handler)
         server_log.setLevel(level)
+        server.stop()
+
+
+class BuggyKey:
+    """A key backend with a bug: ``execute`` returns something that is not bytes. The reply cannot be
+    encoded, so the error escapes our per-request code: exactly what the error boundaries are for."""
+
+    kind = KeyKind.ECDSA
+    source = "test"
+
+    def __init__(self, ski: bytes, offload: bool) -> None:
+        self.ski = ski
+        self.offload = offload
+
+    def execute(self, opcode: int, payload: bytes) -> bytes:
+        return 12345  # type: ignore[return-value]
+
+
+def test_a_bug_answering_one_request_costs_only_that_request(server_pki: DemoPKI, tmp_path: Path) -> None:
+    inline, pooled = BuggyKey(b"\x01" * 20, offload=False), BuggyKey(b"\x02" * 20, offload=True)
+    server = InProcessServer(server_pki, tmp_path, extra_keys=(inline, pooled), rsa_threads=1)
+    try:
+        victim = Victim(server_pki, server.port)
+        attacker = Peer(connect(server_pki, server.port, timeout=60))
+        buggy = [Message(i, Opcode.ECDSA_SIGN_SHA256, bytes(32), ski=(inline, pooled)[i % 2].ski) for i in range(300)]
+        sent = victim.requests(300)
+        senders = [_send_in_background(attacker, b"".join(encode_message(m) for m in buggy)),
+                   _send_in_background(victim.peer, b"".join(encode_message(m) for m, _ in sent))]
+        victim.check(sent)
+        replies = attacker.receive(len(buggy), timeout=120)
+        assert sorted(m.id for m in replies) == list(range(len(buggy)))
+        assert {m.error_code for m in replies} == {ErrorCode.INTERNAL}
+        for thread in senders:
+            thread.join(30)
+        _wait_until(lambda: all(n == 0 for n in server.in_flight()), 30, "in-flight counts to return to zero")
+        assert attacker.request(Message(9999, Opcode.PING, b"still here")).opcode == Opcode.PONG
+        victim.peer.close()
+        attacker.close()
+    finally:
         server.stop()
 
 

@@ -59,5 +59,5 @@ def request_id_of(context: bytes | None) -> str | None:
             return None
         value = parsed.get("request_id")
         return value[:MAX_REQUEST_ID_CHARS] if isinstance(value, str) else None
-    except Exception:  # (whatever the parser raises, the context is ignored)
+    except Exception:  # whatever the parser raises, the context is ignored
         return None

@@ -250,7 +250,7 @@ class EdgeConnection(asyncio.Protocol):
                         stats.observe(opcode, None, done - started, done - received_at)
                         stats.sign_requests += 1
                         observe_latency(done - received_at)
-                except Exception as exc:  # (our bug: it costs this one request, no more)
+                except Exception as exc:  # our bug: it costs this one request, no more
                     if conn.in_flight == pending:
                         self.answer_internal_error(event, exc)
                 continue
@@ -279,7 +279,7 @@ class EdgeConnection(asyncio.Protocol):
                     metrics.observe_key_operation(total)
             else:
                 self._log_failure(request, error, answer.reason)
-        except Exception:  # (answered already; a log or metrics bug must not spread)
+        except Exception:  # answered already; a log or metrics bug must not spread
             log.exception("accounting for a reply failed peer=%s subject=%s id=%d", self.peer, self.subject,
                           request.id)
 
@@ -454,7 +454,7 @@ class KeyServer:
         for edge in touched.values():
             try:
                 edge.after_completions()
-            except Exception:  # (our bug on one connection: close that one, serve the rest)
+            except Exception:  # our bug on one connection: close that one, serve the rest
                 log.exception("internal error on connection peer=%s subject=%s; closing it", edge.peer, edge.subject)
                 edge.abort()
 
