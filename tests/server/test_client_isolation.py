@@ -15,7 +15,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import selectors
 import signal
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -134,19 +136,77 @@ class Victim:
             self.next_id += 1
         return out
 
-    def check(self, sent: list[tuple[Message, PrivateKey]], timeout: float = 120) -> None:
-        replies = {m.id: m for m in self.peer.receive(len(sent), timeout=timeout)}
-        assert sorted(replies) == sorted(m.id for m, _ in sent), "the victim's replies do not match its requests"
+    def check(self, sent: list[tuple[Message, PrivateKey]], replies: list[Message]) -> None:
+        by_id = {m.id: m for m in replies}
+        assert sorted(by_id) == sorted(m.id for m, _ in sent), "the victim's replies do not match its requests"
         for message, key in sent:
-            reply = replies[message.id]
+            reply = by_id[message.id]
             assert reply.opcode == Opcode.RESPONSE and reply.payload is not None, f"victim {message.id}: {reply}"
             verify(message.opcode or 0, key, message.payload or b"", reply.payload)
 
+    def pipeline(self, sent: list[tuple[Message, PrivateKey]]) -> Pipelined:
+        return Pipelined(self.peer, b"".join(encode_message(m) for m, _ in sent), len(sent))
 
-def _send_in_background(peer: Peer, data: bytes) -> threading.Thread:
-    thread = threading.Thread(target=peer.send_raw, args=(data,), daemon=True)
-    thread.start()
-    return thread
+
+class Pipelined:
+    """Send ``data`` and collect ``count`` replies on one connection, from one thread of its own,
+    sending and reading as the socket allows (an SSL socket must not be used by two threads at once,
+    and sending everything before reading could deadlock against the server's back-pressure)."""
+
+    def __init__(self, peer: Peer, data: bytes, count: int, timeout: float = 120.0) -> None:
+        self.peer = peer
+        self.timeout = timeout
+        self._replies: list[Message] = []
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(data, count), daemon=True)
+        self._thread.start()
+
+    def _run(self, data: bytes, count: int) -> None:
+        sock, decoder = self.peer.sock, self.peer.decoder
+        deadline = time.monotonic() + self.timeout  # decides failure only
+        view = memoryview(data)
+        sent = 0
+        sock.setblocking(False)
+        try:
+            with selectors.DefaultSelector() as selector:
+                selector.register(sock, selectors.EVENT_READ | selectors.EVENT_WRITE)
+                while len(self._replies) < count:
+                    while isinstance(message := decoder.next_message(), Message):
+                        self._replies.append(message)
+                    if len(self._replies) >= count:
+                        break
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"got {len(self._replies)} of {count} replies")
+                    progressed = False
+                    try:
+                        chunk = sock.recv(262144)
+                        if not chunk:
+                            raise ConnectionError(f"connection closed after {len(self._replies)} of {count} replies")
+                        decoder.receive_data(chunk)
+                        progressed = True
+                    except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
+                        pass
+                    if sent < len(view):
+                        try:
+                            sent += sock.send(view[sent : sent + 65536])
+                            progressed = True
+                        except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
+                            pass
+                    if not progressed:
+                        events = selectors.EVENT_READ | (selectors.EVENT_WRITE if sent < len(view) else 0)
+                        selector.modify(sock, events)
+                        selector.select(0.05)
+        except BaseException as exc:
+            self._error = exc
+        finally:
+            sock.settimeout(60)
+
+    def replies(self) -> list[Message]:
+        self._thread.join(self.timeout + 30)
+        if self._error is not None:
+            raise self._error
+        assert not self._thread.is_alive(), "the pipelined exchange did not end"
+        return self._replies
 
 
 def _failing_requests(pki: DemoPKI, start: int, count: int, *, pool_only: bool = False) -> list[Message]:
@@ -188,16 +248,11 @@ def test_nested_request_contexts_cannot_cost_another_client_a_reply(server_pki: 
             attacker = Peer(connect(server_pki, server.port, timeout=60))
             garbage = _failing_requests(server_pki, 0, 600, pool_only=pool_only)
             sent = victim.requests(600)
-            senders = [
-                _send_in_background(attacker, b"".join(encode_message(m) for m in garbage)),
-                _send_in_background(victim.peer, b"".join(encode_message(m) for m, _ in sent)),
-            ]
-            victim.check(sent)
-            replies = attacker.receive(len(garbage), timeout=120)
+            hostile = Pipelined(attacker, b"".join(encode_message(m) for m in garbage), len(garbage))
+            victim.check(sent, victim.pipeline(sent).replies())
+            replies = hostile.replies()
             assert sorted(m.id for m in replies) == [m.id for m in garbage]
             assert all(m.opcode == Opcode.ERROR for m in replies)
-            for thread in senders:
-                thread.join(30)
             attacker.close()
         _wait_until(lambda: all(n == 0 for n in server.in_flight()), 30, "every in-flight count to return to zero")
         server.drain(timeout=60)  # finishes quietly only when nothing is left in flight
@@ -235,14 +290,11 @@ def test_a_bug_answering_one_request_costs_only_that_request(server_pki: DemoPKI
         attacker = Peer(connect(server_pki, server.port, timeout=60))
         buggy = [Message(i, Opcode.ECDSA_SIGN_SHA256, bytes(32), ski=(inline, pooled)[i % 2].ski) for i in range(300)]
         sent = victim.requests(300)
-        senders = [_send_in_background(attacker, b"".join(encode_message(m) for m in buggy)),
-                   _send_in_background(victim.peer, b"".join(encode_message(m) for m, _ in sent))]
-        victim.check(sent)
-        replies = attacker.receive(len(buggy), timeout=120)
+        hostile = Pipelined(attacker, b"".join(encode_message(m) for m in buggy), len(buggy))
+        victim.check(sent, victim.pipeline(sent).replies())
+        replies = hostile.replies()
         assert sorted(m.id for m in replies) == list(range(len(buggy)))
         assert {m.error_code for m in replies} == {ErrorCode.INTERNAL}
-        for thread in senders:
-            thread.join(30)
         _wait_until(lambda: all(n == 0 for n in server.in_flight()), 30, "in-flight counts to return to zero")
         assert attacker.request(Message(9999, Opcode.PING, b"still here")).opcode == Opcode.PONG
         victim.peer.close()
@@ -289,14 +341,11 @@ def test_any_well_framed_garbage_costs_only_its_own_requests(
     attacker = Peer(connect(server_pki, shared.port, timeout=60))
     try:
         sent = victim.requests(12)
-        senders = [_send_in_background(attacker, b"".join(frames)),
-                   _send_in_background(victim.peer, b"".join(encode_message(m) for m, _ in sent))]
-        victim.check(sent)
-        replies = attacker.receive(len(frames), timeout=60)
+        hostile = Pipelined(attacker, b"".join(frames), len(frames), timeout=60)
+        victim.check(sent, victim.pipeline(sent).replies())
+        replies = hostile.replies()
         assert len(replies) == len(frames)
         assert all(m.opcode in (Opcode.RESPONSE, Opcode.PONG, Opcode.ERROR) for m in replies)
-        for thread in senders:
-            thread.join(30)
     finally:
         victim.peer.close()
         attacker.close()
@@ -320,7 +369,7 @@ def test_a_malformed_frame_closes_only_its_own_connection(shared: InProcessServe
     sent = victim.requests(60)
     attacker.send(*before, bad)
     victim.peer.send(*(m for m, _ in sent))
-    victim.check(sent)
+    victim.check(sent, victim.peer.receive(len(sent), timeout=60))
     replies = attacker.receive(len(before) + 1, timeout=60)
     by_id = {m.id: m for m in replies}
     assert sorted(by_id) == list(range(21)) and by_id[20].error_code == ErrorCode.FORMAT
@@ -338,12 +387,9 @@ def test_sigterm_drains_promptly_after_hostile_contexts(server_pki: DemoPKI, tmp
         attacker = Peer(connect(server_pki, ks.port, timeout=60))
         garbage = _failing_requests(server_pki, 0, 400, pool_only=True)
         sent = victim.requests(400)
-        senders = [_send_in_background(attacker, b"".join(encode_message(m) for m in garbage)),
-                   _send_in_background(victim.peer, b"".join(encode_message(m) for m, _ in sent))]
-        victim.check(sent)
-        assert len(attacker.receive(len(garbage), timeout=120)) == len(garbage)
-        for thread in senders:
-            thread.join(30)
+        hostile = Pipelined(attacker, b"".join(encode_message(m) for m in garbage), len(garbage))
+        victim.check(sent, victim.pipeline(sent).replies())
+        assert len(hostile.replies()) == len(garbage)
         ks.send_signal(signal.SIGTERM)
         assert victim.peer.closed_by_peer(timeout=60) and attacker.closed_by_peer(timeout=60)
         assert ks.proc.wait(90) == 0
