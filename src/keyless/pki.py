@@ -9,7 +9,8 @@ Layout (every path is an attribute of ``DemoPKI``)::
     certs/<name>.pem                    site certificates for the host name (+ *.host, localhost, 127.0.0.1)
     keyserver.yaml                      a ready key-server configuration using the above on 127.0.0.1
 
-Private keys are written with mode 0600. Not for production: the CA key sits next to everything.
+Private keys are written with mode 0600, in directories of mode 0700 (an existing directory loses
+group and world write), as the key server and the edge require. Not for production: the CA key sits next to everything.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,11 +78,28 @@ def new_site_key(name: str) -> SiteKey:
     raise ValueError(f"unknown site key type {name!r}")
 
 
+def private_directory(directory: Path) -> None:
+    """Create ``directory`` (mode 0700) or make an existing one unwritable by group and others: the key
+    server and the edge refuse keys in a directory others can write (``keyless.keys.permissions``)."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        if not directory.parent.is_dir():
+            private_directory(directory.parent)
+        directory.mkdir(mode=0o700)
+        os.chmod(directory, 0o700)  # mkdir's mode is filtered by the umask; this is not
+    else:
+        mode = stat.S_IMODE(directory.stat().st_mode)
+        if mode & 0o022:
+            os.chmod(directory, mode & ~0o022)
+
+
 def write_private_key(path: Path, key: SiteKey | ec.EllipticCurvePrivateKey) -> None:
+    """Write ``key`` as PKCS#8 PEM with mode 0600 (also when replacing a file of another mode)."""
     data = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                              serialization.NoEncryption())
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_directory(path.parent)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # O_CREAT's mode applies only to a new file
     with os.fdopen(fd, "wb") as f:
         f.write(data)
 
@@ -172,7 +191,7 @@ def keyserver_yaml(pki: DemoPKI, port: int = 2407, metrics_port: int = 2406) -> 
 def create_demo_pki(directory: Path, hostname: str = "keyless.test", site_keys: tuple[str, ...] = SITE_KEYS) -> DemoPKI:
     """Write a complete demo PKI into ``directory`` (created if needed; existing files are replaced)."""
     pki = demo_pki_paths(Path(directory).resolve(), hostname)
-    pki.directory.mkdir(parents=True, exist_ok=True)
+    private_directory(pki.directory)
     ca_cert, ca_key = create_ca()
     write_certificate(pki.ca, ca_cert)
     write_private_key(pki.ca_key, ca_key)

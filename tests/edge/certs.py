@@ -84,4 +84,5 @@ def make_pki(directory: Path) -> SitePKI:
                 serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
             )
         )
+        (directory / f"{kind}-key.pem").chmod(0o600)  # the edge refuses keys others can read
     return SitePKI(directory, directory / "ca.pem")

@@ -23,6 +23,7 @@ def write(path: Path, key: object, encoding: serialization.Encoding, fmt: serial
                  else serialization.NoEncryption())
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(key.private_bytes(encoding, fmt, algorithm))  # type: ignore[attr-defined]
+    path.chmod(0o600)  # keys others can read are refused (tests/keys/test_key_hygiene.py)
     return path
 
 
@@ -45,6 +46,7 @@ def test_every_encoding_and_format_recursively(tmp_path: Path, rsa_key: rsa.RSAP
     sec1 = p521.private_bytes(Enc.PEM, Fmt.TraditionalOpenSSL, serialization.NoEncryption())
     params = b"-----BEGIN EC PARAMETERS-----\nBgUrgQQAIw==\n-----END EC PARAMETERS-----\n"
     (root / "p521-with-params.pem").write_bytes(params + sec1)
+    (root / "p521-with-params.pem").chmod(0o600)
     (root / ".hidden.key").write_bytes(b"junk")  # hidden files are ignored
     report = load_keys([KeySource("dir", root)])
     assert report.problems == []

@@ -47,7 +47,8 @@ def check_config(args: argparse.Namespace) -> int:
     warnings: list[str] = []
     keys = 0
     try:
-        loaded = load_keys(list(config.key_sources), strict=config.strict)
+        loaded = load_keys(list(config.key_sources), strict=config.strict,
+                           strict_permissions=config.strict_permissions)
     except KeyLoadError as exc:
         problems.append(ConfigError("private_key_dirs", f"cannot load a key (strict: true): {exc}",
                                     "fix or remove the key file, or set strict: false", file=path))

@@ -116,6 +116,7 @@ class TicketConfig:
 class Limits:
     handshake_timeout: float = 10.0
     idle_timeout: float = 60.0
+    send_timeout: float = 60.0  # like nginx send_timeout: each write must drain within it
     max_connections: int = 10000
     max_header_size: int = 16384
     drain_timeout: float = 30.0
@@ -135,23 +136,25 @@ class EdgeConfig:
     loglevel: str = "info"
     source: Path | None = None
     key_server_tls: KeyServerTLS | None = None  # the top-level default that sites without their own use
+    strict_permissions: bool = True  # refuse private key files others can read or write (sshd StrictModes)
 
 
 
 # --- the schema -------------------------------------------------------------------------------------
 
 _TOP_KEYS = frozenset({"listen", "certificates", "key_server_tls", "origin", "tickets", "limits", "metrics_addr",
-                       "workers", "tls12", "rsa_key_exchange", "loglevel"})
+                       "workers", "tls12", "rsa_key_exchange", "loglevel", "strict_permissions"})
 _LISTEN_KEYS = frozenset({"address", "port"})
 _KEY_SERVER_TLS_KEYS = frozenset({"client_cert", "client_key", "ca", "timeout", "server_name", "send_client_ip"})
 _ORIGIN_KEYS = frozenset({"mode", "address", "proxy_protocol", "connect_timeout", "response_timeout", "pool_size"})
 _TICKET_KEYS = frozenset({"enabled", "key_files", "redis", "rotation", "lifetime", "session_cache_size"})
-_LIMIT_KEYS = frozenset({"handshake_timeout", "idle_timeout", "max_connections", "max_header_size", "drain_timeout"})
+_LIMIT_KEYS = frozenset({"handshake_timeout", "idle_timeout", "send_timeout", "max_connections", "max_header_size",
+                         "drain_timeout"})
 # A site's keys. A site sub-section (such as client_auth:) adds its name here and one reader call in _site().
 SITE_KEYS = {"names", "chain", "key_servers", "key_server_tls", "key_file", "default", "client_auth"}
 
 ENVIRONMENT = env_overrides(
-    ("metrics_addr", "workers", "tls12", "rsa_key_exchange", "loglevel"),
+    ("metrics_addr", "workers", "tls12", "rsa_key_exchange", "loglevel", "strict_permissions"),
     {"key_server_tls": sorted(_KEY_SERVER_TLS_KEYS), "origin": sorted(_ORIGIN_KEYS), "tickets": sorted(_TICKET_KEYS),
      "limits": sorted(_LIMIT_KEYS)},
 )
@@ -196,6 +199,7 @@ def _build(top: Section, source: Path | None, collect: Collector) -> EdgeConfig:
         loglevel=read(lambda: top.enum("loglevel", "info", LOG_LEVELS, LOG_LEVEL_FIX).lower(), "info"),
         source=source,
         key_server_tls=default_tls,
+        strict_permissions=top.boolean("strict_permissions", True),
     )
 
 
@@ -340,6 +344,7 @@ def _limits(entry: Section) -> Limits:
         max_connections=entry.integer("max_connections", 10000, 1, 1_000_000),
         max_header_size=entry.size("max_header_size", 16384, 1024, 1 << 20),
         drain_timeout=entry.duration("drain_timeout", 30.0, 0.0, 3600.0),
+        send_timeout=entry.duration("send_timeout", 60.0, 0.01, 3600.0),
     )
 
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import h11
 
 from keyless.edge.metrics import ProxyObserver
-from keyless.edge.streams import ByteStream, SocketStream
+from keyless.edge.streams import ByteStream, SendDeadline, SocketStream
 from keyless.runtime.logging import printable
 
 log = logging.getLogger("keyless.edge.http")
@@ -55,6 +55,7 @@ class ProxySettings:
     connect_timeout: float = 5.0
     response_timeout: float = 30.0
     idle_timeout: float = 60.0
+    send_timeout: float = 60.0  # each write to the client (and to the origin) must drain within this
     max_header_size: int = 16384
     pool_size: int = 8
     # Client-certificate identity headers (keyless.edge.client_auth): any the client sends under these
@@ -131,7 +132,7 @@ class OriginPool:
     async def connect(self) -> OriginConnection:
         s = self.settings
         try:
-            stream = await SocketStream.connect(s.origin_host, s.origin_port, s.connect_timeout)
+            stream = await SocketStream.connect(s.origin_host, s.origin_port, s.connect_timeout, s.send_timeout)
         except TimeoutError as exc:
             raise OriginUnavailable("connect_timeout", timed_out=True) from exc
         except OSError as exc:
@@ -177,12 +178,15 @@ class HTTPProxy:
         """Proxy requests from ``client`` until it closes, idles out or breaks the protocol. ``identity``: the
         verified client-certificate headers for every request; ``host_allowed``: False for a Host this
         connection may not reach (another client authentication than its SNI's): 421, as nginx."""
-        session = _ClientSession(self, client, peer, server_name)
+        # send_timeout: a client that stops reading is aborted, freeing its slot and origin connection.
+        bounded = SendDeadline(client, self.settings.send_timeout)
+        session = _ClientSession(self, bounded, peer, server_name)
         session.identity, session.host_allowed = list(identity), host_allowed
         try:
             await session.run()
         finally:
             self.observer.transferred(session.bytes_in, session.bytes_out)
+            await bounded.close()  # bounded too: a close waits for a flush the client may never allow
 
     async def close(self) -> None:
         await self.pool.close()

@@ -107,6 +107,7 @@ class Edge:
                 proxy_protocol=origin.proxy_protocol,
                 connect_timeout=origin.connect_timeout,
                 idle_timeout=limits.idle_timeout,
+                send_timeout=limits.send_timeout,
                 observer=self.metrics,
             )
         settings = ProxySettings(
@@ -115,6 +116,7 @@ class Edge:
             connect_timeout=origin.connect_timeout,
             response_timeout=origin.response_timeout,
             idle_timeout=limits.idle_timeout,
+            send_timeout=limits.send_timeout,
             max_header_size=limits.max_header_size,
             pool_size=origin.pool_size,
             identity_header_prefixes=self.sites.identity_header_prefixes,

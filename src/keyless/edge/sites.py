@@ -28,6 +28,7 @@ from keyless.edge.client_auth import NO_CLIENT_AUTH, ClientAuthConfig, check_sha
 from keyless.edge.config import ConfigError, EdgeConfig, KeyServerTLS, SiteConfig
 from keyless.keys.base import AsyncPrivateKey
 from keyless.keys.local import LocalKey
+from keyless.keys.permissions import UnsafeKeyFile, check_key_file
 from keyless.tls.config import CertifiedKey, ClientHelloInfo
 from keyless.tls.suites import DEFAULT_GROUPS, choose_signature_scheme
 from keyless.tls.tls12_suites import enabled_suites, negotiate
@@ -216,7 +217,16 @@ def load_chain(path: Path, key: str) -> tuple[x509.Certificate, ...]:
     return tuple(chain)
 
 
-def load_local_key(path: Path, leaf: x509.Certificate, key: str) -> LocalKey:
+def check_private_key(path: Path, key: str, strict: bool) -> None:
+    """Refuse a private key file others could read, write or replace (``keyless.keys.permissions``)."""
+    try:
+        check_key_file(path, strict=strict)
+    except UnsafeKeyFile as exc:
+        raise ConfigError(key, f"{exc.path}: {exc.reason}", "run the chmod/chown named above") from None
+
+
+def load_local_key(path: Path, leaf: x509.Certificate, key: str, *, strict_permissions: bool = True) -> LocalKey:
+    check_private_key(path, key, strict_permissions)
     try:
         private = serialization.load_pem_private_key(path.read_bytes(), password=None)
     except (OSError, ValueError, TypeError) as exc:
@@ -251,7 +261,8 @@ def build_sites(
         chain = load_chain(site_config.chain, f"{key_name}.chain")
         group = None
         if site_config.key_file is not None:
-            key: AsyncPrivateKey = load_local_key(site_config.key_file, chain[0], f"{key_name}.key_file")
+            key: AsyncPrivateKey = load_local_key(site_config.key_file, chain[0], f"{key_name}.key_file",
+                                                  strict_permissions=config.strict_permissions)
         else:
             tls = site_config.key_server_tls
             if tls is None:  # the config parser guarantees it; keep mypy and a future caller honest
@@ -259,6 +270,7 @@ def build_sites(
             group_key = (site_config.key_servers, tls)
             group = groups.get(group_key)
             if group is None:
+                check_private_key(tls.client_key, f"{key_name}.key_server_tls.client_key", config.strict_permissions)
                 group = groups[group_key] = factory(site_config.key_servers, tls)
             key = group.remote_key(chain[0])
         if wrap_key is not None:

@@ -13,7 +13,7 @@ import struct
 from dataclasses import KW_ONLY, dataclass, field
 
 from keyless.edge.metrics import ProxyObserver
-from keyless.edge.streams import ByteStream, SocketStream
+from keyless.edge.streams import ByteStream, SendDeadline, SocketStream
 
 log = logging.getLogger("keyless.edge.tcp")
 
@@ -61,16 +61,22 @@ class TCPProxy:
     proxy_protocol: bool = False
     connect_timeout: float = 5.0
     idle_timeout: float = 300.0
+    send_timeout: float = 60.0
     observer: ProxyObserver = field(default_factory=ProxyObserver)
 
     async def serve(
         self, client: ByteStream, peer: tuple[str, int] | None, local: tuple[str, int] | None = None
     ) -> None:
+        # Every write that waits for drain has a deadline (the client's, the origin's), so a peer that
+        # stops reading cannot hold the connection slot and the origin connection indefinitely.
+        client = SendDeadline(client, self.send_timeout)
         try:
-            origin = await SocketStream.connect(self.origin_host, self.origin_port, self.connect_timeout)
+            origin = await SocketStream.connect(self.origin_host, self.origin_port, self.connect_timeout,
+                                                self.send_timeout)
         except (OSError, TimeoutError) as exc:
             self.observer.origin_error("connect_timeout" if isinstance(exc, TimeoutError) else "connect")
             log.warning("origin %s:%d unreachable: %r", self.origin_host, self.origin_port, exc)
+            await client.close()
             return
         moved = [0, 0]  # bytes read from the client, from the origin
         loop = asyncio.get_running_loop()
@@ -119,6 +125,7 @@ class TCPProxy:
         finally:
             await origin.close()
             self.observer.transferred(moved[0], moved[1])
+            await client.close()
 
 
 __all__ = ["PROXY_V2_SIGNATURE", "TCPProxy", "proxy_v2_header"]

@@ -5,9 +5,10 @@ Accepted: PEM or DER; PKCS#1 (``RSA PRIVATE KEY``), SEC1 (``EC PRIVATE KEY``) an
 hold several blocks (``openssl ecparam -genkey`` writes ``EC PARAMETERS`` first; some tools put the
 certificate next to the key): every private-key block is loaded, other blocks are ignored.
 
-A file that cannot be used (unreadable, encrypted, corrupt, unsupported algorithm) is reported by
-path and skipped; with ``strict`` the first such problem stops loading. Files that are clearly not
-keys (certificates, public keys, CSRs) are skipped quietly: key directories often hold them.
+A file that cannot be used (unreadable, encrypted, corrupt, unsupported algorithm, readable or
+writable by others, reached through a symlink out of its key directory) is reported by path and
+skipped; with ``strict`` the first such problem stops loading. Files that are clearly not keys
+(certificates, public keys, CSRs) are skipped quietly: key directories often hold them.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from keyless.keys.operations import PrivateKey
+from keyless.keys.permissions import UnsafeKeyFile, check_key_file, directory_problems
 from keyless.keys.pkcs11_uri import Pkcs11Uri
 from keyless.keys.store import InMemoryKeyStore, KeyHandle, LocalKeyHandle
 
@@ -153,17 +155,59 @@ def load_key_file(path: Path) -> list[PrivateKey]:
     return _load_der(data, name)
 
 
-def _files_under(directory: Path) -> list[Path]:
-    """Regular files below ``directory``, recursively, skipping hidden entries, in a stable order."""
+def _files_under(root: Path, *, strict_permissions: bool) -> tuple[list[Path], list[KeyLoadError]]:
+    """Regular files below ``root``, recursively, skipping hidden entries, in a stable order; and the
+    entries refused on the way.
+
+    Symlinks are followed only while they stay inside ``root``: a link out of it (say, to the key
+    server's own ``auth_key``) would make that key signable by every edge, so it is refused. A
+    directory reached a second time (a loop such as ``sub/up -> ..``, or an alias) is not entered
+    again, so loading always ends. A directory others can write (or own) is refused with its files,
+    since they could put any key there (only a warning without ``strict_permissions``).
+    """
+    base = Path(os.path.realpath(root))
     found: list[Path] = []
-    for root, dirs, files in os.walk(directory, followlinks=True):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for name in sorted(files):
-            if not name.startswith("."):
-                path = Path(root) / name
-                if path.is_file():
-                    found.append(path)
-    return found
+    problems: list[KeyLoadError] = []
+    entered: set[tuple[int, int]] = set()
+    pending = [root]
+    while pending:
+        directory = pending.pop()
+        try:
+            info = os.stat(directory)
+            unsafe = directory_problems(Path(os.path.realpath(directory)))
+            entries = sorted(os.scandir(directory), key=lambda entry: entry.name)
+        except OSError as exc:
+            problems.append(KeyLoadError(str(directory), f"cannot read the directory: {exc.strerror or exc}"))
+            continue
+        if (info.st_dev, info.st_ino) in entered:
+            log.warning("not entering %s again: it leads to a directory already loaded (a symlink loop or alias)",
+                        directory)
+            continue
+        entered.add((info.st_dev, info.st_ino))
+        if unsafe:
+            if strict_permissions:
+                problems.append(KeyLoadError(str(directory), "key directory refused with every key in it: "
+                                             + "; ".join(unsafe) + " (strict_permissions: false only warns)"))
+                continue
+            log.warning("unsafe key directory (loaded: strict_permissions is off): %s", "; ".join(unsafe))
+        subdirectories: list[Path] = []
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            path = Path(entry.path)
+            if entry.is_symlink():
+                target = Path(os.path.realpath(path))
+                if target != base and base not in target.parents:
+                    problems.append(KeyLoadError(str(path), f"symlink to {target}, outside the key directory {base}: "
+                                                 "not followed (copy the key into the directory, or list the "
+                                                 "other directory in private_key_dirs)"))
+                    continue
+            if path.is_dir():
+                subdirectories.append(path)
+            elif path.is_file():
+                found.append(path)
+        pending.extend(reversed(subdirectories))
+    return found, problems
 
 
 def _load_token(uri: Pkcs11Uri, handles: list[KeyHandle]) -> list[KeyLoadError]:
@@ -182,8 +226,10 @@ def _load_token(uri: Pkcs11Uri, handles: list[KeyHandle]) -> list[KeyLoadError]:
     return [KeyLoadError(uri.display, reason) for reason in skipped]
 
 
-def load_keys(sources: list[KeySource], *, strict: bool = False) -> LoadReport:
-    """Load every key of every source; raises the first ``KeyLoadError`` when ``strict``."""
+def load_keys(sources: list[KeySource], *, strict: bool = False, strict_permissions: bool = True) -> LoadReport:
+    """Load every key of every source; raises the first ``KeyLoadError`` when ``strict``. Key files
+    others could read, write or replace are refused (``keyless.keys.permissions``), or only warned
+    about without ``strict_permissions``."""
     started = time.perf_counter()
     handles: list[KeyHandle] = []
     problems: list[KeyLoadError] = []
@@ -203,7 +249,9 @@ def load_keys(sources: list[KeySource], *, strict: bool = False) -> LoadReport:
             if not source.path.is_dir():
                 problem(KeyLoadError(str(source.path), "not a directory"))
                 continue
-            paths = _files_under(source.path)
+            paths, refused = _files_under(source.path, strict_permissions=strict_permissions)
+            for error in refused:
+                problem(error)
         else:
             paths = [source.path]
         for path in paths:
@@ -217,6 +265,11 @@ def load_keys(sources: list[KeySource], *, strict: bool = False) -> LoadReport:
                 continue
             except KeyLoadError as error:
                 problem(error)
+                continue
+            try:  # checked once the file is known to hold a private key: certificates may be world-readable
+                check_key_file(path, strict=strict_permissions)
+            except UnsafeKeyFile as unsafe:
+                problem(KeyLoadError(unsafe.path, unsafe.reason))
                 continue
             for key in keys:
                 handle = LocalKeyHandle(key, str(path))

@@ -63,6 +63,7 @@ class KeyServerConfig:
     loglevel: str = "INFO"
     workers: int = 1
     strict: bool = False
+    strict_permissions: bool = True  # refuse key files others can read/write (sshd StrictModes)
     handshake_timeout: float = 10.0
     idle_timeout: float = 30.0
     max_in_flight: int = 1024
@@ -76,7 +77,7 @@ _KNOWN_KEYS = frozenset(
     {
         "port", "listen", "metrics_port", "metrics_addr", "auth_cert", "auth_key", "cloudflare_ca_cert", "ca_cert",
         "private_key_dirs", "private_key_stores", "loglevel", "workers", "strict", "handshake_timeout",
-        "idle_timeout", "max_in_flight", "rsa_threads",
+        "idle_timeout", "max_in_flight", "rsa_threads", "strict_permissions",
     }
 )
 
@@ -152,6 +153,7 @@ def _build(top: Section, source: Path | None, cli_overrides: tuple[tuple[str, An
         loglevel=read(lambda: top.enum("loglevel", "info", LOG_LEVELS, LOG_LEVEL_FIX), "INFO"),
         workers=read(lambda: top.integer("workers", 1, 1, 256), 1),
         strict=read(lambda: top.boolean("strict", False), False),
+        strict_permissions=read(lambda: top.boolean("strict_permissions", True), True),
         handshake_timeout=read(lambda: top.duration("handshake_timeout", 10.0, 0.001, 3600.0), 0.0),
         idle_timeout=read(lambda: top.duration("idle_timeout", 30.0, 0.001, 3600.0), 0.0),
         max_in_flight=read(lambda: top.integer("max_in_flight", 1024, 1, 65536), 0),

@@ -107,6 +107,8 @@ class ServerConnection:
             request = self._framer.next_request()
         except ProtocolError as exc:
             return self._reject(exc)
+        except Exception as exc:  # a framer bug: treat the frame as malformed, not the server
+            return self._reject(ProtocolError(f"undecodable frame ({type(exc).__name__})"))
         if request is None:
             return NEED_DATA
         self.in_flight += 1
@@ -121,8 +123,9 @@ class ServerConnection:
 
     def send_reply(self, message_id: int, opcode: int, payload: bytes | None) -> None:
         """Answer a request taken from ``next_event`` (success 0xF0, pong 0xF2, or error 0xFF)."""
+        frame = encode_reply(message_id, opcode, payload)  # first: a reply that cannot be encoded is no reply
         self.in_flight -= 1
-        self._outgoing.append(encode_reply(message_id, opcode, payload))
+        self._outgoing.append(frame)
 
     def send_error(self, message_id: int, code: int) -> None:
         self.send_reply(message_id, Opcode.ERROR, bytes((code,)))

@@ -69,7 +69,8 @@ def run_single(config: KeyServerConfig, *, worker: bool = False, public_metrics_
     """Run one key-server process until SIGTERM, then drain."""
     metrics = KeyServerMetrics()
     try:
-        report = load_keys(list(config.key_sources), strict=config.strict)
+        report = load_keys(list(config.key_sources), strict=config.strict,
+                           strict_permissions=config.strict_permissions)
     except KeyLoadError as exc:
         log.error("cannot load keys (strict): %s", exc)
         print(f"keyless keyserver: {exc}", file=sys.stderr)

@@ -11,7 +11,6 @@ on ``CryptoPool``.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import ssl
@@ -21,8 +20,9 @@ from typing import Any, cast
 
 from keyless.keys.hooks import Hooks
 from keyless.keys.loader import LoadReport, load_keys
+from keyless.keys.permissions import UnsafeKeyFile, check_key_file
 from keyless.keys.store import KeyStore
-from keyless.protocol import Opcode
+from keyless.protocol import ErrorCode, Opcode
 from keyless.runtime.logging import RateLimitedLog
 from keyless.runtime.loop import wire_signals
 from keyless.server.config import KeyServerConfig
@@ -31,6 +31,7 @@ from keyless.server.dispatch import Answer, HookJob, failure, route
 from keyless.server.metrics import KeyServerMetrics, error_name, opcode_name
 from keyless.server.pool import CryptoPool, Done, PoolItem
 from keyless.server.reload import reload_settings
+from keyless.server.request_context import request_id_of
 from keyless.server.wire import Request
 
 log = logging.getLogger("keyless.keyserver")
@@ -39,6 +40,8 @@ _connection_failures = RateLimitedLog(log, burst=50, period=10.0)
 _request_failures = RateLimitedLog(log, burst=50, period=10.0)
 
 _RESPONSE = int(Opcode.RESPONSE)
+_ERROR = int(Opcode.ERROR)
+_INTERNAL_ERROR_PAYLOAD = bytes((ErrorCode.INTERNAL,))
 
 _READ_SIZE = 262144
 
@@ -47,6 +50,10 @@ def make_server_tls_context(config: KeyServerConfig) -> ssl.SSLContext:
     """Mutual TLS: our certificate, and client certificates that must chain to the configured CA.
 
     TLS 1.2 (ECDHE with AES-GCM or ChaCha20, as the reference server) and TLS 1.3."""
+    try:
+        check_key_file(config.auth_key, strict=config.strict_permissions)
+    except UnsafeKeyFile as exc:
+        raise UnsafeKeyFile(f"auth_key {exc.path}", exc.reason) from None
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.set_ciphers("ECDHE+AESGCM:ECDHE+CHACHA20")
@@ -227,26 +234,31 @@ class EdgeConnection(asyncio.Protocol):
         while True:
             event = next_event()
             if type(event) is Request:
-                opcode = event.opcode
-                count_request(opcode)
-                target = route(event, store, hooks)
-                if isinstance(target, Answer):
-                    self.complete(event, received_at, target, 0.0, False)
-                elif isinstance(target, HookJob) or target.offload:
-                    offloaded.append(((self, event, received_at), target, opcode or 0, event.payload))
-                else:
-                    # Inline key operation (ECDSA, Ed25519): the hot path, kept free of extra calls.
-                    started = perf()
-                    try:
-                        result = target.execute(opcode or 0, event.payload or b"")
-                    except Exception as exc:  # OperationError, or a backend bug: one request fails
-                        self.complete(event, received_at, failure(exc), perf() - started, True)
-                        continue
-                    done = perf()
-                    send_reply(event.id, _RESPONSE, result)
-                    stats.observe(opcode, None, done - started, done - received_at)
-                    stats.sign_requests += 1
-                    observe_latency(done - received_at)
+                pending = conn.in_flight  # one less once this request is answered
+                try:
+                    opcode = event.opcode
+                    count_request(opcode)
+                    target = route(event, store, hooks)
+                    if isinstance(target, Answer):
+                        self.complete(event, received_at, target, 0.0, False)
+                    elif isinstance(target, HookJob) or target.offload:
+                        offloaded.append(((self, event, received_at), target, opcode or 0, event.payload))
+                    else:
+                        # Inline key operation (ECDSA, Ed25519): the hot path, kept free of extra calls.
+                        started = perf()
+                        try:
+                            result = target.execute(opcode or 0, event.payload or b"")
+                        except Exception as exc:  # OperationError, or a backend bug: one request fails
+                            self.complete(event, received_at, failure(exc), perf() - started, True)
+                            continue
+                        done = perf()
+                        send_reply(event.id, _RESPONSE, result)
+                        stats.observe(opcode, None, done - started, done - received_at)
+                        stats.sign_requests += 1
+                        observe_latency(done - received_at)
+                except Exception as exc:  # our bug: it costs this one request, no more
+                    if conn.in_flight == pending:
+                        self.answer_internal_error(event, exc)
                 continue
             if type(event) is FrameRejected:
                 server.metrics.failed_connection.inc()
@@ -260,35 +272,39 @@ class EdgeConnection(asyncio.Protocol):
 
     def complete(self, request: Request, received_at: float, answer: Answer, exec_seconds: float,
                  key_op: bool) -> None:
-        """Queue the reply to ``request`` and account for it."""
+        """Queue the reply to ``request`` and account for it. The reply is queued first: whatever
+        the accounting or the log line might raise, the request is answered exactly once."""
         self.conn.send_reply(request.id, answer.opcode, answer.payload)
-        error = answer.error
-        total = time.perf_counter() - received_at
-        metrics = self.server.metrics
-        metrics.observe_request(request.opcode, error, exec_seconds, total)
-        if error is None:
-            if key_op:
-                metrics.observe_key_operation(total)
-        else:
-            self._log_failure(request, error, answer.reason)
+        try:
+            error = answer.error
+            total = time.perf_counter() - received_at
+            metrics = self.server.metrics
+            metrics.observe_request(request.opcode, error, exec_seconds, total)
+            if error is None:
+                if key_op:
+                    metrics.observe_key_operation(total)
+            else:
+                self._log_failure(request, error, answer.reason)
+        except Exception:  # answered already; a log or metrics bug must not spread
+            log.exception("accounting for a reply failed peer=%s subject=%s id=%d", self.peer, self.subject,
+                          request.id)
 
     def _log_failure(self, message: Request, error: int, reason: str) -> None:
-        request_id = ""
-        raw_request_id: str | None = None
-        if message.request_context:
-            try:
-                context = json.loads(message.request_context)
-                if isinstance(context, dict) and isinstance(context.get("request_id"), str):
-                    raw_request_id = context["request_id"][:64]
-                    request_id = f" request_id={raw_request_id!r}"
-            except ValueError:
-                pass
+        request_id = request_id_of(message.request_context)
+        tag = f" request_id={_printable(request_id.encode('utf-8', 'backslashreplace'))!r}" if request_id else ""
         sni = _printable(message.sni[:253]) if message.sni else "-"
         _request_failures.log(
             logging.WARNING, "request failed peer=%s subject=%s id=%d opcode=%s ski=%s sni=%s error=%s%s: %s",
             self.peer, self.subject, message.id, opcode_name(message.opcode),
-            message.ski.hex() if message.ski else "-", sni, error_name(error), request_id, reason,
-            extra={"peer": self.peer, "sni": sni if message.sni else None, "request_id": raw_request_id})
+            message.ski.hex() if message.ski else "-", sni, error_name(error), tag, reason,
+            extra={"peer": self.peer, "sni": sni if message.sni else None, "request_id": request_id or None})
+
+    def answer_internal_error(self, request: Request, exc: BaseException) -> None:
+        """The error boundary of one request: ``exc`` escaped our own per-request code (a bug). The
+        request is answered 0x03 so that its in-flight slot is freed; nothing else is affected."""
+        log.error("internal error answering peer=%s subject=%s id=%d opcode=%s: %s", self.peer, self.subject,
+                  request.id, opcode_name(request.opcode), type(exc).__name__, exc_info=exc)
+        self.conn.send_reply(request.id, _ERROR, _INTERNAL_ERROR_PAYLOAD)
 
     def flush(self) -> None:
         data = self.conn.data_to_send()
@@ -328,6 +344,13 @@ class EdgeConnection(asyncio.Protocol):
             return
         if self.conn.finished or (self._peer_eof and self.conn.in_flight == 0):
             self.close()
+
+    def abort(self) -> None:
+        """Drop the connection at once (after an internal error left its state unknown)."""
+        self.server.metrics.failed_connection.inc()
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()
 
     def close(self) -> None:
         if self.closed or self.transport is None:
@@ -401,11 +424,13 @@ class KeyServer:
         """Close connections idle (nothing in flight, nothing received) for longer than idle_timeout."""
         now = time.monotonic()
         limit = self.config.idle_timeout
-        for edge in list(self.connections):
-            if edge.handshaken and edge.conn.in_flight == 0 and now - edge.last_activity > limit:
-                log.info("closing idle connection peer=%s subject=%s", edge.peer, edge.subject)
-                edge.close()
-        self._schedule_sweep()
+        try:
+            for edge in list(self.connections):
+                if edge.handshaken and edge.conn.in_flight == 0 and now - edge.last_activity > limit:
+                    log.info("closing idle connection peer=%s subject=%s", edge.peer, edge.subject)
+                    edge.close()
+        finally:  # a failure here must not end idle sweeping for the life of the process
+            self._schedule_sweep()
 
     def _pool_done(self, results: list[Done]) -> None:
         """Queue the replies of finished pool jobs, then write once per connection."""
@@ -418,17 +443,28 @@ class KeyServer:
             edge: EdgeConnection
             request: Request
             edge, request, received_at = context
-            if type(outcome) is bytes:  # success: the common case, kept free of extra calls
-                edge.conn.send_reply(request.id, _RESPONSE, outcome)
-                total = now - received_at
-                stats.observe(request.opcode, None, exec_seconds, total)
-                stats.sign_requests += 1
-                observe_latency(total)
-            else:
-                edge.complete(request, received_at, cast(Answer, outcome), exec_seconds, True)
+            # Each result in its own error boundary: the results of one delivery belong to many
+            # connections, and one request's failure must not leave the others unanswered.
+            pending = edge.conn.in_flight
+            try:
+                if type(outcome) is bytes:  # success: the common case, kept free of extra calls
+                    edge.conn.send_reply(request.id, _RESPONSE, outcome)
+                    total = now - received_at
+                    stats.observe(request.opcode, None, exec_seconds, total)
+                    stats.sign_requests += 1
+                    observe_latency(total)
+                else:
+                    edge.complete(request, received_at, cast(Answer, outcome), exec_seconds, True)
+            except Exception as exc:
+                if edge.conn.in_flight == pending:
+                    edge.answer_internal_error(request, exc)
             touched[id(edge)] = edge
         for edge in touched.values():
-            edge.after_completions()
+            try:
+                edge.after_completions()
+            except Exception:  # our bug on one connection: close that one, serve the rest
+                log.exception("internal error on connection peer=%s subject=%s; closing it", edge.peer, edge.subject)
+                edge.abort()
 
     # -- reload and shutdown -------------------------------------------------------------------
 
@@ -445,8 +481,9 @@ class KeyServer:
             return None
         log.info("reloading keys")
         try:
-            report = await self.loop.run_in_executor(None, lambda: load_keys(list(self.config.key_sources),
-                                                                             strict=self.config.strict))
+            report = await self.loop.run_in_executor(None, lambda: load_keys(
+                list(self.config.key_sources), strict=self.config.strict,
+                strict_permissions=self.config.strict_permissions))
         except Exception as exc:
             log.error("key reload failed, keeping the %d keys loaded before: %s", len(self.store), exc)
             return None

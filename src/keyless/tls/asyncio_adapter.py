@@ -111,6 +111,10 @@ class TLSStream:
         """Send close_notify and close the socket (waits until it is closed)."""
         await self._protocol.close()
 
+    def abort(self) -> None:
+        """Close the socket at once, dropping whatever is unsent (a peer that stopped reading)."""
+        self._protocol.abort()
+
     @property
     def at_eof(self) -> bool:
         return self._protocol.at_eof
@@ -491,6 +495,10 @@ class _TLSServerProtocol(asyncio.Protocol):
         self.start_close()
         if not self._closed.done():
             await asyncio.shield(self._closed)
+
+    def abort(self) -> None:
+        if self._transport is not None:
+            self._transport.abort()  # connection_lost follows: waiters wake, on_close frees the slot
 
 
 def _both(first: EventCallback | None, second: EventCallback) -> EventCallback:
