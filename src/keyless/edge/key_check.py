@@ -25,12 +25,17 @@ log = logging.getLogger("keyless.edge")
 PROBE_MESSAGE = b"keyless edge: is the key of this certificate on a key server?"
 
 
-async def warn_unheld_keys(sites: SiteTable, source: Path | None, retry_interval: float) -> None:
-    """Log a warning for each site whose key servers answer "key not found"; until each site got an answer."""
+async def warn_unheld_keys(sites: SiteTable, source: Path | None, retry_interval: float,
+                           first_pass: asyncio.Event | None = None) -> None:
+    """Log a warning for each site whose key servers answer "key not found"; until each site got an answer.
+    ``first_pass`` is set once every site was asked once (answered or postponed; each ask is bounded by the
+    key-server client's own timeout), so start-up can say "ready" after the probe signatures, not during."""
     from keyless.client.errors import KeyNotFoundError, KeyServerError
 
     where = f"{source}: " if source is not None else ""
     pending = {index: site for index, site in enumerate(sites.sites) if site.group is not None}
+    if not pending and first_pass is not None:
+        first_pass.set()
     while pending:
         for index, site in list(pending.items()):
             group = site.group
@@ -55,6 +60,8 @@ async def warn_unheld_keys(sites: SiteTable, source: Path | None, retry_interval
                 log.debug("key check of certificates[%d] postponed: %s", index, exc)
                 continue
             del pending[index]
+        if first_pass is not None:
+            first_pass.set()
         if pending:
             await asyncio.sleep(retry_interval)
 

@@ -68,6 +68,7 @@ class Edge:
         self._ticket_refresh_task: asyncio.Task[None] | None = None
         self._key_check_task: asyncio.Task[None] | None = None
         self._key_check_settled = False
+        self._key_check_first_pass = asyncio.Event()
 
     # --- construction ---------------------------------------------------------------------------
 
@@ -187,8 +188,9 @@ class Edge:
             self._key_check_task.cancel()
         if self.sites.groups:
             self._key_check_settled = False
+            self._key_check_first_pass = asyncio.Event()
             self._key_check_task = asyncio.create_task(
-                warn_unheld_keys(self.sites, self.config.source, READINESS_INTERVAL)
+                warn_unheld_keys(self.sites, self.config.source, READINESS_INTERVAL, self._key_check_first_pass)
             )
 
     def is_ready(self) -> bool:
@@ -207,12 +209,16 @@ class Edge:
         return self.health
 
     async def _settle_key_check(self) -> None:
-        """Let the first key check after start or reload finish (up to READINESS_TIMEOUT) before the first
-        readiness answer, so its one signature per site lands before the edge says it is ready."""
+        """Let the first pass of the key check after start or reload end before the first readiness answer,
+        so its one signature per site lands before the edge says it is ready (each probe is bounded by the
+        key-server client's timeout; sites whose key servers are unreachable are retried later, in the
+        background)."""
         task = self._key_check_task
         if task is not None and not self._key_check_settled:
             self._key_check_settled = True
-            await asyncio.wait({task}, timeout=READINESS_TIMEOUT)
+            first_pass = asyncio.ensure_future(self._key_check_first_pass.wait())
+            await asyncio.wait({task, first_pass}, return_when=asyncio.FIRST_COMPLETED)
+            first_pass.cancel()
 
     async def _readiness_loop(self) -> None:
         while True:
