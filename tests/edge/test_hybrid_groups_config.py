@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -72,3 +73,23 @@ def test_each_listener_gets_its_own_engine_settings(tmp_path: Path) -> None:
     assert classical.groups == (X25519, P256) and not classical.hybrid_hello_retry
     assert retry.groups == tuple(DEFAULT_TLS13_GROUPS) and retry.hybrid_hello_retry
     assert classical.ticket_keys is default.ticket_keys  # the rest is the edge's one configuration
+
+
+def test_the_negotiated_group_is_a_metric_label_and_a_log_field(caplog: pytest.LogCaptureFixture) -> None:
+    from keyless.edge.listener import ConnectionObserver
+    from keyless.tls.events import HandshakeComplete
+
+    metrics = EdgeMetrics()
+    observer = ConnectionObserver(metrics, "192.0.2.7:5555")
+    with caplog.at_level(logging.DEBUG, logger="keyless.edge"):
+        for group in ("X25519MLKEM768", "x25519", None):
+            observer.on_event(HandshakeComplete(version=0x0304, cipher_suite="TLS_AES_128_GCM_SHA256", group=group,
+                                                sni="a.edge.test", alpn=None, resumed=group is None,
+                                                key_operations=1, session_ticket_sent=False))
+    for group, resumed in (("X25519MLKEM768", "false"), ("x25519", "false"), ("none", "true")):
+        labels = {"version": "TLSv1.3", "cipher": "TLS_AES_128_GCM_SHA256", "resumed": resumed, "group": group}
+        assert metrics.registry.get_sample_value("keyless_edge_handshakes_total", labels) == 1
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("handshake peer=")]
+    assert lines[0] == ("handshake peer=192.0.2.7:5555 sni=a.edge.test version=TLSv1.3 cipher=TLS_AES_128_GCM_SHA256"
+                        " group=X25519MLKEM768 resumed=false")
+    assert len(lines) == 3
