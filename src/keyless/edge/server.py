@@ -101,7 +101,7 @@ class Edge:
         return with_client_auth(base, self.sites)
 
     def _listener_tls_configs(self, config: EdgeConfig) -> tuple[ServerConfig, ...]:
-        """One ServerConfig per listener: the shared one unless the listener sets groups of its own."""
+        """One ServerConfig per listener: the shared one unless the listener sets groups or hybrid_hello_retry."""
         return tuple(
             self.tls_config if listener.groups is None and not listener.hybrid_hello_retry
             else self._tls_config(config, listener)
