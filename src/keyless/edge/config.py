@@ -48,6 +48,8 @@ from keyless.runtime.tls_material import (
     read_private_key,
     validity_problem,
 )
+from keyless.tls.hybrid import TLS13_GROUPS
+from keyless.tls.suites import ECDHE_GROUPS, GROUP_NAMES
 
 DEFAULT_KEYSERVER_PORT = 2407
 DEFAULT_TICKET_ROTATION = 3600.0
@@ -58,6 +60,8 @@ DEFAULT_TICKET_LIFETIME = 7200
 class Listener:
     address: str
     port: int
+    groups: tuple[int, ...] | None = None  # key-exchange preference (NamedGroup codes); None: the engine's default
+    hybrid_hello_retry: bool = False  # HelloRetryRequest for a hybrid group the client supports but sent no share for
 
 
 @dataclass(frozen=True)
@@ -144,7 +148,7 @@ class EdgeConfig:
 
 _TOP_KEYS = frozenset({"listen", "certificates", "key_server_tls", "origin", "tickets", "limits", "metrics_addr",
                        "workers", "tls12", "rsa_key_exchange", "loglevel", "strict_permissions"})
-_LISTEN_KEYS = frozenset({"address", "port"})
+_LISTEN_KEYS = frozenset({"address", "port", "groups", "hybrid_hello_retry"})
 _KEY_SERVER_TLS_KEYS = frozenset({"client_cert", "client_key", "ca", "timeout", "server_name", "send_client_ip"})
 _ORIGIN_KEYS = frozenset({"mode", "address", "proxy_protocol", "connect_timeout", "response_timeout", "pool_size"})
 _TICKET_KEYS = frozenset({"enabled", "key_files", "redis", "rotation", "lifetime", "session_cache_size"})
@@ -207,8 +211,32 @@ def _listeners(top: Section) -> tuple[Listener, ...]:
     entries = top.sections("listen", _LISTEN_KEYS, default=[{"address": "127.0.0.1", "port": 8443}])
     if not entries:
         raise top.error("listen", "must be a non-empty list", "write listen: [{address: 0.0.0.0, port: 443}]")
-    return tuple(Listener(entry.listen_host("address", "127.0.0.1"), entry.integer("port", 443, 0, 65535))
+    return tuple(Listener(entry.listen_host("address", "127.0.0.1"), entry.integer("port", 443, 0, 65535),
+                          groups=_groups(entry), hybrid_hello_retry=entry.boolean("hybrid_hello_retry", False))
                  for entry in entries)
+
+
+def _groups(entry: Section) -> tuple[int, ...] | None:
+    """A listener's key-exchange groups, most preferred first, by IANA name (case-insensitive)."""
+    if not entry.has("groups"):
+        return None
+    known = {GROUP_NAMES[code].lower(): code for code in TLS13_GROUPS}
+    choices = ", ".join(GROUP_NAMES[code] for code in sorted(TLS13_GROUPS, key=lambda code: (code < 0x100, code)))
+    names = entry.strings("groups", "group names", "X25519MLKEM768, x25519, secp256r1")
+    codes: list[int] = []
+    for name in names:
+        code = known.get(name.lower())
+        if code is None:
+            raise entry.error("groups", f"{name!r} is not a group this edge implements", f"use some of: {choices}")
+        if code in codes:
+            raise entry.error("groups", f"{name!r} is listed twice", "list each group once")
+        codes.append(code)
+    if not codes:
+        raise entry.error("groups", "is empty", "list at least one group, or remove groups: for the default")
+    if not any(code in ECDHE_GROUPS for code in codes):
+        raise entry.error("groups", "has no classical group (TLS 1.2 and clients without ML-KEM need one)",
+                          "add x25519 (and secp256r1)")
+    return tuple(codes)
 
 
 def _sites(top: Section, default_tls: KeyServerTLS | None, collect: Collector) -> tuple[SiteConfig, ...]:

@@ -340,6 +340,8 @@ class Demo:
         self.say("      (the second prints: Reused, TLSv1.3, Cipher is TLS_AES_128_GCM_SHA256)")
         self.say(f"  curl -s http://127.0.0.1:{self.keyserver.metrics_port}/metrics | grep keyless_sign_requests")
         self.say(f"  curl -s http://127.0.0.1:{self.edge.metrics_port}/metrics | grep keyless_edge_handshakes")
+        self.say("      (its group label is each handshake's key exchange: a browser such as Chromium gets the")
+        self.say("       post-quantum hybrid X25519MLKEM768; OpenSSL 3.0 and curl, which lack it, get x25519)")
         self.say(f"  logs and configuration files: {self.directory}")
 
 

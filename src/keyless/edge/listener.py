@@ -64,7 +64,12 @@ class ConnectionObserver:
         if isinstance(event, HandshakeComplete):
             self.completed = True
             resumed = "true" if event.resumed else "false"
-            m.child(m.handshakes, version_name(event.version), event.cipher_suite, resumed).inc()
+            group = event.group or "none"  # a name from the engine's fixed table, or none (psk_ke resumption)
+            m.child(m.handshakes, version_name(event.version), event.cipher_suite, resumed, group).inc()
+            if log.isEnabledFor(logging.DEBUG):  # one line per handshake: only when asked for
+                log.debug("handshake peer=%s sni=%s version=%s cipher=%s group=%s resumed=%s", self.peer,
+                          printable(event.sni) if event.sni else "-", version_name(event.version),
+                          event.cipher_suite, group, resumed)
             m.child(m.handshake_seconds, resumed).observe(time.monotonic() - self.started)
             if event.client_certificates:
                 m.client_auth_result("resumed" if event.resumed else "verified")
@@ -136,10 +141,12 @@ class TLSListener:
         self.idle.set()
         self.servers: list[asyncio.Server] = []
 
-    async def listen(self, handler: Handler, host: str, port: int, *, reuse_port: bool) -> int:
+    async def listen(self, handler: Handler, host: str, port: int, *, reuse_port: bool,
+                     config_provider: Callable[[], ServerConfig] | None = None) -> int:
+        """Serve one socket; ``config_provider`` (default: the listener-wide one) gives its TLS settings."""
         sock = _listening_socket(host, port, reuse_port)
         server = await start_tls_server(
-            handler, None, 0, self.config_provider, sock=sock, admit=self.admit,
+            handler, None, 0, config_provider or self.config_provider, sock=sock, admit=self.admit,
             handshake_timeout=self.handshake_timeout, read_buffer_limit=self.read_buffer_limit,
         )
         self.servers.append(server)

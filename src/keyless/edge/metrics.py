@@ -62,8 +62,8 @@ class EdgeMetrics(ProxyObserver):
         r = self.registry
         self.handshakes = Counter(
             "keyless_edge_handshakes",
-            "Completed TLS handshakes by protocol version, cipher suite and resumption",
-            ["version", "cipher", "resumed"],
+            "Completed TLS handshakes by protocol version, cipher suite, resumption and key-exchange group",
+            ["version", "cipher", "resumed", "group"],
             registry=r,
         )
         self.handshake_failures = Counter(

@@ -13,7 +13,7 @@ from dataclasses import replace
 from typing import Any
 
 from keyless.edge.client_auth import anchored, identity_headers
-from keyless.edge.config import EdgeConfig, check_material
+from keyless.edge.config import EdgeConfig, Listener, check_material
 from keyless.edge.http_proxy import HTTPProxy, ProxySettings
 from keyless.edge.listener import TLSListener, instrument
 from keyless.edge.metrics import EdgeMetrics
@@ -55,6 +55,7 @@ class Edge:
             else None
         )
         self.tls_config = self._tls_config(config)
+        self.listener_tls_configs = self._listener_tls_configs(config)
         self.proxy = self._make_proxy(config)
         self.listener = TLSListener(
             lambda: self.tls_config,
@@ -84,7 +85,8 @@ class Edge:
         except ConfigError as exc:
             raise exc.located(config.source) from None
 
-    def _tls_config(self, config: EdgeConfig) -> ServerConfig:
+    def _tls_config(self, config: EdgeConfig, listener: Listener | None = None) -> ServerConfig:
+        """The engine's settings; a listener's own groups go into the base, so client-auth variants keep them."""
         base = ServerConfig(
             certificate_callback=self._select,
             alpn_protocols=("http/1.1",) if config.origin.mode == "http" else (),
@@ -93,8 +95,19 @@ class Edge:
             session_cache=self.session_cache,
             enable_tls12=config.enable_tls12,
             enable_rsa_key_exchange=config.enable_rsa_key_exchange,
+            hybrid_hello_retry=listener is not None and listener.hybrid_hello_retry,
         )
+        if listener is not None and listener.groups is not None:
+            base = replace(base, groups=listener.groups)
         return with_client_auth(base, self.sites)
+
+    def _listener_tls_configs(self, config: EdgeConfig) -> tuple[ServerConfig, ...]:
+        """One ServerConfig per listener: the shared one unless the listener sets groups or hybrid_hello_retry."""
+        return tuple(
+            self.tls_config if listener.groups is None and not listener.hybrid_hello_retry
+            else self._tls_config(config, listener)
+            for listener in config.listeners
+        )
 
     def _select(self, hello: ClientHelloInfo) -> CertifiedKey | None:
         return self.sites.select(hello)  # read at call time: a reload swaps self.sites
@@ -137,6 +150,7 @@ class Edge:
                     listener.address,
                     port,
                     reuse_port=reuse_port,
+                    config_provider=lambda index=index: self.listener_tls_configs[index],  # type: ignore[misc]
                 )
             except OSError as exc:
                 raise listen_error(exc, listener.address, port, f"listen[{index}]", self.config.source) from None
@@ -241,6 +255,7 @@ class Edge:
         self.sites = new_sites
         self.config = config
         self.tls_config = self._tls_config(config)
+        self.listener_tls_configs = self._listener_tls_configs(config)
         self.proxy = self._make_proxy(config)
         self.listener.handshake_timeout = config.limits.handshake_timeout
         self.listener.max_connections = config.limits.max_connections

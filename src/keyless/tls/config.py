@@ -19,11 +19,12 @@ from keyless.keys.schemes import SignatureScheme
 from keyless.tls import messages
 from keyless.tls.client_auth import MAX_CLIENT_DEPTH
 from keyless.tls.suites import (
-    DEFAULT_GROUPS,
+    DEFAULT_TLS13_GROUPS,
     DEFAULT_TLS13_SUITES,
+    ECDHE_GROUPS,
     ECDSA_SCHEME_FOR_CURVE,
+    HYBRID_GROUPS,
     CipherSuite13,
-    NamedGroup,
 )
 
 RSASSA_PSS_OID = x509.ObjectIdentifier("1.2.840.113549.1.1.10")
@@ -160,7 +161,13 @@ class ServerConfig:
     certificate_callback: Callable[[ClientHelloInfo], CertifiedKey | None]
     alpn_protocols: tuple[str, ...] = ()
     tls13_cipher_suites: tuple[CipherSuite13, ...] = DEFAULT_TLS13_SUITES
-    groups: tuple[int, ...] = tuple(int(g) for g in DEFAULT_GROUPS)
+    # Key-exchange groups in preference order: TLS 1.3 key shares (hybrid ML-KEM groups included); TLS 1.2
+    # ECDHE uses the classical ones (``ecdhe_groups``).
+    groups: tuple[int, ...] = tuple(int(g) for g in DEFAULT_TLS13_GROUPS)
+    # Send a HelloRetryRequest for a hybrid group the client supports (and we prefer) but sent no share for,
+    # rather than take its classical share: post-quantum key agreement for a round trip. Off: like browsers'
+    # servers, take the share that is there.
+    hybrid_hello_retry: bool = False
     enable_tls13: bool = True
     # Resumption (TLS 1.3 tickets; the 1.2 engine uses them too, plus the session cache).
     ticket_keys: TicketSealer | None = None
@@ -197,9 +204,9 @@ class ServerConfig:
             raise ValueError("tickets_per_handshake must be in 0..8")
         if not self.tls13_cipher_suites:
             raise ValueError("at least one TLS 1.3 cipher suite is needed")
-        unknown = [g for g in self.groups if g not in (NamedGroup.X25519, NamedGroup.SECP256R1, NamedGroup.SECP384R1)]
-        if unknown or not self.groups:
-            raise ValueError(f"unsupported groups {unknown}")
+        unknown = [g for g in self.groups if g not in ECDHE_GROUPS and g not in HYBRID_GROUPS]
+        if unknown or not self.groups or len(set(self.groups)) != len(self.groups):
+            raise ValueError(f"unsupported or repeated groups {unknown or list(self.groups)}")
         if not 0 <= self.client_verify_depth <= MAX_CLIENT_DEPTH:
             raise ValueError(f"client_verify_depth must be in 0..{MAX_CLIENT_DEPTH}")
         if self.record_size_limit is not None and not 64 <= self.record_size_limit <= 16385:
@@ -207,6 +214,11 @@ class ServerConfig:
         for proto in self.alpn_protocols:
             if not 0 < len(proto.encode()) < 256:
                 raise ValueError("ALPN protocol names are 1..255 bytes")
+
+    @functools.cached_property
+    def ecdhe_groups(self) -> tuple[int, ...]:
+        """``groups`` without the hybrid ones: what TLS 1.2 ECDHE may negotiate (made once)."""
+        return tuple(group for group in self.groups if group in ECDHE_GROUPS)
 
     @functools.cached_property
     def client_ca_names(self) -> tuple[bytes, ...]:

@@ -63,17 +63,38 @@ class NamedGroup(IntEnum):
     SECP521R1 = 0x0019
     X25519 = 0x001D
     X448 = 0x001E
+    # draft-ietf-tls-ecdhe-mlkem: hybrid ECDHE + ML-KEM groups (TLS 1.3 only; see keyless.tls.hybrid).
+    SECP256R1MLKEM768 = 0x11EB
+    X25519MLKEM768 = 0x11EC
+    SECP384R1MLKEM1024 = 0x11ED
 
 
+# The IANA names (what OpenSSL prints and configuration files use; matched case-insensitively there).
 GROUP_NAMES: dict[int, str] = {
     NamedGroup.SECP256R1: "secp256r1",
     NamedGroup.SECP384R1: "secp384r1",
     NamedGroup.SECP521R1: "secp521r1",
     NamedGroup.X25519: "x25519",
     NamedGroup.X448: "x448",
+    NamedGroup.SECP256R1MLKEM768: "SecP256r1MLKEM768",
+    NamedGroup.X25519MLKEM768: "X25519MLKEM768",
+    NamedGroup.SECP384R1MLKEM1024: "SecP384r1MLKEM1024",
 }
 
+# The (EC)DHE groups: TLS 1.2 ECDHE and TLS 1.3 key shares. TLS 1.2 negotiates only these.
 DEFAULT_GROUPS: tuple[NamedGroup, ...] = (NamedGroup.X25519, NamedGroup.SECP256R1, NamedGroup.SECP384R1)
+ECDHE_GROUPS: frozenset[int] = frozenset(DEFAULT_GROUPS)
+HYBRID_GROUPS: frozenset[int] = frozenset(
+    (NamedGroup.X25519MLKEM768, NamedGroup.SECP256R1MLKEM768, NamedGroup.SECP384R1MLKEM1024)
+)
+# TLS 1.3 server preference: a hybrid group whenever the client sent its share (X25519MLKEM768 first: what
+# Chromium, Firefox and Safari send), else classical ECDHE as before.
+DEFAULT_TLS13_GROUPS: tuple[NamedGroup, ...] = (
+    NamedGroup.X25519MLKEM768,
+    NamedGroup.SECP256R1MLKEM768,
+    NamedGroup.SECP384R1MLKEM1024,
+    *DEFAULT_GROUPS,
+)
 
 # RFC 8446 §4.2.3: the ECDSA scheme bound to each curve (by cryptography's curve name). TLS 1.3 allows only
 # these; our TLS 1.2 ServerKeyExchange prefers them too.

@@ -235,7 +235,7 @@ class ServerHandshake12:
             certified.rsa_key_exchange,
             tuple(config.tls12_cipher_suites),
             config.enable_rsa_key_exchange,
-            config.groups,
+            config.ecdhe_groups,  # TLS 1.2 has no hybrid groups
             config.tls12_allow_sha1_signatures,
             hello.cipher_suites,
             hello.signature_algorithms,

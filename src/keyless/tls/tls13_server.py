@@ -26,17 +26,17 @@ from keyless.tls.events import HandshakeComplete
 from keyless.tls.extensions import PSK_DHE_KE, PSK_KE, choose_alpn
 from keyless.tls.handshake_host import HandshakeHost
 from keyless.tls.hello_retry import check_second_client_hello
+from keyless.tls.hybrid import check_share_encoding, key_exchange
 from keyless.tls.messages import ClientHello, ContentType, HandshakeType
 from keyless.tls.suites import (
     GROUP_NAMES,
+    HYBRID_GROUPS,
     TLS13,
     TLS13_SIGNATURE_SCHEMES,
     TLS13_SUITES_BY_CODE,
     CipherSuite13,
-    check_key_share_encoding,
     choose_cipher_suite,
     choose_signature_scheme,
-    key_exchange,
 )
 from keyless.tls.tickets import SessionState, TicketTooLarge
 from keyless.tls.tls13_state import (
@@ -158,11 +158,15 @@ class ServerHandshake13:
         for group, share in hello.key_shares or ():  # §4.2.8: every share, not only the one we use
             if group not in supported:
                 raise TLSAlert(AlertDescription.illegal_parameter, "key_share for a group not in supported_groups")
-            check_key_share_encoding(group, share)
+            check_share_encoding(group, share)
 
     def choose_group(self, hello: ClientHello, retry: ExpectSecondClientHello | None) -> tuple[int, bytes | None]:
         """Our most preferred group the client sent a share for; else our most preferred group it supports
-        (which costs a HelloRetryRequest); else handshake_failure. After a retry: the group we asked for."""
+        (which costs a HelloRetryRequest); else handshake_failure. After a retry: the group we asked for.
+
+        With ``hybrid_hello_retry``, a classical share is not taken while the client supports a hybrid group we
+        prefer to it: we ask for that group's share instead (a round trip for post-quantum key agreement).
+        A group the client sent a share for is never asked for (§4.1.4): it would have been chosen above."""
         shares = dict(hello.key_shares or ())
         if retry is not None:
             share = shares.get(retry.group)
@@ -171,6 +175,10 @@ class ServerHandshake13:
             return retry.group, share
         for group in self.config.groups:
             if group in shares:
+                if self.config.hybrid_hello_retry and group not in HYBRID_GROUPS:
+                    for preferred in self.config.groups[: self.config.groups.index(group)]:
+                        if preferred in HYBRID_GROUPS and preferred in hello.supported_groups:
+                            return preferred, None
                 return group, shares[group]
         for group in self.config.groups:
             if group in hello.supported_groups:
