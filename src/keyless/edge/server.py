@@ -21,6 +21,7 @@ from keyless.edge.sites import GroupFactory, KeyServerHealth, SiteTable, build_s
 from keyless.edge.tcp_proxy import TCPProxy
 from keyless.edge.tickets import build_ticket_ring
 from keyless.runtime.config import ConfigError, changed_keys, listen_error
+from keyless.runtime.logging import worker_index
 from keyless.tls.asyncio_adapter import TLSStream
 from keyless.tls.config import CertifiedKey, ClientHelloInfo, ServerConfig
 from keyless.tls.session_cache import MemorySessionCache
@@ -28,7 +29,8 @@ from keyless.tls.session_cache import MemorySessionCache
 log = logging.getLogger("keyless.edge")
 
 # Settings a running edge cannot change (attribute -> configuration key): its sockets, processes and metrics port.
-RESTART_KEYS = {"listeners": "listen", "workers": "workers", "metrics_addr": "metrics_addr"}
+RESTART_KEYS = {"listeners": "listen", "workers": "workers", "metrics_addr": "metrics_addr",
+                "log_format": "log_format"}
 
 READINESS_INTERVAL = 2.0
 READINESS_TIMEOUT = 2.0
@@ -183,6 +185,8 @@ class Edge:
 
         if self._key_check_task is not None:
             self._key_check_task.cancel()
+        if worker_index() not in (None, 0):
+            return  # --workers N: the workers share one configuration and its key servers; the first one says it
         if self.sites.groups:
             self._key_check_settled = False
             self._key_check_task = asyncio.create_task(

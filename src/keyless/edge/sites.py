@@ -28,6 +28,8 @@ from keyless.edge.client_auth import NO_CLIENT_AUTH, ClientAuthConfig, check_sha
 from keyless.edge.config import ConfigError, EdgeConfig, KeyServerTLS, SiteConfig
 from keyless.keys.base import AsyncPrivateKey
 from keyless.keys.local import LocalKey
+from keyless.runtime.errors import MaterialProblem
+from keyless.runtime.tls_material import read_chain
 from keyless.tls.config import CertifiedKey, ClientHelloInfo
 from keyless.tls.suites import DEFAULT_GROUPS, choose_signature_scheme
 from keyless.tls.tls12_suites import enabled_suites, negotiate
@@ -205,15 +207,11 @@ def _group_label(key: GroupKey) -> str:
 
 
 def load_chain(path: Path, key: str) -> tuple[x509.Certificate, ...]:
+    """The site's chain, leaf first, each certificate issued by the next (as ``--check-config`` checks it)."""
     try:
-        chain = x509.load_pem_x509_certificates(path.read_bytes())
-    except (OSError, ValueError) as exc:
-        raise ConfigError(
-            key, f"cannot read a PEM certificate chain from {str(path)!r}", "give PEM, leaf first"
-        ) from exc
-    if not chain:
-        raise ConfigError(key, f"no certificate in {str(path)!r}", "give PEM, leaf first")
-    return tuple(chain)
+        return tuple(read_chain(path))
+    except MaterialProblem as exc:
+        raise exc.at(key) from None
 
 
 def load_local_key(path: Path, leaf: x509.Certificate, key: str) -> LocalKey:

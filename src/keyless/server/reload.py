@@ -25,7 +25,7 @@ log = logging.getLogger("keyless.keyserver")
 # Attribute -> configuration key, for what lives in sockets, processes or threads made at start.
 RESTART_KEYS = {
     "listen": "listen", "port": "port", "metrics_host": "metrics_addr", "metrics_port": "metrics_port",
-    "workers": "workers", "rsa_threads": "rsa_threads",
+    "workers": "workers", "rsa_threads": "rsa_threads", "log_format": "log_format",
 }
 
 
