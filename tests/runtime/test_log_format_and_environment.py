@@ -13,7 +13,7 @@ import pytest
 from keyless.pki import DemoPKI
 from keyless.runtime.config import ConfigError
 from tests.edge.edgeproc import EdgeProcess
-from tests.runtime.daemons import DAEMONS, Daemon, edge_config, intermediate_chain
+from tests.runtime.daemons import DAEMONS, Daemon, edge_config, expired_certificate, intermediate_chain
 from tests.support.keyserver import start_keyserver
 
 BOTH = pytest.mark.parametrize("daemon", DAEMONS, ids=lambda d: d.name)
@@ -97,3 +97,17 @@ def test_with_workers_the_unheld_key_warning_is_said_once(runtime_pki: DemoPKI, 
             # Each worker settles its first key check before it reports ready, and the edge's ready line
             # waits for every worker: by now every worker that checks has said what it found.
             assert len(warnings()) == 1, warnings()
+
+
+def test_with_workers_certificate_warnings_are_said_once(runtime_pki: DemoPKI, tmp_path: Path) -> None:
+    """What the configuration's files deserve a warning for (an expired certificate, a name it does not
+    cover) is said by one process, not by each worker."""
+    cert, key = expired_certificate(tmp_path, runtime_pki)
+    stale = {"names": ["old.keyless.test", "uncovered.keyless.test"], "chain": str(cert), "key_file": str(key)}
+    document = edge_config(runtime_pki)
+    document["certificates"].append(stale)
+    with EdgeProcess(document, tmp_path, workers=2) as edge:
+        # Workers log their start-up warnings before their ready line, the edge's waits for every worker's.
+        log = edge.stderr_path.read_text()
+    assert log.count("the certificate for old.keyless.test expired on") == 1, log
+    assert log.count("does not cover configured name uncovered.keyless.test") == 1, log

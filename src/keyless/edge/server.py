@@ -36,6 +36,12 @@ READINESS_INTERVAL = 2.0
 READINESS_TIMEOUT = 2.0
 
 
+def speaks_for_all() -> bool:
+    """Whether this process logs what the configuration deserves a warning for: a single edge, or the first
+    of ``--workers N`` (they share one configuration and its key servers; N copies of a line help no one)."""
+    return worker_index() in (None, 0)
+
+
 class Edge:
     def __init__(
         self,
@@ -78,10 +84,12 @@ class Edge:
         problems, warnings = check_material(config)
         if problems:
             raise problems[0]
-        for warning in warnings:
+        speaks = speaks_for_all()
+        for warning in warnings if speaks else ():
             log.warning("%s", warning)
         try:
-            return build_sites(config, self._group_factory, wrap_key=lambda key: instrument(key, self.metrics))
+            return build_sites(config, self._group_factory, wrap_key=lambda key: instrument(key, self.metrics),
+                               warn=speaks)
         except ConfigError as exc:
             raise exc.located(config.source) from None
 
@@ -185,8 +193,8 @@ class Edge:
 
         if self._key_check_task is not None:
             self._key_check_task.cancel()
-        if worker_index() not in (None, 0):
-            return  # --workers N: the workers share one configuration and its key servers; the first one says it
+        if not speaks_for_all():
+            return
         if self.sites.groups:
             self._key_check_settled = False
             self._key_check_task = asyncio.create_task(
@@ -224,7 +232,7 @@ class Edge:
     async def reload(self, config: EdgeConfig) -> None:
         """SIGHUP: new certificates, keys, origin, limits, tickets and log level; the keys in RESTART_KEYS keep
         their running values (each change logged once per SIGHUP, by key) until the next restart."""
-        for key in changed_keys(self.config, config, RESTART_KEYS):
+        for key in changed_keys(self.config, config, RESTART_KEYS) if speaks_for_all() else ():
             log.warning("reload: %s changed in %s but needs a restart; keeping the running value", key, config.source)
         # Compare the next file with what runs, not with the last file read: a restored listen: is no change.
         config = replace(config, **{attribute: getattr(self.config, attribute) for attribute in RESTART_KEYS})

@@ -237,9 +237,12 @@ def build_sites(
     config: EdgeConfig,
     group_factory: GroupFactory | None = None,
     wrap_key: Callable[[AsyncPrivateKey], AsyncPrivateKey] | None = None,
+    *,
+    warn: bool = True,
 ) -> SiteTable:
     """Load every site; key-server groups are created through ``group_factory`` (default: keyless.client);
-    ``wrap_key`` may wrap each key (the edge instruments them for metrics)."""
+    ``wrap_key`` may wrap each key (the edge instruments them for metrics). ``warn``: log a configured
+    name a certificate does not cover (False in all but one of the processes sharing a configuration)."""
     factory = group_factory if group_factory is not None else default_group_factory
     check_shared_names([(site.names, site.client_auth or NO_CLIENT_AUTH) for site in config.sites])
     groups: dict[GroupKey, KeyServerGroup] = {}
@@ -265,7 +268,8 @@ def build_sites(
             certified = CertifiedKey(chain=chain, key=key)
         except ValueError as exc:
             raise ConfigError(f"{key_name}.chain", str(exc), "use an RSA, ECDSA or Ed25519 certificate") from exc
-        _warn_uncovered_names(site_config, chain[0])
+        if warn:
+            _warn_uncovered_names(site_config, chain[0])
         sites.append(Site(site_config, certified, group))
     return SiteTable(sites, groups, enable_rsa_key_exchange=config.enable_rsa_key_exchange)
 
