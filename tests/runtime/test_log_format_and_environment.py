@@ -1,20 +1,22 @@
 """``log_format`` is a configuration key of both daemons (``--log-format`` overrides it), a mistyped
 ``KEYLESS_*`` variable is named with a did-you-mean instead of being ignored without a word, and with
-``--workers N`` the edge's "no key server holds the key" warning is said once, not N times."""
+``--workers N`` what the configuration deserves a warning for is said once, not N times."""
 
 from __future__ import annotations
 
 import json
+import signal
 import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from keyless.pki import DemoPKI
 from keyless.runtime.config import ConfigError
 from tests.edge.edgeproc import EdgeProcess
 from tests.runtime.daemons import DAEMONS, Daemon, edge_config, expired_certificate, intermediate_chain
-from tests.support.keyserver import start_keyserver
+from tests.support.keyserver import keyserver_config, start_keyserver
 
 BOTH = pytest.mark.parametrize("daemon", DAEMONS, ids=lambda d: d.name)
 DEADLINE = 60.0
@@ -111,3 +113,14 @@ def test_with_workers_certificate_warnings_are_said_once(runtime_pki: DemoPKI, t
         log = edge.stderr_path.read_text()
     assert log.count("the certificate for old.keyless.test expired on") == 1, log
     assert log.count("does not cover configured name uncovered.keyless.test") == 1, log
+
+
+def test_keyserver_workers_name_a_restart_key_once_on_sighup(runtime_pki: DemoPKI, tmp_path: Path) -> None:
+    with start_keyserver(runtime_pki, tmp_path, args=("--workers", "2")) as ks:
+        ks.config_path.write_text(yaml.safe_dump(keyserver_config(runtime_pki, rsa_threads=3)))
+        ks.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + DEADLINE
+        while ks.log().count("reloaded keys:") < 2:  # each worker names restart keys before it reloads keys
+            assert time.monotonic() < deadline, ks.log()
+            time.sleep(0.05)
+        assert ks.log().count("reload: rsa_threads changed") == 1, ks.log()

@@ -21,7 +21,7 @@ from keyless.edge.sites import GroupFactory, KeyServerHealth, SiteTable, build_s
 from keyless.edge.tcp_proxy import TCPProxy
 from keyless.edge.tickets import build_ticket_ring
 from keyless.runtime.config import ConfigError, changed_keys, listen_error
-from keyless.runtime.logging import worker_index
+from keyless.runtime.logging import speaks_for_all
 from keyless.tls.asyncio_adapter import TLSStream
 from keyless.tls.config import CertifiedKey, ClientHelloInfo, ServerConfig
 from keyless.tls.session_cache import MemorySessionCache
@@ -34,12 +34,6 @@ RESTART_KEYS = {"listeners": "listen", "workers": "workers", "metrics_addr": "me
 
 READINESS_INTERVAL = 2.0
 READINESS_TIMEOUT = 2.0
-
-
-def speaks_for_all() -> bool:
-    """Whether this process logs what the configuration deserves a warning for: a single edge, or the first
-    of ``--workers N`` (they share one configuration and its key servers; N copies of a line help no one)."""
-    return worker_index() in (None, 0)
 
 
 class Edge:
