@@ -101,17 +101,19 @@ def test_with_workers_the_unheld_key_warning_is_said_once(runtime_pki: DemoPKI, 
             assert len(warnings()) == 1, warnings()
 
 
-def test_with_workers_certificate_warnings_are_said_once(runtime_pki: DemoPKI, tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [None, 2])
+def test_certificate_warnings_are_said_once(runtime_pki: DemoPKI, tmp_path: Path, workers: int | None) -> None:
     """What the configuration's files deserve a warning for (an expired certificate, a name it does not
-    cover) is said by one process, not by each worker."""
+    cover) is said once: by one process, not by each worker, and not twice in other words."""
     cert, key = expired_certificate(tmp_path, runtime_pki)
     stale = {"names": ["old.keyless.test", "uncovered.keyless.test"], "chain": str(cert), "key_file": str(key)}
     document = edge_config(runtime_pki)
     document["certificates"].append(stale)
-    with EdgeProcess(document, tmp_path, workers=2) as edge:
+    with EdgeProcess(document, tmp_path, workers=workers) as edge:
         # Workers log their start-up warnings before their ready line, the edge's waits for every worker's.
         log = edge.stderr_path.read_text()
     assert log.count("the certificate for old.keyless.test expired on") == 1, log
+    assert len([line for line in log.splitlines() if "old.keyless.test" in line and "expired" in line]) == 1, log
     assert log.count("does not cover configured name uncovered.keyless.test") == 1, log
 
 
