@@ -66,7 +66,7 @@ def test_defaults_follow_nginx(pki: SitePKI, clients: ClientPKI) -> None:
         ({"ca": "CA"}, "certificates[0].client_auth.mode", "missing"),
         ({"mode": "required"}, "certificates[0].client_auth.ca", "missing"),
         ({"mode": "optional", "ca": "/nonexistent/ca.pem"}, "certificates[0].client_auth.ca", "does not exist"),
-        ({"mode": "required", "ca": "NOTPEM"}, "certificates[0].client_auth.ca", "cannot read PEM"),
+        ({"mode": "required", "ca": "NOTPEM"}, "certificates[0].client_auth.ca", "holds no PEM certificate"),
         ({"mode": "required", "ca": "LEAF"}, "certificates[0].client_auth.ca", "not a CA"),
         ({"mode": "required", "ca": "CA", "depth": 8}, "certificates[0].client_auth.depth", "0..7"),
         ({"mode": "required", "ca": "CA", "depth": -1}, "certificates[0].client_auth.depth", "0..7"),

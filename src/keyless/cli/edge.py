@@ -3,7 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
 import sys
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from keyless.cli.daemon_options import add_daemon_arguments
+
+if TYPE_CHECKING:
+    from cryptography import x509
+
+    from keyless.edge.sites import KeyServerGroup
+    from keyless.keys.base import AsyncPrivateKey
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -15,9 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="load and check the configuration and every file it names as start-up does, without binding ports "
         "or connecting to key servers, then exit (0: OK; 2: one line per problem)",
     )
-    parser.add_argument("--log-format", choices=("text", "json"), default="text",
-                        help="text lines with the pid (default), or one JSON object per line")
-    parser.add_argument("--worker-child", action="store_true", help=argparse.SUPPRESS)
+    add_daemon_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -33,18 +43,20 @@ def run(args: argparse.Namespace) -> int:
 
 def check_config(config_path: str) -> int:
     """Everything start-up checks, short of binding ports and connecting to key servers."""
-    from keyless.edge.config import check_material, load_config
+    from keyless.edge.config import check_material, environment_warnings, load_config
     from keyless.edge.sites import build_sites
     from keyless.runtime.config import ConfigError, problems_of, report
 
     try:
         config = load_config(config_path)
     except ConfigError as exc:
-        return report("edge", problems_of(exc), [], "", sys.stdout, sys.stderr)
+        return report("edge", problems_of(exc), environment_warnings(), "", sys.stdout, sys.stderr)
     problems, warnings = check_material(config)
+    warnings += environment_warnings()
     if not problems:
         try:
-            build_sites(config, group_factory=_no_connect)
+            with _warnings_into(warnings):  # what start-up would log, as lines of this report
+                build_sites(config, group_factory=_no_connect)
         except ConfigError as exc:
             problems.append(exc.located(config.source))
         except ValueError as exc:
@@ -56,12 +68,38 @@ def check_config(config_path: str) -> int:
     return report("edge", problems, warnings, ok, sys.stdout, sys.stderr)
 
 
-def _no_connect(servers, tls):  # type: ignore[no-untyped-def]
-    """A key-server group that only stands in during --check-config (no connection is made)."""
+@contextlib.contextmanager
+def _warnings_into(lines: list[str]) -> Iterator[None]:
+    """The warnings keyless logs meanwhile, appended to ``lines`` instead of printed bare."""
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(record.getMessage())
+
+    handler = Collect(logging.WARNING)
+    logger = logging.getLogger("keyless")
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+
+
+def _no_connect(servers: object, tls: object) -> KeyServerGroup:
+    """A key-server group that only stands in during --check-config: its keys are real ``RemoteKey``s
+    (so a certificate is checked as start-up checks it), and no connection is ever made."""
+    from keyless.client.remote_key import RemoteKey
 
     class Offline:
-        def remote_key(self, certificate):  # type: ignore[no-untyped-def]
-            return certificate.public_key()
+        send_client_ip = False
+        send_request_id = False
+
+        def remote_key(self, certificate: x509.Certificate) -> AsyncPrivateKey:
+            return RemoteKey(self, certificate)
+
+        async def call(self, request: object, *, timeout: float | None = None,
+                       deadline: float | None = None) -> bytes:
+            raise RuntimeError("--check-config connects to no key server")
 
         async def ping_each(self) -> dict[str, float | None]:
             return {}

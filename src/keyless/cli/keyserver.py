@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from keyless.cli.daemon_options import add_daemon_arguments
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="FILE",
@@ -18,9 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--check-config", action="store_true",
                         help="load and check the configuration, the TLS files and the keys as start-up does, "
                              "then exit (0: OK; 2: one line per problem)")
-    parser.add_argument("--log-format", choices=("text", "json"), default="text",
-                        help="text lines with the pid (default), or one JSON object per line")
-    parser.add_argument("--worker-child", action="store_true", help=argparse.SUPPRESS)
+    add_daemon_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -36,15 +36,16 @@ def check_config(args: argparse.Namespace) -> int:
     """Everything start-up checks, short of binding the ports."""
     from keyless.keys.loader import KeyLoadError, load_keys
     from keyless.runtime.config import ConfigError, problems_of, report
-    from keyless.server.config import check_material, find_config, load_config
+    from keyless.server.config import check_material, environment_warnings, find_config, load_config
 
     try:
         path = find_config(args.config)
-        config = load_config(path, workers=args.workers, strict=args.strict, loglevel=args.loglevel)
+        config = load_config(path, workers=args.workers, strict=args.strict, loglevel=args.loglevel,
+                             log_format=args.log_format)
     except ConfigError as exc:
-        return report("keyserver", problems_of(exc), [], "", sys.stdout, sys.stderr)
+        return report("keyserver", problems_of(exc), environment_warnings(), "", sys.stdout, sys.stderr)
     problems = check_material(config)
-    warnings: list[str] = []
+    warnings = environment_warnings()
     keys = 0
     try:
         loaded = load_keys(list(config.key_sources), strict=config.strict,

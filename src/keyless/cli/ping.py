@@ -159,6 +159,7 @@ async def check_key(client: KeylessClient, address: str, name: str, public: Cert
     from keyless.client import KeyNotFoundError
     from keyless.keys.base import KeyOperationError
     from keyless.keys.ski import ski_of
+    from keyless.keys.verify import verify_signature
 
     try:
         remote = client.remote_key(public)
@@ -196,26 +197,6 @@ async def check_key(client: KeylessClient, address: str, name: str, public: Cert
     return rows
 
 
-def verify_signature(public: CertificatePublicKeyTypes, scheme: SignatureScheme, message: bytes,
-                     signature: bytes) -> None:
-    """Raise ``InvalidSignature`` unless ``signature`` is ``scheme`` over ``message`` by ``public``."""
-    from cryptography.exceptions import InvalidSignature
-    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
-
-    from keyless.keys.schemes import is_pss, scheme_hash
-
-    algorithm = scheme_hash(scheme)
-    if isinstance(public, ed25519.Ed25519PublicKey):
-        public.verify(signature, message)
-    elif isinstance(public, ec.EllipticCurvePublicKey) and algorithm is not None:
-        public.verify(signature, message, ec.ECDSA(algorithm))
-    elif isinstance(public, rsa.RSAPublicKey) and algorithm is not None:
-        pad = padding.PSS(padding.MGF1(algorithm), algorithm.digest_size) if is_pss(scheme) else padding.PKCS1v15()
-        public.verify(signature, message, pad, algorithm)
-    else:
-        raise InvalidSignature(f"cannot verify {scheme.name} with {type(public).__name__}")
-
-
 def print_table(rows: list[Row]) -> None:
     header = ("SERVER", "KEY", "SKI", "OPERATION", "LATENCY", "RESULT")
     lines = [
@@ -227,6 +208,3 @@ def print_table(rows: list[Row]) -> None:
     for line in (header, *lines):
         print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(line[:5])) + "  " + line[5])
 
-
-if TYPE_CHECKING:
-    from keyless.keys.schemes import SignatureScheme

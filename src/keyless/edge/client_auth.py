@@ -28,7 +28,8 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from keyless.runtime.errors import ConfigError
+from keyless.runtime.errors import ConfigError, MaterialProblem
+from keyless.runtime.tls_material import read_ca_bundle
 
 MODES = ("none", "optional", "required")
 DEFAULT_FORWARD = "X-Client-Cert-"
@@ -128,13 +129,9 @@ def _ca_file(value: object, key: str, base: Path) -> Path:
 
 def load_ca_certificates(path: Path, key: str) -> tuple[x509.Certificate, ...]:
     try:
-        certificates = x509.load_pem_x509_certificates(path.read_bytes())
-    except (OSError, ValueError) as exc:
-        raise ConfigError(
-            key, f"cannot read PEM certificates from {str(path)!r}", "give the CA certificates as PEM"
-        ) from exc
-    if not certificates:
-        raise ConfigError(key, f"no certificate in {str(path)!r}", "give the CA certificates as PEM")
+        certificates = read_ca_bundle(path)
+    except MaterialProblem as exc:
+        raise exc.at(key) from None
     for certificate in certificates:
         try:
             is_ca = certificate.extensions.get_extension_for_class(x509.BasicConstraints).value.ca

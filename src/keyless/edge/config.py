@@ -30,8 +30,6 @@ from pathlib import Path
 
 from keyless.edge.client_auth import ClientAuthConfig, parse_client_auth
 from keyless.runtime.config import (
-    LOG_LEVEL_FIX,
-    LOG_LEVELS,
     Collector,
     ConfigError,
     MaterialProblem,
@@ -40,10 +38,11 @@ from keyless.runtime.config import (
     apply_environment,
     env_overrides,
     load_yaml,
+    unknown_variables,
 )
 from keyless.runtime.tls_material import (
     check_key_matches,
-    read_ca_bundle,
+    check_tls_files,
     read_chain,
     read_private_key,
     validity_problem,
@@ -137,7 +136,8 @@ class EdgeConfig:
     workers: int = 1
     enable_tls12: bool = True
     enable_rsa_key_exchange: bool = False
-    loglevel: str = "info"
+    loglevel: str = "INFO"  # Python's level name
+    log_format: str = "text"
     source: Path | None = None
     key_server_tls: KeyServerTLS | None = None  # the top-level default that sites without their own use
     strict_permissions: bool = True  # refuse private key files others can read or write (sshd StrictModes)
@@ -147,7 +147,7 @@ class EdgeConfig:
 # --- the schema -------------------------------------------------------------------------------------
 
 _TOP_KEYS = frozenset({"listen", "certificates", "key_server_tls", "origin", "tickets", "limits", "metrics_addr",
-                       "workers", "tls12", "rsa_key_exchange", "loglevel", "strict_permissions"})
+                       "workers", "tls12", "rsa_key_exchange", "loglevel", "log_format", "strict_permissions"})
 _LISTEN_KEYS = frozenset({"address", "port", "groups", "hybrid_hello_retry"})
 _KEY_SERVER_TLS_KEYS = frozenset({"client_cert", "client_key", "ca", "timeout", "server_name", "send_client_ip"})
 _ORIGIN_KEYS = frozenset({"mode", "address", "proxy_protocol", "connect_timeout", "response_timeout", "pool_size"})
@@ -158,10 +158,15 @@ _LIMIT_KEYS = frozenset({"handshake_timeout", "idle_timeout", "send_timeout", "m
 SITE_KEYS = {"names", "chain", "key_servers", "key_server_tls", "key_file", "default", "client_auth"}
 
 ENVIRONMENT = env_overrides(
-    ("metrics_addr", "workers", "tls12", "rsa_key_exchange", "loglevel", "strict_permissions"),
+    ("metrics_addr", "workers", "tls12", "rsa_key_exchange", "loglevel", "log_format", "strict_permissions"),
     {"key_server_tls": sorted(_KEY_SERVER_TLS_KEYS), "origin": sorted(_ORIGIN_KEYS), "tickets": sorted(_TICKET_KEYS),
      "limits": sorted(_LIMIT_KEYS)},
 )
+
+
+def environment_warnings(environ: Mapping[str, str] | None = None) -> list[str]:
+    """A warning per ``KEYLESS_*`` variable this daemon does not read (a typo, with a did-you-mean)."""
+    return unknown_variables(ENVIRONMENT, environ)
 
 
 def load_config(path: Path | str, environ: Mapping[str, str] | None = None) -> EdgeConfig:
@@ -200,7 +205,8 @@ def _build(top: Section, source: Path | None, collect: Collector) -> EdgeConfig:
         workers=read(lambda: top.integer("workers", 1, 1, 256), 1),
         enable_tls12=read(lambda: top.boolean("tls12", True), True),
         enable_rsa_key_exchange=read(lambda: top.boolean("rsa_key_exchange", False), False),
-        loglevel=read(lambda: top.enum("loglevel", "info", LOG_LEVELS, LOG_LEVEL_FIX).lower(), "info"),
+        loglevel=read(top.log_level, "INFO"),
+        log_format=read(top.log_format, "text"),
         source=source,
         key_server_tls=default_tls,
         strict_permissions=top.boolean("strict_permissions", True),
@@ -421,24 +427,8 @@ def check_material(config: EdgeConfig) -> tuple[list[ConfigError], list[str]]:
 
 
 def _check_key_server_tls(tls: KeyServerTLS, key: str, file: Path | None) -> list[ConfigError]:
-    problems = []
-    leaf = None
-    try:
-        chain = read_chain(tls.client_cert)
-        leaf = chain[0] if chain else None
-    except MaterialProblem as exc:
-        problems.append(ConfigError(f"{key}.client_cert", exc.problem, exc.fix, file=file))
-    try:
-        private = read_private_key(tls.client_key)
-        if leaf is not None:
-            check_key_matches(private, leaf, f"{key}.client_cert")
-    except MaterialProblem as exc:
-        problems.append(ConfigError(f"{key}.client_key", exc.problem, exc.fix, file=file))
-    try:
-        read_ca_bundle(tls.ca)
-    except MaterialProblem as exc:
-        problems.append(ConfigError(f"{key}.ca", exc.problem, exc.fix, file=file))
-    return problems
+    return check_tls_files(tls.client_cert, tls.client_key, tls.ca,
+                           (f"{key}.client_cert", f"{key}.client_key", f"{key}.ca"), file)
 
 
 __all__ = [
@@ -451,6 +441,7 @@ __all__ = [
     "SiteConfig",
     "TicketConfig",
     "check_material",
+    "environment_warnings",
     "load_config",
     "parse_config",
 ]

@@ -15,10 +15,9 @@ from pathlib import Path
 from typing import Any, cast
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
 from keyless.edge.sites import SiteTable
-from keyless.keys.schemes import SignatureScheme, is_pss, scheme_hash
+from keyless.keys.verify import verify_signature
 
 log = logging.getLogger("keyless.edge")
 
@@ -66,18 +65,4 @@ async def warn_unheld_keys(sites: SiteTable, source: Path | None, retry_interval
             await asyncio.sleep(retry_interval)
 
 
-def verify_signature(public: object, scheme: int, message: bytes, signature: bytes) -> None:
-    """Raise ``InvalidSignature`` unless ``signature`` is ``scheme`` over ``message`` by ``public``."""
-    algorithm = scheme_hash(SignatureScheme(scheme))
-    if isinstance(public, ed25519.Ed25519PublicKey):
-        public.verify(signature, message)
-    elif isinstance(public, ec.EllipticCurvePublicKey) and algorithm is not None:
-        public.verify(signature, message, ec.ECDSA(algorithm))
-    elif isinstance(public, rsa.RSAPublicKey) and algorithm is not None:
-        pss = padding.PSS(padding.MGF1(algorithm), algorithm.digest_size)
-        public.verify(signature, message, pss if is_pss(SignatureScheme(scheme)) else padding.PKCS1v15(), algorithm)
-    else:
-        raise InvalidSignature(f"cannot verify scheme 0x{scheme:04x} with {type(public).__name__}")
-
-
-__all__ = ["verify_signature", "warn_unheld_keys"]
+__all__ = ["warn_unheld_keys"]

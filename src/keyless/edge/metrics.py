@@ -206,14 +206,11 @@ def config_certificates(config: EdgeConfig) -> list[tuple[str, x509.Certificate]
 
 
 def warn_about_validity(certificates: Iterable[tuple[str, x509.Certificate]]) -> None:
-    """An expired or not-yet-valid site certificate is served (clients decide), but never silently."""
+    """A site certificate that expires within 14 days. An expired or not-yet-valid one is served (clients
+    decide) but never silently: ``edge.config.check_material`` names it, with the file and the key, once."""
     now = datetime.datetime.now(datetime.UTC)
     for site, leaf in certificates:
-        if leaf.not_valid_after_utc < now:
-            log.warning("certificate of site %s expired on %s", site, leaf.not_valid_after_utc.isoformat())
-        elif leaf.not_valid_before_utc > now:
-            log.warning("certificate of site %s is not valid before %s", site, leaf.not_valid_before_utc.isoformat())
-        elif leaf.not_valid_after_utc - now < datetime.timedelta(days=14):
+        if leaf.not_valid_before_utc <= now <= leaf.not_valid_after_utc < now + datetime.timedelta(days=14):
             log.warning("certificate of site %s expires on %s", site, leaf.not_valid_after_utc.isoformat())
 
 

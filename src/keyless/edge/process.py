@@ -29,9 +29,9 @@ from typing import TextIO
 
 from cryptography import x509
 
-from keyless.edge.config import ConfigError, EdgeConfig, check_material, load_config
+from keyless.edge.config import ConfigError, EdgeConfig, check_material, environment_warnings, load_config
 from keyless.runtime import loop as runtime_loop
-from keyless.runtime.config import listen_error, problems_of
+from keyless.runtime.config import Checked, listen_error, load_for_start
 from keyless.runtime.logging import configure as configure_logging
 from keyless.runtime.metrics import MetricsEndpoint, daemon_registry, multiprocess_collector
 from keyless.runtime.supervisor import StartInterrupted, Supervisor, WorkerCommand, WorkerStartError
@@ -39,17 +39,18 @@ from keyless.runtime.supervisor import StartInterrupted, Supervisor, WorkerComma
 log = logging.getLogger("keyless.edge")
 
 
-def run(config_path: str, *, workers: int | None = None, worker_child: bool = False, log_format: str = "text",
+def run(config_path: str, *, workers: int | None = None, worker_child: bool = False, log_format: str | None = None,
         out: TextIO = sys.stdout) -> int:
-    try:
+    """``log_format``: ``--log-format``, which overrides ``log_format:`` (None: the configuration's)."""
+
+    def load() -> Checked[EdgeConfig]:
         config = load_config(config_path)
-        problems = check_material(config)[0]  # the warnings are logged by each Edge, once logging is set up
-    except ConfigError as exc:
-        problems = problems_of(exc)
-    for problem in problems:
-        print(f"keyless edge: configuration error: {problem}", file=sys.stderr)
-    if problems:
+        return config, check_material(config)[0]  # its warnings are logged by the Edge, once logging is set up
+
+    config = load_for_start("edge", load, environment_warnings(), sys.stderr, warn=not worker_child)
+    if config is None:
         return 2
+    log_format = log_format or config.log_format
     configure_logging("edge", config.loglevel, log_format)
     path = Path(config_path)
     if worker_child:

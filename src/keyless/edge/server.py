@@ -21,6 +21,7 @@ from keyless.edge.sites import GroupFactory, KeyServerHealth, SiteTable, build_s
 from keyless.edge.tcp_proxy import TCPProxy
 from keyless.edge.tickets import build_ticket_ring
 from keyless.runtime.config import ConfigError, changed_keys, listen_error
+from keyless.runtime.logging import speaks_for_all
 from keyless.tls.asyncio_adapter import TLSStream
 from keyless.tls.config import CertifiedKey, ClientHelloInfo, ServerConfig
 from keyless.tls.session_cache import MemorySessionCache
@@ -28,7 +29,8 @@ from keyless.tls.session_cache import MemorySessionCache
 log = logging.getLogger("keyless.edge")
 
 # Settings a running edge cannot change (attribute -> configuration key): its sockets, processes and metrics port.
-RESTART_KEYS = {"listeners": "listen", "workers": "workers", "metrics_addr": "metrics_addr"}
+RESTART_KEYS = {"listeners": "listen", "workers": "workers", "metrics_addr": "metrics_addr",
+                "log_format": "log_format"}
 
 READINESS_INTERVAL = 2.0
 READINESS_TIMEOUT = 2.0
@@ -78,10 +80,12 @@ class Edge:
         problems, warnings = check_material(config)
         if problems:
             raise problems[0]
-        for warning in warnings:
+        speaks = speaks_for_all()
+        for warning in warnings if speaks else ():
             log.warning("%s", warning)
         try:
-            return build_sites(config, self._group_factory, wrap_key=lambda key: instrument(key, self.metrics))
+            return build_sites(config, self._group_factory, wrap_key=lambda key: instrument(key, self.metrics),
+                               warn=speaks)
         except ConfigError as exc:
             raise exc.located(config.source) from None
 
@@ -200,6 +204,8 @@ class Edge:
 
         if self._key_check_task is not None:
             self._key_check_task.cancel()
+        if not speaks_for_all():
+            return
         if self.sites.groups:
             self._key_check_settled = False
             self._key_check_first_pass = asyncio.Event()
@@ -242,7 +248,7 @@ class Edge:
     async def reload(self, config: EdgeConfig) -> None:
         """SIGHUP: new certificates, keys, origin, limits, tickets and log level; the keys in RESTART_KEYS keep
         their running values (each change logged once per SIGHUP, by key) until the next restart."""
-        for key in changed_keys(self.config, config, RESTART_KEYS):
+        for key in changed_keys(self.config, config, RESTART_KEYS) if speaks_for_all() else ():
             log.warning("reload: %s changed in %s but needs a restart; keeping the running value", key, config.source)
         # Compare the next file with what runs, not with the last file read: a restored listen: is no change.
         config = replace(config, **{attribute: getattr(self.config, attribute) for attribute in RESTART_KEYS})

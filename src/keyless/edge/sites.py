@@ -29,6 +29,8 @@ from keyless.edge.config import ConfigError, EdgeConfig, KeyServerTLS, SiteConfi
 from keyless.keys.base import AsyncPrivateKey
 from keyless.keys.local import LocalKey
 from keyless.keys.permissions import UnsafeKeyFile, check_key_file
+from keyless.runtime.errors import MaterialProblem
+from keyless.runtime.tls_material import read_chain
 from keyless.tls.config import CertifiedKey, ClientHelloInfo
 from keyless.tls.suites import DEFAULT_GROUPS, choose_signature_scheme
 from keyless.tls.tls12_suites import enabled_suites, negotiate
@@ -206,15 +208,11 @@ def _group_label(key: GroupKey) -> str:
 
 
 def load_chain(path: Path, key: str) -> tuple[x509.Certificate, ...]:
+    """The site's chain, leaf first, each certificate issued by the next (as ``--check-config`` checks it)."""
     try:
-        chain = x509.load_pem_x509_certificates(path.read_bytes())
-    except (OSError, ValueError) as exc:
-        raise ConfigError(
-            key, f"cannot read a PEM certificate chain from {str(path)!r}", "give PEM, leaf first"
-        ) from exc
-    if not chain:
-        raise ConfigError(key, f"no certificate in {str(path)!r}", "give PEM, leaf first")
-    return tuple(chain)
+        return tuple(read_chain(path))
+    except MaterialProblem as exc:
+        raise exc.at(key) from None
 
 
 def check_private_key(path: Path, key: str, strict: bool) -> None:
@@ -249,9 +247,12 @@ def build_sites(
     config: EdgeConfig,
     group_factory: GroupFactory | None = None,
     wrap_key: Callable[[AsyncPrivateKey], AsyncPrivateKey] | None = None,
+    *,
+    warn: bool = True,
 ) -> SiteTable:
     """Load every site; key-server groups are created through ``group_factory`` (default: keyless.client);
-    ``wrap_key`` may wrap each key (the edge instruments them for metrics)."""
+    ``wrap_key`` may wrap each key (the edge instruments them for metrics). ``warn``: log a configured
+    name a certificate does not cover (False in all but one of the processes sharing a configuration)."""
     factory = group_factory if group_factory is not None else default_group_factory
     check_shared_names([(site.names, site.client_auth or NO_CLIENT_AUTH) for site in config.sites])
     groups: dict[GroupKey, KeyServerGroup] = {}
@@ -279,7 +280,8 @@ def build_sites(
             certified = CertifiedKey(chain=chain, key=key)
         except ValueError as exc:
             raise ConfigError(f"{key_name}.chain", str(exc), "use an RSA, ECDSA or Ed25519 certificate") from exc
-        _warn_uncovered_names(site_config, chain[0])
+        if warn:
+            _warn_uncovered_names(site_config, chain[0])
         sites.append(Site(site_config, certified, group))
     return SiteTable(sites, groups, enable_rsa_key_exchange=config.enable_rsa_key_exchange)
 

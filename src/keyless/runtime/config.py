@@ -44,6 +44,9 @@ from keyless.runtime.errors import (
     redact_url,
     show,
 )
+from keyless.runtime.logging import FORMATS as LOG_FORMATS
+from keyless.runtime.logging import WORKER_INDEX_VARIABLE
+from keyless.runtime.loop import NO_UVLOOP_VARIABLE
 
 T = TypeVar("T")
 
@@ -155,6 +158,26 @@ def apply_environment(document: dict[str, Any], origin: Origin, overrides: Itera
             origin.variables[".".join(override.path)] = override.variable
 
 
+# KEYLESS_* variables read outside the schemas (the PKCS#11 PIN, the event-loop choice, a worker's index, the
+# test suite's switch): never reported as unknown.
+PROCESS_VARIABLES = frozenset({"KEYLESS_PKCS11_PIN", NO_UVLOOP_VARIABLE, WORKER_INDEX_VARIABLE, "KEYLESS_REQUIRE_ALL"})
+
+
+def unknown_variables(overrides: Iterable[EnvOverride], environ: Mapping[str, str] | None = None) -> list[str]:
+    """One warning per ``KEYLESS_*`` variable in the environment that no override reads: a typo
+    (``KEYLESS_PROT``) would otherwise be ignored without a word. Values are never shown (one may be secret)."""
+    env = os.environ if environ is None else environ
+    known = sorted({override.variable for override in overrides} | PROCESS_VARIABLES)
+    warnings = []
+    for name in sorted(env):
+        if not name.startswith("KEYLESS_") or name in known:
+            continue
+        near = difflib.get_close_matches(name, known, n=1, cutoff=0.8)
+        hint = f"did you mean {near[0]}?" if near else "see the daemon's documentation for the KEYLESS_* variables"
+        warnings.append(f"environment variable {name} is not a setting of this daemon and is ignored ({hint})")
+    return warnings
+
+
 def comma_list(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
@@ -250,21 +273,22 @@ class Section:
 
     def duration(self, key: str, default: float, low: float, high: float) -> float:
         """Seconds: a number, or a number with ms, s, m or h (``500ms``, ``2m``)."""
-        value = self.raw(key, default)
-        seconds = _number_with_unit(value, _DURATION_UNITS, "s")
-        if seconds is None or not low <= seconds <= high:
-            raise self.error(key, f"{show(value)} is not a duration in {low:g}..{high:g} seconds",
-                             f"use seconds from {low:g} to {high:g}, e.g. 10 or 500ms")
-        return seconds
+        return self._measure(key, default, low, high, _DURATION_UNITS, "s", whole=False, what="a duration",
+                             fix=f"use seconds from {low:g} to {high:g}, e.g. 10 or 500ms", unit="seconds")
 
     def size(self, key: str, default: int, low: int, high: int) -> int:
         """Bytes: a whole number, or with a binary unit (``16KiB``, ``1MiB``; k and M mean the same)."""
+        return int(self._measure(key, default, low, high, _SIZE_UNITS, "", whole=True, what="a size", unit="bytes",
+                                 fix=f"use a whole number of bytes from {low} to {high}, e.g. 16384 or 16KiB"))
+
+    def _measure(self, key: str, default: float, low: float, high: float, units: Mapping[str, float],
+                 default_unit: str, *, whole: bool, what: str, unit: str, fix: str) -> float:
+        """A number with an optional unit, converted to the base unit and checked against ``low..high``."""
         value = self.raw(key, default)
-        size = _number_with_unit(value, _SIZE_UNITS, "")
-        if size is None or size != int(size) or not low <= size <= high:
-            raise self.error(key, f"{show(value)} is not a size in {low}..{high} bytes",
-                             f"use a whole number of bytes from {low} to {high}, e.g. 16384 or 16KiB")
-        return int(size)
+        amount = _number_with_unit(value, units, default_unit)
+        if amount is None or (whole and amount != int(amount)) or not low <= amount <= high:
+            raise self.error(key, f"{show(value)} is not {what} in {low:g}..{high:g} {unit}", fix)
+        return amount
 
     def boolean(self, key: str, default: bool) -> bool:
         value = self.raw(key, default)
@@ -285,6 +309,14 @@ class Section:
         if isinstance(lookup, bool) or not isinstance(lookup, str | int) or lookup not in choices:
             raise self.error(key, f"{show(value)} is not allowed", fix)
         return choices[lookup]
+
+    def log_level(self, key: str = "loglevel") -> str:
+        """The log level both daemons accept, as Python's level name (``INFO``)."""
+        return self.enum(key, "info", LOG_LEVELS, LOG_LEVEL_FIX)
+
+    def log_format(self, key: str = "log_format") -> str:
+        """``text`` or ``json`` (see ``keyless.runtime.logging``)."""
+        return self.enum(key, "text", {name: name for name in LOG_FORMATS}, "use text or json")
 
     def text(self, key: str, default: str | None = None, *, secret: bool = False) -> str | None:
         value = self.raw(key, default)
@@ -416,23 +448,46 @@ LOG_LEVEL_FIX = "use debug, info, warning, error or critical, or a number 0 (deb
 # --- --check-config ---------------------------------------------------------------------------------
 
 
-def report(daemon: str, problems: list[ConfigError], warnings: list[str], ok_line: str, out: TextIO,
-           err: TextIO) -> int:
-    """The one ``--check-config`` outcome: one line per problem (exit 2) or per warning, then OK (exit 0)."""
+def print_problems(daemon: str, problems: Iterable[ConfigError], warnings: Iterable[str], err: TextIO) -> None:
+    """The one shape of configuration messages: ``keyless <daemon>: warning|configuration error: ...``."""
     for warning in warnings:
         print(f"keyless {daemon}: warning: {warning}", file=err)
     for problem in problems:
         print(f"keyless {daemon}: configuration error: {problem}", file=err)
+
+
+def report(daemon: str, problems: list[ConfigError], warnings: list[str], ok_line: str, out: TextIO,
+           err: TextIO) -> int:
+    """The one ``--check-config`` outcome: one line per problem (exit 2) or per warning, then OK (exit 0)."""
+    print_problems(daemon, problems, warnings, err)
     if problems:
         return 2
     print(ok_line, file=out)
     return 0
 
 
+Checked = tuple[T, list[ConfigError]]  # a configuration and the problems its files have
+
+
+def load_for_start(daemon: str, load: Callable[[], Checked[T]], warnings: list[str], err: TextIO, *,
+                   warn: bool = True) -> T | None:
+    """Start-up's configuration step, the same for both daemons: ``load`` reads and checks (raising
+    ``ConfigError`` or returning the problems it found); each warning and each problem is one line on
+    ``err`` and a problem makes the result None (the daemon exits 2). ``warn=False`` for a worker: its
+    supervisor said them."""
+    try:
+        config, problems = load()
+    except ConfigError as exc:
+        problems = problems_of(exc)
+    print_problems(daemon, problems, warnings if warn else [], err)
+    return None if problems else config
+
+
 # The errors and address rules are re-exported: a daemon's schema imports everything from here.
 __all__ = [
-    "HOST_PORT_FIX", "LOG_LEVELS", "LOG_LEVEL_FIX", "REDACTED", "Collector", "ConfigError", "ConfigProblems",
-    "EnvOverride", "MaterialProblem", "Origin", "Section", "apply_environment", "changed_keys", "check_host",
-    "check_listen_host", "comma_list", "env_overrides", "listen_error", "load_yaml", "parse_host_port",
-    "problems_of", "redact_url", "report", "show",
+    "HOST_PORT_FIX", "LOG_LEVELS", "LOG_LEVEL_FIX", "PROCESS_VARIABLES", "REDACTED", "Checked", "Collector",
+    "ConfigError", "ConfigProblems", "EnvOverride", "MaterialProblem", "Origin", "Section", "apply_environment",
+    "changed_keys", "check_host", "check_listen_host", "comma_list", "env_overrides", "listen_error",
+    "load_for_start", "load_yaml", "parse_host_port", "print_problems", "problems_of", "redact_url", "report",
+    "show", "unknown_variables",
 ]

@@ -95,6 +95,10 @@ class MaterialProblem(ValueError):
         self.problem = problem
         self.fix = fix
 
+    def at(self, key: str, file: Path | str | None = None) -> ConfigError:
+        """This problem as the error of the configuration key that named the file."""
+        return ConfigError(key, self.problem, self.fix, file=file)
+
 
 def show(value: object, *, secret: bool = False) -> str:
     """A value for an error message: never a secret, never a screenful."""

@@ -63,6 +63,12 @@ def worker_index() -> int | None:
     return int(value) if value.isdigit() else None
 
 
+def speaks_for_all() -> bool:
+    """Whether this process logs what the configuration deserves a warning for: a single process, or the
+    first worker of ``--workers N`` (the workers share one configuration; N copies of a line help no one)."""
+    return worker_index() in (None, 0)
+
+
 class _Formatter(logging.Formatter):
     def __init__(self, daemon: str, json_lines: bool, journald: bool) -> None:
         super().__init__()

@@ -16,17 +16,21 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
-from keyless.runtime.config import MaterialProblem
+from keyless.runtime.errors import ConfigError, MaterialProblem
 
 _SPKI = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
-def read_certificates(path: Path) -> list[x509.Certificate]:
+def _read_bytes(path: Path) -> bytes:
     try:
-        data = path.read_bytes()
+        return path.read_bytes()
     except OSError as exc:
         raise MaterialProblem(f"cannot read {str(path)!r} ({exc.strerror})", "check the path and its permissions") \
             from None
+
+
+def read_certificates(path: Path) -> list[x509.Certificate]:
+    data = _read_bytes(path)
     try:
         certificates = x509.load_pem_x509_certificates(data)
     except ValueError:
@@ -69,11 +73,7 @@ def read_chain(path: Path) -> list[x509.Certificate]:
 
 
 def read_private_key(path: Path) -> PrivateKeyTypes:
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise MaterialProblem(f"cannot read {str(path)!r} ({exc.strerror})", "check the path and its permissions") \
-            from None
+    data = _read_bytes(path)
     try:
         return serialization.load_pem_private_key(data, password=None)
     except TypeError:
@@ -101,6 +101,30 @@ def read_ca_bundle(path: Path) -> list[x509.Certificate]:
     return certificates
 
 
+def check_tls_files(cert: Path, key: Path, ca: Path, names: tuple[str, str, str],
+                    file: Path | None) -> list[ConfigError]:
+    """A daemon's mutual-TLS files as start-up loads them — certificate chain, its private key (which must
+    belong to the leaf), CA bundle — each problem blamed on its key (``names``: the keys of the three)."""
+    cert_key, key_key, ca_key = names
+    problems: list[ConfigError] = []
+    leaf = None
+    try:
+        leaf = read_chain(cert)[0]
+    except MaterialProblem as exc:
+        problems.append(exc.at(cert_key, file))
+    try:
+        private = read_private_key(key)
+        if leaf is not None:
+            check_key_matches(private, leaf, cert_key)
+    except MaterialProblem as exc:
+        problems.append(exc.at(key_key, file))
+    try:
+        read_ca_bundle(ca)
+    except MaterialProblem as exc:
+        problems.append(exc.at(ca_key, file))
+    return problems
+
+
 def validity_problem(cert: x509.Certificate, now: datetime.datetime | None = None) -> str | None:
     """Why ``cert`` is not valid now (expired, not yet valid), or None."""
     moment = now or datetime.datetime.now(datetime.UTC)
@@ -111,5 +135,5 @@ def validity_problem(cert: x509.Certificate, now: datetime.datetime | None = Non
     return None
 
 
-__all__ = ["check_key_matches", "read_ca_bundle", "read_certificates", "read_chain", "read_private_key",
-           "validity_problem"]
+__all__ = ["check_key_matches", "check_tls_files", "read_ca_bundle", "read_certificates", "read_chain",
+           "read_private_key", "validity_problem"]

@@ -21,19 +21,17 @@ from typing import Any
 from keyless.keys.loader import KeySource
 from keyless.keys.pkcs11_uri import Pkcs11UriError, parse_pkcs11_uri
 from keyless.runtime.config import (
-    LOG_LEVEL_FIX,
-    LOG_LEVELS,
     Collector,
     ConfigError,
-    MaterialProblem,
     Origin,
     Section,
     apply_environment,
     comma_list,
     env_overrides,
     load_yaml,
+    unknown_variables,
 )
-from keyless.runtime.tls_material import check_key_matches, read_ca_bundle, read_chain, read_private_key
+from keyless.runtime.tls_material import check_tls_files
 
 DEFAULT_SEARCH_PATH = (Path("gokeyless.yaml"), Path("/etc/keyless/gokeyless.yaml"))
 
@@ -47,7 +45,7 @@ UNSUPPORTED_KEYS = {
 }
 
 # Command-line options that override keys: ``--loglevel`` is blamed for a bad level, not ``loglevel:``.
-OPTION_OF_KEY = {"workers": "--workers", "strict": "--strict", "loglevel": "--loglevel"}
+OPTION_OF_KEY = {"workers": "--workers", "strict": "--strict", "loglevel": "--loglevel", "log_format": "--log-format"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +59,7 @@ class KeyServerConfig:
     metrics_port: int = 2406
     key_sources: tuple[KeySource, ...] = ()
     loglevel: str = "INFO"
+    log_format: str = "text"
     workers: int = 1
     strict: bool = False
     strict_permissions: bool = True  # refuse key files others can read/write (sshd StrictModes)
@@ -76,7 +75,7 @@ class KeyServerConfig:
 _KNOWN_KEYS = frozenset(
     {
         "port", "listen", "metrics_port", "metrics_addr", "auth_cert", "auth_key", "cloudflare_ca_cert", "ca_cert",
-        "private_key_dirs", "private_key_stores", "loglevel", "workers", "strict", "handshake_timeout",
+        "private_key_dirs", "private_key_stores", "loglevel", "log_format", "workers", "strict", "handshake_timeout",
         "idle_timeout", "max_in_flight", "rsa_threads", "strict_permissions",
     }
 )
@@ -96,6 +95,11 @@ ENVIRONMENT = env_overrides(sorted(_KNOWN_KEYS), converters={
     "private_key_dirs": lambda text: _env_value("private_key_dirs", text),
     "private_key_stores": lambda text: _env_value("private_key_stores", text),
 })
+
+
+def environment_warnings(environ: Mapping[str, str] | None = None) -> list[str]:
+    """A warning per ``KEYLESS_*`` variable this daemon does not read (a typo, with a did-you-mean)."""
+    return unknown_variables(ENVIRONMENT, environ)
 
 
 def find_config(explicit: str | None) -> Path:
@@ -150,7 +154,8 @@ def _build(top: Section, source: Path | None, cli_overrides: tuple[tuple[str, An
         metrics_host=metrics_host,
         metrics_port=metrics_port,
         key_sources=read(lambda: _key_sources(top, source), ()),
-        loglevel=read(lambda: top.enum("loglevel", "info", LOG_LEVELS, LOG_LEVEL_FIX), "INFO"),
+        loglevel=read(top.log_level, "INFO"),
+        log_format=read(top.log_format, "text"),
         workers=read(lambda: top.integer("workers", 1, 1, 256), 1),
         strict=read(lambda: top.boolean("strict", False), False),
         strict_permissions=read(lambda: top.boolean("strict_permissions", True), True),
@@ -226,27 +231,9 @@ def _store(index: int, store: Any, base: Path) -> KeySource:
 
 def check_material(config: KeyServerConfig) -> list[ConfigError]:
     """Read the TLS files as start-up will: every problem, each naming its key and the file."""
-    file = config.source
-    problems: list[ConfigError] = []
-    leaf = None
-    try:
-        leaf = read_chain(config.auth_cert)[0]
-    except MaterialProblem as exc:
-        problems.append(ConfigError("auth_cert", exc.problem, exc.fix, file=file))
-    except IndexError:
-        problems.append(ConfigError("auth_cert", f"{str(config.auth_cert)!r} holds no certificate",
-                                    "give the PEM certificate of this key server", file=file))
-    try:
-        key = read_private_key(config.auth_key)
-        if leaf is not None:
-            check_key_matches(key, leaf, "auth_cert")
-    except MaterialProblem as exc:
-        problems.append(ConfigError("auth_key", exc.problem, exc.fix, file=file))
-    try:
-        read_ca_bundle(config.ca_cert)
-    except MaterialProblem as exc:
-        problems.append(ConfigError("cloudflare_ca_cert", exc.problem, exc.fix, file=file))
-    return problems
+    return check_tls_files(config.auth_cert, config.auth_key, config.ca_cert,
+                           ("auth_cert", "auth_key", "cloudflare_ca_cert"), config.source)
 
 
-__all__ = ["DEFAULT_SEARCH_PATH", "ConfigError", "KeyServerConfig", "check_material", "find_config", "load_config"]
+__all__ = ["DEFAULT_SEARCH_PATH", "ConfigError", "KeyServerConfig", "check_material", "environment_warnings",
+           "find_config", "load_config"]

@@ -22,10 +22,16 @@ from cryptography import x509
 from keyless.keys.loader import KeyLoadError, load_keys
 from keyless.keys.store import KeyStore
 from keyless.runtime import loop as runtime_loop
-from keyless.runtime.config import listen_error, problems_of
+from keyless.runtime.config import Checked, listen_error, load_for_start
 from keyless.runtime.logging import configure as configure_logging
 from keyless.runtime.metrics import MetricsEndpoint, daemon_registry, in_multiprocess_mode
-from keyless.server.config import ConfigError, KeyServerConfig, check_material, find_config, load_config
+from keyless.server.config import (
+    KeyServerConfig,
+    check_material,
+    environment_warnings,
+    find_config,
+    load_config,
+)
 from keyless.server.metrics import KeyServerMetrics, serving_registry
 from keyless.server.service import KeyServer
 
@@ -35,18 +41,20 @@ PUBLISH_INTERVAL = 0.5  # seconds between a worker's copies of its metrics into 
 
 
 def main(config_path: str | None = None, workers: int | None = None, strict: bool | None = None,
-         loglevel: str | None = None, log_format: str = "text", worker_child: bool = False) -> int:
-    try:
+         loglevel: str | None = None, log_format: str | None = None, worker_child: bool = False) -> int:
+    """``log_format``: ``--log-format``, which overrides ``log_format:`` (None: the configuration's)."""
+    path: Path | None = None
+
+    def load() -> Checked[KeyServerConfig]:
+        nonlocal path
         path = find_config(config_path)
-        config = load_config(path, workers=workers, strict=strict, loglevel=loglevel)
-        problems = check_material(config)
-    except ConfigError as exc:
-        problems = problems_of(exc)
-    for problem in problems:
-        print(f"keyless keyserver: configuration error: {problem}", file=sys.stderr)
-    if problems:
+        config = load_config(path, workers=workers, strict=strict, loglevel=loglevel, log_format=log_format)
+        return config, check_material(config)
+
+    config = load_for_start("keyserver", load, environment_warnings(), sys.stderr, warn=not worker_child)
+    if config is None:
         return 2
-    configure_logging("keyserver", config.loglevel, log_format)
+    configure_logging("keyserver", config.loglevel, config.log_format)
     if worker_child:
         handoff = json.loads(sys.stdin.readline())
         return run_single(dataclasses.replace(config, port=int(handoff["port"])), worker=True,
@@ -56,7 +64,7 @@ def main(config_path: str | None = None, workers: int | None = None, strict: boo
         from keyless.server.workers import run_workers
 
         argv = [sys.executable, "-m", "keyless", "keyserver", "--config", str(path), "--worker-child",
-                "--workers", str(config.workers), "--log-format", log_format]
+                "--workers", str(config.workers), "--log-format", config.log_format]
         if strict:
             argv.append("--strict")
         if loglevel is not None:

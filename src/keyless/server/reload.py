@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from keyless.runtime.config import ConfigError, changed_keys
+from keyless.runtime.logging import speaks_for_all
 from keyless.server.config import KeyServerConfig, check_material, load_config
 
 log = logging.getLogger("keyless.keyserver")
@@ -25,7 +26,7 @@ log = logging.getLogger("keyless.keyserver")
 # Attribute -> configuration key, for what lives in sockets, processes or threads made at start.
 RESTART_KEYS = {
     "listen": "listen", "port": "port", "metrics_host": "metrics_addr", "metrics_port": "metrics_port",
-    "workers": "workers", "rsa_threads": "rsa_threads",
+    "workers": "workers", "rsa_threads": "rsa_threads", "log_format": "log_format",
 }
 
 
@@ -39,8 +40,9 @@ def reread(running: KeyServerConfig) -> KeyServerConfig:
 
 
 def merge(running: KeyServerConfig, loaded: KeyServerConfig) -> KeyServerConfig:
-    """``loaded`` with the restart-only keys of ``running``; logs each of those that changed."""
-    for key in changed_keys(running, loaded, RESTART_KEYS):
+    """``loaded`` with the restart-only keys of ``running``; logs each of those that changed (once per daemon:
+    in the first worker of ``--workers N``)."""
+    for key in changed_keys(running, loaded, RESTART_KEYS) if speaks_for_all() else ():
         if key == "port" and loaded.port == 0:
             continue  # port 0 asks for any free port: the one this process holds is one
         log.warning("reload: %s changed in %s but needs a restart; keeping the running value", key, loaded.source)

@@ -38,6 +38,7 @@ from typing import Any, cast
 
 from keyless.keys.base import AsyncPrivateKey
 from keyless.tls.alerts import AlertDescription, TLSUsageError
+from keyless.tls.codec import take_joined
 from keyless.tls.config import ServerConfig
 from keyless.tls.connection import TLSServerConnection
 from keyless.tls.events import (
@@ -287,8 +288,7 @@ class _TLSServerProtocol(asyncio.Protocol):
         out = self._out
         if not out:
             return
-        data = out[0] if len(out) == 1 else b"".join(out)
-        out.clear()
+        data = take_joined(out)
         self._out_size = 0
         if self._transport is not None:
             self._transport.write(data)

@@ -147,6 +147,21 @@ class Reader:
         return _u16_struct(n >> 1).unpack_from(self._data, start)
 
 
+def read_certificate_list(entries: Reader, *, extensions: bool) -> tuple[bytes, ...]:
+    """The DER certificates of a ``certificate_list`` (each ``opaque ASN.1Cert<1..2^24-1>``), with the
+    per-certificate extensions of TLS 1.3 (RFC 8446 §4.4.2; we ask for none, so they are skipped) or
+    without (RFC 5246 §7.4.2)."""
+    chain: list[bytes] = []
+    while not entries.at_end():
+        der = entries.opaque24()
+        if not der:
+            raise TLSAlert(AlertDescription.decode_error, "empty certificate entry")
+        if extensions:
+            entries.vec16()
+        chain.append(der)
+    return tuple(chain)
+
+
 @lru_cache(maxsize=64)
 def _u16_struct(count: int) -> struct.Struct:
     return struct.Struct(f">{count}H")
@@ -154,6 +169,13 @@ def _u16_struct(count: int) -> struct.Struct:
 
 def unpack_u16s(raw: bytes) -> tuple[int, ...]:
     return tuple(_u16_struct(len(raw) // 2).unpack(raw))
+
+
+def take_joined(parts: list[bytes]) -> bytes:
+    """All of ``parts`` as one ``bytes`` (the one part itself when there is one: no copy), emptying the list."""
+    data = parts[0] if len(parts) == 1 else b"".join(parts)
+    parts.clear()
+    return data
 
 
 class Writer:

@@ -120,11 +120,16 @@ def parse_key_share(r: Reader) -> tuple[tuple[int, bytes], ...]:
 
 
 def parse_psk_modes(r: Reader) -> tuple[int, ...]:
-    modes = r.opaque8()
-    r.expect_end("psk_key_exchange_modes")
-    if not modes:
-        raise _decode_error("empty psk_key_exchange_modes")
-    return tuple(modes)
+    return _u8_list(r, "psk_key_exchange_modes")
+
+
+def _u8_list(r: Reader, name: str) -> tuple[int, ...]:
+    """An extension that is one non-empty ``uint8 list<1..2^8-1>``."""
+    items = r.opaque8()
+    r.expect_end(name)
+    if not items:
+        raise _decode_error(f"empty {name}")
+    return tuple(items)
 
 
 def parse_alpn(r: Reader) -> tuple[bytes, ...]:
@@ -179,11 +184,7 @@ def parse_renegotiation_info(r: Reader) -> bytes:
 
 
 def parse_ec_point_formats(r: Reader) -> tuple[int, ...]:
-    formats = r.opaque8()
-    r.expect_end("ec_point_formats")
-    if not formats:
-        raise _decode_error("empty ec_point_formats")
-    return tuple(formats)
+    return _u8_list(r, "ec_point_formats")
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ from functools import lru_cache
 
 from keyless.tls import extensions as ext
 from keyless.tls.alerts import AlertDescription, TLSAlert
-from keyless.tls.codec import Reader, Writer, handshake_message
+from keyless.tls.codec import Reader, Writer, handshake_message, read_certificate_list
 from keyless.tls.extensions import ExtensionType, OfferedPsks
 
 
@@ -348,14 +348,7 @@ def parse_client_certificate(body: bytes) -> tuple[bytes, ...]:
         raise TLSAlert(AlertDescription.illegal_parameter, "unexpected certificate_request_context")
     entries = r.vec24()
     r.expect_end("Certificate")
-    chain: list[bytes] = []
-    while not entries.at_end():
-        der = entries.opaque24()
-        if not der:
-            raise TLSAlert(AlertDescription.decode_error, "empty certificate entry")
-        entries.vec16()  # per-certificate extensions: we asked for none, ignore
-        chain.append(der)
-    return tuple(chain)
+    return read_certificate_list(entries, extensions=True)
 
 
 def parse_certificate_verify(body: bytes) -> tuple[int, bytes]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from keyless.tls.alerts import AlertDescription, TLSAlert
+from keyless.tls.messages import HandshakeType
 
 # The most each message a client can send may hold, from its structure (RFC 8446 §4, RFC 5246 §7.4).
 MAX_CLIENT_HELLO_BODY = (
@@ -34,25 +35,18 @@ MAX_CLIENT_KEY_EXCHANGE_BODY = 2 + 65535  # EncryptedPreMasterSecret<0..2^16-1> 
 MAX_KEY_UPDATE_BODY = 1
 MAX_CLIENT_CERTIFICATE_MESSAGE = 262144  # Go maxHandshakeCertificateMsg: our bound on a client's chain
 
-_CLIENT_HELLO = 1
-_END_OF_EARLY_DATA = 5
-_CERTIFICATE = 11
-_CERTIFICATE_VERIFY = 15
-_CLIENT_KEY_EXCHANGE = 16
-_FINISHED = 20
-_KEY_UPDATE = 24
-
 # Structural maximum body length of every handshake message type a client may send (TLS 1.3 or 1.2).
 CLIENT_MESSAGES: Mapping[int, int] = {
-    _CLIENT_HELLO: MAX_CLIENT_HELLO_BODY,
-    _END_OF_EARLY_DATA: 0,
-    _CERTIFICATE: (1 << 24) - 1,
-    _CERTIFICATE_VERIFY: MAX_CERTIFICATE_VERIFY_BODY,
-    _CLIENT_KEY_EXCHANGE: MAX_CLIENT_KEY_EXCHANGE_BODY,
-    _FINISHED: MAX_FINISHED_BODY,
-    _KEY_UPDATE: MAX_KEY_UPDATE_BODY,
+    int(HandshakeType.client_hello): MAX_CLIENT_HELLO_BODY,
+    int(HandshakeType.end_of_early_data): 0,
+    int(HandshakeType.certificate): (1 << 24) - 1,
+    int(HandshakeType.certificate_verify): MAX_CERTIFICATE_VERIFY_BODY,
+    int(HandshakeType.client_key_exchange): MAX_CLIENT_KEY_EXCHANGE_BODY,
+    int(HandshakeType.finished): MAX_FINISHED_BODY,
+    int(HandshakeType.key_update): MAX_KEY_UPDATE_BODY,
 }
 
+_CERTIFICATE = int(HandshakeType.certificate)  # compared with every message's type: a plain int
 DEFAULT_MAX_MESSAGE = MAX_CLIENT_HELLO_BODY  # the largest a client's non-Certificate message can be
 
 

@@ -26,6 +26,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 
 from keyless.tls.alerts import AlertDescription, TLSAlert
+from keyless.tls.codec import take_joined
 from keyless.tls.key_schedule import hmac_digest
 from keyless.tls.reassembly import HandshakeReassembler as HandshakeReassembler  # its home before reassembly.py
 from keyless.tls.suites import CipherSuite13
@@ -443,8 +444,7 @@ class RecordLayer:
         parts = self._pending_handshake
         if not parts:
             return
-        payload = parts[0] if len(parts) == 1 else b"".join(parts)
-        parts.clear()
+        payload = take_joined(parts)
         self._pending_handshake_size = 0
         if len(payload) <= self.max_fragment:
             self._write_fragment(HANDSHAKE, payload)  # a whole flight usually fits one record

@@ -168,6 +168,14 @@ def check_key_share_encoding(group: int, peer_public: bytes) -> None:
         raise TLSAlert(AlertDescription.illegal_parameter, "key share is not an uncompressed point")
 
 
+def nist_peer_point(curve: ec.EllipticCurve, peer_public: bytes) -> ec.EllipticCurvePublicKey:
+    """The peer's ECDH share on a NIST curve. Only uncompressed points (0x04 || X || Y) are allowed: TLS 1.3
+    (RFC 8446 §4.2.8.2) and our TLS 1.2 ec_point_formats (RFC 8422 §5.1.2); a point off the curve is ValueError."""
+    if not peer_public or peer_public[0] != 4:
+        raise TLSAlert(AlertDescription.illegal_parameter, "ECDH share is not an uncompressed point")
+    return ec.EllipticCurvePublicKey.from_encoded_point(curve, peer_public)
+
+
 def key_exchange(group: int, peer_public: bytes) -> tuple[bytes, bytes]:
     """Generate our ephemeral key for ``group`` and agree with the peer's share.
 
@@ -185,10 +193,7 @@ def key_exchange(group: int, peer_public: bytes) -> tuple[bytes, bytes]:
         curve = NIST_CURVES.get(group)
         if curve is None:
             raise TLSAlert(AlertDescription.illegal_parameter, "unsupported group")
-        # Only uncompressed points (0x04 || X || Y) are allowed in TLS 1.3.
-        if not peer_public or peer_public[0] != 4:
-            raise TLSAlert(AlertDescription.illegal_parameter, "key share is not an uncompressed point")
-        peer = ec.EllipticCurvePublicKey.from_encoded_point(curve, peer_public)
+        peer = nist_peer_point(curve, peer_public)
         ec_private = ec.generate_private_key(curve)
         shared = ec_private.exchange(ec.ECDH(), peer)
         ours = ec_private.public_key().public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)

@@ -38,7 +38,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from keyless.tls.alerts import TLSAlert
-from keyless.tls.codec import Reader, Writer
+from keyless.tls.codec import Reader, Writer, read_certificate_list
 
 if TYPE_CHECKING:
     import redis
@@ -133,20 +133,14 @@ class SessionState:
                 raise ValueError("unknown session state flags")
             sni = r.opaque16().decode("ascii") if flags & _FLAG_SNI else None
             alpn = r.opaque8().decode("latin-1") if flags & _FLAG_ALPN else None
-            chain_reader = r.vec24()
-            chain: list[bytes] = []
-            while not chain_reader.at_end():
-                der = chain_reader.opaque24()
-                if not der:
-                    raise ValueError("empty certificate")
-                chain.append(der)
+            chain = read_certificate_list(r.vec24(), extensions=False)
             r.expect_end("session state")
         except TLSAlert as exc:  # the codec's truncation errors
             raise ValueError("malformed session state") from exc
         except UnicodeDecodeError as exc:
             raise ValueError("malformed session state") from exc
         return cls(version, suite, secret, created_at, age_add, lifetime, sni, alpn, bool(flags & _FLAG_EMS),
-                   tuple(chain))
+                   chain)
 
 
 class TicketTooLarge(ValueError):

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from keyless.tls import extensions as ext
 from keyless.tls.alerts import AlertDescription, TLSAlert
-from keyless.tls.codec import Reader, Writer, handshake_message
+from keyless.tls.codec import Reader, Writer, handshake_message, read_certificate_list
 from keyless.tls.messages import HandshakeType
 
 # DigitallySigned (RFC 5246 §4.7) has the same wire form as the TLS 1.3 CertificateVerify body: a 2-byte
@@ -150,12 +150,7 @@ def new_session_ticket(lifetime_hint: int, ticket: bytes) -> bytes:
 
 def parse_ecdhe_client_key_exchange(body: bytes) -> bytes:
     """ClientECDiffieHellmanPublic: ecdh_Yc<1..2^8-1> (RFC 8422 §5.7)."""
-    r = Reader(body)
-    point = r.opaque8()
-    r.expect_end("ClientKeyExchange")
-    if not point:
-        raise TLSAlert(AlertDescription.decode_error, "empty ECDH public key")
-    return point
+    return _one_vector(body, 1, "empty ECDH public key")
 
 
 def parse_rsa_client_key_exchange(body: bytes) -> bytes:
@@ -164,22 +159,21 @@ def parse_rsa_client_key_exchange(body: bytes) -> bytes:
     Only the framing is checked here (public information); whether the ciphertext has the modulus length or
     decrypts to anything is left to the key and to implicit rejection.
     """
+    return _one_vector(body, 2, "empty encrypted premaster")
+
+
+def _one_vector(body: bytes, length_size: int, empty: str) -> bytes:
+    """A ClientKeyExchange that is one non-empty vector with a ``length_size``-byte length, and nothing else."""
     r = Reader(body)
-    ciphertext = r.opaque16()
+    value = r.opaque8() if length_size == 1 else r.opaque16()
     r.expect_end("ClientKeyExchange")
-    if not ciphertext:
-        raise TLSAlert(AlertDescription.decode_error, "empty encrypted premaster")
-    return ciphertext
+    if not value:
+        raise TLSAlert(AlertDescription.decode_error, empty)
+    return value
 
 
 def parse_client_certificate(body: bytes) -> tuple[bytes, ...]:
     r = Reader(body)
     entries = r.vec24()
     r.expect_end("Certificate")
-    chain: list[bytes] = []
-    while not entries.at_end():
-        der = entries.opaque24()
-        if not der:
-            raise TLSAlert(AlertDescription.decode_error, "empty certificate entry")
-        chain.append(der)
-    return tuple(chain)
+    return read_certificate_list(entries, extensions=False)

@@ -19,7 +19,13 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from keyless.keys.schemes import SignatureScheme
 from keyless.tls.alerts import AlertDescription, TLSAlert
 from keyless.tls.client_auth import verify_client_signature
-from keyless.tls.suites import ECDSA_SCHEME_FOR_CURVE, NIST_CURVES, TLS13_SIGNATURE_SCHEMES, NamedGroup
+from keyless.tls.suites import (
+    ECDSA_SCHEME_FOR_CURVE,
+    NIST_CURVES,
+    TLS13_SIGNATURE_SCHEMES,
+    NamedGroup,
+    nist_peer_point,
+)
 
 KeyExchange = Literal["ECDHE_ECDSA", "ECDHE_RSA", "RSA"]
 
@@ -143,6 +149,11 @@ _CACHEABLE_OFFER_LENGTH = 128
 Negotiated = tuple[CipherSuite12, int | None, int | None]  # suite, ServerKeyExchange scheme, ECDHE group
 
 
+# negotiate()'s arguments in its order, as one hashable key for the cache.
+_Arguments = tuple[str, tuple[int, ...], bool, tuple[int, ...], bool, tuple[int, ...], bool, tuple[int, ...],
+                   tuple[int, ...], tuple[int, ...]]
+
+
 def negotiate(
     key_type: str,
     key_schemes: tuple[int, ...],
@@ -163,24 +174,16 @@ def negotiate(
     send the same lists, so most handshakes are one dictionary lookup (every argument is made of ints, strs
     and bools, which hash in C).
     """
-    args = (key_type, key_schemes, rsa_key_exchange, suite_codes, enable_rsa_key_exchange, groups, allow_sha1)
+    args: _Arguments = (key_type, key_schemes, rsa_key_exchange, suite_codes, enable_rsa_key_exchange, groups,
+                        allow_sha1, offered_suites, offered_schemes, offered_groups)
     if len(offered_suites) + len(offered_schemes) + len(offered_groups) <= _CACHEABLE_OFFER_LENGTH:
-        return _negotiate_cached(*args, offered_suites, offered_schemes, offered_groups)
-    return _negotiate(*args, offered_suites, offered_schemes, offered_groups)
+        return _negotiate_cached(args)
+    return _negotiate(args)
 
 
-def _negotiate(
-    key_type: str,
-    key_schemes: tuple[int, ...],
-    rsa_key_exchange: bool,
-    suite_codes: tuple[int, ...],
-    enable_rsa_key_exchange: bool,
-    groups: tuple[int, ...],
-    allow_sha1: bool,
-    offered_suites: tuple[int, ...],
-    offered_schemes: tuple[int, ...],
-    offered_groups: tuple[int, ...],
-) -> Negotiated | None:
+def _negotiate(args: _Arguments) -> Negotiated | None:
+    (key_type, key_schemes, rsa_key_exchange, suite_codes, enable_rsa_key_exchange, groups, allow_sha1,
+     offered_suites, offered_schemes, offered_groups) = args
     scheme = choose_signature_scheme(key_type, key_schemes, offered_schemes, allow_sha1=allow_sha1)
     group = next((g for g in groups if g in offered_groups), None)
     curve = _CERTIFICATE_CURVES.get(key_type)
@@ -248,10 +251,7 @@ def agree(group: int, private: EphemeralKey, peer_public: bytes) -> bytes:
         curve = NIST_CURVES.get(group)
         if curve is None:
             raise TLSAlert(AlertDescription.internal_error, "unsupported group chosen")
-        if not peer_public or peer_public[0] != 4:
-            raise TLSAlert(AlertDescription.illegal_parameter, "ECDH point is not uncompressed")
-        peer = ec.EllipticCurvePublicKey.from_encoded_point(curve, peer_public)
-        return private.exchange(ec.ECDH(), peer)
+        return private.exchange(ec.ECDH(), nist_peer_point(curve, peer_public))
     except ValueError as exc:  # not on the curve, all-zero x25519 result, ...
         raise TLSAlert(AlertDescription.illegal_parameter, "invalid ECDH public key") from exc
 
