@@ -156,7 +156,7 @@ async def check_key(client: KeylessClient, address: str, name: str, public: Cert
     from cryptography.exceptions import InvalidSignature
     from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-    from keyless.client import KeyNotFoundError
+    from keyless.client import BadOpcodeError, KeyNotFoundError
     from keyless.keys.base import KeyOperationError
     from keyless.keys.ski import ski_of
 
@@ -177,6 +177,9 @@ async def check_key(client: KeylessClient, address: str, name: str, public: Cert
     except KeyNotFoundError:
         rows.append(Row(address, name, ski, scheme.name.lower(), None, False, "key not found on the key server"))
         return rows
+    except BadOpcodeError as exc:
+        hint = " (this key server has no ML-DSA: keyless opcodes 0xC0-0xC2)" if scheme.name.startswith("MLDSA") else ""
+        rows.append(Row(address, name, ski, scheme.name.lower(), None, False, f"{exc}{hint}"))
     except KeyOperationError as exc:
         rows.append(Row(address, name, ski, scheme.name.lower(), None, False, str(exc)))
     except InvalidSignature:
@@ -202,11 +205,12 @@ def verify_signature(public: CertificatePublicKeyTypes, scheme: SignatureScheme,
     from cryptography.exceptions import InvalidSignature
     from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
+    from keyless.keys.mldsa import MLDSA_PUBLIC_TYPES
     from keyless.keys.schemes import is_pss, scheme_hash
 
     algorithm = scheme_hash(scheme)
-    if isinstance(public, ed25519.Ed25519PublicKey):
-        public.verify(signature, message)
+    if isinstance(public, ed25519.Ed25519PublicKey | MLDSA_PUBLIC_TYPES):
+        public.verify(signature, message)  # both sign the whole message (ML-DSA: the key server signed its μ)
     elif isinstance(public, ec.EllipticCurvePublicKey) and algorithm is not None:
         public.verify(signature, message, ec.ECDSA(algorithm))
     elif isinstance(public, rsa.RSAPublicKey) and algorithm is not None:

@@ -18,6 +18,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
 from keyless.edge.sites import SiteTable
+from keyless.keys.mldsa import MLDSA_PUBLIC_TYPES
 from keyless.keys.schemes import SignatureScheme, is_pss, scheme_hash
 
 log = logging.getLogger("keyless.edge")
@@ -27,7 +28,7 @@ PROBE_MESSAGE = b"keyless edge: is the key of this certificate on a key server?"
 
 async def warn_unheld_keys(sites: SiteTable, source: Path | None, retry_interval: float) -> None:
     """Log a warning for each site whose key servers answer "key not found"; until each site got an answer."""
-    from keyless.client.errors import KeyNotFoundError, KeyServerError
+    from keyless.client.errors import BadOpcodeError, KeyNotFoundError, KeyServerError
 
     where = f"{source}: " if source is not None else ""
     pending = {index: site for index, site in enumerate(sites.sites) if site.group is not None}
@@ -49,6 +50,14 @@ async def warn_unheld_keys(sites: SiteTable, source: Path | None, retry_interval
                 log.warning("%scertificates[%d] (%s): no configured key server (%s) holds the key of %s; every full "
                             "handshake for it will fail (fix: load its key on the key servers, or change key_servers)",
                             where, index, site.config.label, servers, site.config.chain)
+            except BadOpcodeError:
+                if not site.certified.key_type.startswith("mldsa"):
+                    log.debug("key check of certificates[%d]: the key servers refuse the opcode", index)
+                else:
+                    log.warning("%scertificates[%d] (%s): the key servers do not implement ML-DSA (keyless opcodes "
+                                "0xC0-0xC2 answered 0x05); every TLS 1.3 handshake that picks this certificate will "
+                                "fail (fix: run keyless key servers, or remove this certificate)",
+                                where, index, site.config.label)
             except KeyServerError as exc:  # the key is there (the server answered about it): not our concern here
                 log.debug("key check of certificates[%d]: %s", index, exc)
             except Exception as exc:  # unreachable, timeout: ask again later
@@ -62,7 +71,7 @@ async def warn_unheld_keys(sites: SiteTable, source: Path | None, retry_interval
 def verify_signature(public: object, scheme: int, message: bytes, signature: bytes) -> None:
     """Raise ``InvalidSignature`` unless ``signature`` is ``scheme`` over ``message`` by ``public``."""
     algorithm = scheme_hash(SignatureScheme(scheme))
-    if isinstance(public, ed25519.Ed25519PublicKey):
+    if isinstance(public, ed25519.Ed25519PublicKey | MLDSA_PUBLIC_TYPES):
         public.verify(signature, message)
     elif isinstance(public, ec.EllipticCurvePublicKey) and algorithm is not None:
         public.verify(signature, message, ec.ECDSA(algorithm))
