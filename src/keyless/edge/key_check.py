@@ -54,10 +54,11 @@ async def warn_unheld_keys(sites: SiteTable, source: Path | None, retry_interval
                 if not site.certified.key_type.startswith("mldsa"):
                     log.debug("key check of certificates[%d]: the key servers refuse the opcode", index)
                 else:
+                    sites.withdraw(site)
                     log.warning("%scertificates[%d] (%s): the key servers do not implement ML-DSA (keyless opcodes "
-                                "0xC0-0xC2 answered 0x05); every TLS 1.3 handshake that picks this certificate will "
-                                "fail (fix: run keyless key servers, or remove this certificate)",
-                                where, index, site.config.label)
+                                "0xC0-0xC2 answered 0x05): this certificate is withdrawn, clients get another "
+                                "certificate of its names, or a failed handshake if there is none (fix: run keyless "
+                                "key servers, or remove this certificate)", where, index, site.config.label)
             except KeyServerError as exc:  # the key is there (the server answered about it): not our concern here
                 log.debug("key check of certificates[%d]: %s", index, exc)
             except Exception as exc:  # unreachable, timeout: ask again later

@@ -101,6 +101,9 @@ class SiteTable:
         self.client_auth_policies = tuple(dict.fromkeys(site.client_auth for site in sites))
         self.client_auth_in_use = any(policy.enabled for policy in self.client_auth_policies)
         self.identity_header_prefixes = strip_prefixes(self.client_auth_policies)
+        # ML-DSA certificates whose key servers answered "bad opcode" (a reference key server: no ML-DSA),
+        # by id(): key_check.py withdraws them so clients get the classical certificate of the same names.
+        self.withdrawn: set[int] = set()
         self._tls12_suite_order = {
             suite.code: rank for rank, suite in enumerate(enabled_suites(_TLS12_SUITES, enable_rsa_key_exchange))
         }
@@ -132,7 +135,9 @@ class SiteTable:
             for site in candidates:
                 if choose_signature_scheme(site.certified.tls13_schemes, hello.signature_schemes) is not None:
                     if site.certified.key_type.startswith("mldsa"):
-                        return site.certified
+                        if id(site.certified) not in self.withdrawn:
+                            return site.certified
+                        continue
                     first_fit = first_fit or site.certified
             return first_fit or candidates[0].certified
         best, best_rank = candidates[0], len(self._tls12_suite_order)
@@ -141,6 +146,11 @@ class SiteTable:
             if rank < best_rank:
                 best, best_rank = site, rank
         return best.certified
+
+    def withdraw(self, site: Site) -> None:
+        """Stop choosing ``site`` while another certificate of its names fits (its key servers cannot sign
+        for it); with no alternative it is still chosen, and its handshakes fail with an alert."""
+        self.withdrawn.add(id(site.certified))
 
     def _tls12_rank(self, certified: CertifiedKey, hello: ClientHelloInfo) -> int:
         """Our preference rank of the suite the engine would negotiate with this certificate (lower is better;
