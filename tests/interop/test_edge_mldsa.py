@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import importlib.metadata
 import importlib.util
+import json
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -198,3 +200,26 @@ def test_pki_pq_certificates_are_readable_by_ping(pki: DemoPKI, keyserver: KeySe
     for name in PARAMETER_SETS:
         assert f"{name}.pem" in out and name in out, out
     assert out.count("signature verified") == 4, out
+
+
+def test_bench_signs_with_an_mldsa_key(pki: DemoPKI, keyserver: KeyServerProcess) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "keyless", "bench", "-s", f"localhost:{keyserver.port}", "--pki", str(pki.directory),
+         "--key-cert", str(pki.site_cert("mldsa65")), "-d", "1", "-w", "4", "--json", "-", "--quiet"],
+        capture_output=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout.decode() + proc.stderr.decode()
+    report = json.loads(proc.stdout)
+    assert report["errors"] == 0 and report["completed"] > 0, report
+    assert "mldsa65" in report["operation"], report
+
+
+def test_pki_init_pq_cli(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "keyless", "pki", "init", str(tmp_path / "pki"), "--pq"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "ML-DSA CA" in proc.stdout
+    for name in (*PARAMETER_SETS, "ecdsa-p256"):
+        assert (tmp_path / "pki" / "certs" / f"{name}.pem").is_file()
+        assert (tmp_path / "pki" / "keys" / f"{name}.key").stat().st_mode & 0o077 == 0
+    assert (tmp_path / "pki" / "pq-ca.pem").is_file()
