@@ -223,3 +223,9 @@ def test_pki_init_pq_cli(tmp_path: Path) -> None:
         assert (tmp_path / "pki" / "certs" / f"{name}.pem").is_file()
         assert (tmp_path / "pki" / "keys" / f"{name}.key").stat().st_mode & 0o077 == 0
     assert (tmp_path / "pki" / "pq-ca.pem").is_file()
+
+
+def test_tls12_clients_get_the_classical_certificate(edge: EdgeProcess, pki: DemoPKI) -> None:
+    out = s_client_get(edge.port, pki.ca, f"mldsa87.{HOST}", "-tls1_2")  # TLS 1.2 has no ML-DSA at all
+    assert "Verification: OK" in out and "Hello through a keyless edge" in out, out
+    assert "ECDHE-ECDSA" in out, out
