@@ -9,6 +9,12 @@ Layout (every path is an attribute of ``DemoPKI``)::
     certs/<name>.pem                    site certificates for the host name (+ *.host, localhost, 127.0.0.1)
     keyserver.yaml                      a ready key-server configuration using the above on 127.0.0.1
 
+With ``--pq`` (``create_demo_pki(..., pq=True)``) also::
+
+    pq-ca.pem, pq-ca-key.pem            an ML-DSA-65 CA (FIPS 204), self-signed with ML-DSA
+    keys/mldsa{44,65,87}.key            ML-DSA site keys (PKCS#8), next to the classical ones
+    certs/mldsa{44,65,87}.pem           their site certificates for the same names, signed by the ML-DSA CA
+
 Private keys are written with mode 0600, in directories of mode 0700 (an existing directory loses
 group and world write), as the key server and the edge require. Not for production: the CA key sits next to everything.
 """
@@ -24,14 +30,18 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, mldsa, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 SITE_KEYS = ("ecdsa-p256", "ecdsa-p384", "rsa-2048", "ed25519")
+PQ_SITE_KEYS = ("mldsa44", "mldsa65", "mldsa87")
 VALIDITY = datetime.timedelta(days=365)
 
-SiteKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
+SiteKey = (
+    ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
+    | mldsa.MLDSA44PrivateKey | mldsa.MLDSA65PrivateKey | mldsa.MLDSA87PrivateKey
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +64,14 @@ class DemoPKI:
     def site_cert(self, name: str) -> Path:
         return self.certs_dir / f"{name}.pem"
 
+    @property
+    def pq_ca(self) -> Path:
+        return self.directory / "pq-ca.pem"
+
+    @property
+    def pq_ca_key(self) -> Path:
+        return self.directory / "pq-ca-key.pem"
+
 
 def demo_pki_paths(directory: Path, hostname: str = "keyless.test") -> DemoPKI:
     d = Path(directory)
@@ -75,6 +93,12 @@ def new_site_key(name: str) -> SiteKey:
         return rsa.generate_private_key(public_exponent=65537, key_size=int(name[4:]))
     if name == "ed25519":
         return ed25519.Ed25519PrivateKey.generate()
+    if name == "mldsa44":
+        return mldsa.MLDSA44PrivateKey.generate()
+    if name == "mldsa65":
+        return mldsa.MLDSA65PrivateKey.generate()
+    if name == "mldsa87":
+        return mldsa.MLDSA87PrivateKey.generate()
     raise ValueError(f"unknown site key type {name!r}")
 
 
@@ -127,7 +151,7 @@ def _sans(names: list[str]) -> x509.SubjectAlternativeName:
 def issue_certificate(
     ca_cert: x509.Certificate,
     ca_key: CertificateIssuerPrivateKeyTypes,
-    subject_key: SiteKey | ec.EllipticCurvePrivateKey,
+    subject_key: SiteKey,
     common_name: str, names: list[str], usage: x509.ObjectIdentifier,
     now: datetime.datetime | None = None,
 ) -> x509.Certificate:
@@ -153,11 +177,30 @@ def issue_certificate(
     )
     if names:
         builder = builder.add_extension(_sans(names), critical=False)
-    return builder.sign(ca_key, hashes.SHA256())
+    return builder.sign(ca_key, _signing_hash(ca_key))
+
+
+def _signing_hash(ca_key: CertificateIssuerPrivateKeyTypes) -> hashes.SHA256 | None:
+    """ECDSA and RSA CAs sign with SHA-256; Ed25519 and ML-DSA sign the whole TBSCertificate (no hash)."""
+    if isinstance(ca_key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
+        return hashes.SHA256()
+    return None
 
 
 def create_ca(common_name: str = "keyless demo CA") -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     key = ec.generate_private_key(ec.SECP256R1())
+    return _self_signed_ca(common_name, key), key
+
+
+def create_pq_ca(common_name: str = "keyless demo ML-DSA CA") -> tuple[x509.Certificate, mldsa.MLDSA65PrivateKey]:
+    """An ML-DSA-65 CA: the issuer of the ``--pq`` site certificates."""
+    key = mldsa.MLDSA65PrivateKey.generate()
+    return _self_signed_ca(common_name, key), key
+
+
+def _self_signed_ca(
+    common_name: str, key: ec.EllipticCurvePrivateKey | mldsa.MLDSA65PrivateKey
+) -> x509.Certificate:
     now = datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder()
@@ -172,9 +215,9 @@ def create_ca(common_name: str = "keyless demo CA") -> tuple[x509.Certificate, e
                                      data_encipherment=False, key_agreement=False, key_cert_sign=True,
                                      crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
+        .sign(key, _signing_hash(key))
     )
-    return cert, key
+    return cert
 
 
 def keyserver_yaml(pki: DemoPKI, port: int = 2407, metrics_port: int = 2406) -> str:
@@ -188,8 +231,11 @@ def keyserver_yaml(pki: DemoPKI, port: int = 2407, metrics_port: int = 2406) -> 
     )
 
 
-def create_demo_pki(directory: Path, hostname: str = "keyless.test", site_keys: tuple[str, ...] = SITE_KEYS) -> DemoPKI:
-    """Write a complete demo PKI into ``directory`` (created if needed; existing files are replaced)."""
+def create_demo_pki(
+    directory: Path, hostname: str = "keyless.test", site_keys: tuple[str, ...] = SITE_KEYS, *, pq: bool = False
+) -> DemoPKI:
+    """Write a complete demo PKI into ``directory`` (created if needed; existing files are replaced); ``pq``
+    adds the ML-DSA CA and the ML-DSA site keys and certificates (``PQ_SITE_KEYS``)."""
     pki = demo_pki_paths(Path(directory).resolve(), hostname)
     private_directory(pki.directory)
     ca_cert, ca_key = create_ca()
@@ -207,11 +253,20 @@ def create_demo_pki(directory: Path, hostname: str = "keyless.test", site_keys: 
     write_certificate(pki.edge_cert, issue_certificate(
         ca_cert, ca_key, edge_key, "keyless edge", [], ExtendedKeyUsageOID.CLIENT_AUTH))
 
+    site_names = [hostname, f"*.{hostname}", "localhost", "127.0.0.1"]
     for name in site_keys:
         key = new_site_key(name)
         write_private_key(pki.site_key(name), key)
         write_certificate(pki.site_cert(name), issue_certificate(
-            ca_cert, ca_key, key, hostname, [hostname, f"*.{hostname}", "localhost", "127.0.0.1"],
-            ExtendedKeyUsageOID.SERVER_AUTH))
+            ca_cert, ca_key, key, hostname, site_names, ExtendedKeyUsageOID.SERVER_AUTH))
+    if pq:
+        pq_ca_cert, pq_ca_key = create_pq_ca()
+        write_certificate(pki.pq_ca, pq_ca_cert)
+        write_private_key(pki.pq_ca_key, pq_ca_key)
+        for name in PQ_SITE_KEYS:
+            key = new_site_key(name)
+            write_private_key(pki.site_key(name), key)
+            write_certificate(pki.site_cert(name), issue_certificate(
+                pq_ca_cert, pq_ca_key, key, hostname, site_names, ExtendedKeyUsageOID.SERVER_AUTH))
     pki.keyserver_config.write_text(keyserver_yaml(pki))
     return pki

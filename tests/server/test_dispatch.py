@@ -29,7 +29,7 @@ def outcome(message: Message, hooks: Hooks | None = None) -> Answer:
     (Message(1, Opcode.ERROR, b"\x01"), ErrorCode.UNEXPECTED_OPCODE),
     (Message(1, None, DIGEST, ski=SKI), ErrorCode.BAD_OPCODE),
     (Message(1, 0x99, DIGEST, ski=SKI), ErrorCode.BAD_OPCODE),
-    (Message(1, 0xC0, DIGEST, ski=SKI), ErrorCode.BAD_OPCODE),
+    (Message(1, 0xDF, DIGEST, ski=SKI), ErrorCode.BAD_OPCODE),  # 0xC0-0xC2: ML-DSA
     (Message(1, Opcode.RPC, b""), ErrorCode.BAD_OPCODE),
     (Message(1, Opcode.CUSTOM, b"", custom_func_name=b"f"), ErrorCode.BAD_OPCODE),
     (Message(1, Opcode.SEAL, b"blob"), ErrorCode.INTERNAL),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa, utils
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, mldsa, padding, rsa, utils
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from keyless.keys.operations import MD5SHA1, OPERATIONS, Action, PrivateKey
@@ -20,6 +20,12 @@ def payload_for(opcode: int, key: PrivateKey) -> bytes:
     if op.action == Action.RSA_DECRYPT:
         assert isinstance(key, rsa.RSAPrivateKey)
         return key.public_key().encrypt(PREMASTER, padding.PKCS1v15())
+    if op.action == Action.MLDSA_MU:  # μ of MESSAGE by cryptography's own hasher (any 64 bytes for another key)
+        if not isinstance(key, mldsa.MLDSA44PrivateKey | mldsa.MLDSA65PrivateKey | mldsa.MLDSA87PrivateKey):
+            return bytes(64)
+        hasher = mldsa.MLDSAMuHasher(key.public_key())
+        hasher.update(MESSAGE)
+        return hasher.finalize()
     if op.hash is None:
         return MESSAGE
     if isinstance(op.hash, MD5SHA1):
@@ -39,6 +45,10 @@ def verify(opcode: int, key: PrivateKey, payload: bytes, result: bytes) -> None:
         assert len(result) == k
         assert result[:2] == b"\x00\x02"  # PKCS#1 v1.5 type 2 padding is still there
         assert result.endswith(b"\x00" + PREMASTER)
+        return
+    if op.action == Action.MLDSA_MU:
+        assert isinstance(public, mldsa.MLDSA44PublicKey | mldsa.MLDSA65PublicKey | mldsa.MLDSA87PublicKey)
+        public.verify(result, MESSAGE)  # a signature over μ is an ordinary ML-DSA signature over the message
         return
     if op.action == Action.ED25519:
         assert isinstance(public, ed25519.Ed25519PublicKey)

@@ -15,7 +15,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 
-from keyless.keys.schemes import SignatureScheme
+from keyless.keys.mldsa import MLDSA_PUBLIC_TYPES
+from keyless.keys.schemes import SignatureScheme, mldsa_scheme_of
 
 
 def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
@@ -67,13 +68,18 @@ def load_public_key(data: bytes) -> CertificatePublicKeyTypes:
         return x509.load_pem_x509_certificate(data).public_key()
     except ValueError:
         public = serialization.load_pem_public_key(data)
-    if not isinstance(public, rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey):
-        raise ValueError(f"keyless supports RSA, ECDSA and Ed25519 keys, not {type(public).__name__}")
+    if not isinstance(public, rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
+                      | MLDSA_PUBLIC_TYPES):
+        raise ValueError(f"keyless supports RSA, ECDSA, Ed25519 and ML-DSA keys, not {type(public).__name__}")
     return public
 
 
 def scheme_for(public: CertificatePublicKeyTypes) -> SignatureScheme:
-    """The signature scheme a TLS 1.3 server would use with this key (RSA: PSS; ECDSA: the curve's)."""
+    """The signature scheme a TLS 1.3 server would use with this key (RSA: PSS; ECDSA: the curve's; ML-DSA:
+    its parameter set's)."""
+    mldsa = mldsa_scheme_of(public)
+    if mldsa is not None:
+        return mldsa
     if isinstance(public, rsa.RSAPublicKey):
         return SignatureScheme.RSA_PSS_RSAE_SHA256
     if isinstance(public, ec.EllipticCurvePublicKey):

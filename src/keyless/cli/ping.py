@@ -156,7 +156,7 @@ async def check_key(client: KeylessClient, address: str, name: str, public: Cert
     from cryptography.exceptions import InvalidSignature
     from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-    from keyless.client import KeyNotFoundError
+    from keyless.client import BadOpcodeError, KeyNotFoundError
     from keyless.keys.base import KeyOperationError
     from keyless.keys.ski import ski_of
     from keyless.keys.verify import verify_signature
@@ -178,6 +178,9 @@ async def check_key(client: KeylessClient, address: str, name: str, public: Cert
     except KeyNotFoundError:
         rows.append(Row(address, name, ski, scheme.name.lower(), None, False, "key not found on the key server"))
         return rows
+    except BadOpcodeError as exc:
+        hint = " (this key server has no ML-DSA: keyless opcodes 0xC0-0xC2)" if scheme.name.startswith("MLDSA") else ""
+        rows.append(Row(address, name, ski, scheme.name.lower(), None, False, f"{exc}{hint}"))
     except KeyOperationError as exc:
         rows.append(Row(address, name, ski, scheme.name.lower(), None, False, str(exc)))
     except InvalidSignature:

@@ -3,7 +3,9 @@
 It implements ``keyless.keys.base.AsyncPrivateKey``, so the TLS engine cannot tell it from a local
 key. The SKI that selects the key on the key server is computed from the public key (spec: never read
 from a certificate extension). A TLS signature scheme becomes an opcode as for every key
-(``keyless.keys.operations.opcode_for``); the request carries the digest, or the whole message for Ed25519.
+(``keyless.keys.operations.opcode_for``); the request carries the digest, the whole message for Ed25519, or
+for ML-DSA the external μ computed here from the public key (``keyless.keys.mldsa``: 64 bytes whatever
+the message, and the key server signs it with ``sign_mu``).
 
 It needs of the client only ``KeyServerCaller``: ``KeylessClient.remote_key`` makes remote keys, and
 this module does not import the client back.
@@ -23,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKey
 
 from keyless.client.core import Request
 from keyless.keys.base import AsyncPrivateKey, KeyOperationError
+from keyless.keys.mldsa import MLDSA_PUBLIC_TYPES, external_mu, public_key_hash
 from keyless.keys.operations import opcode_for
 from keyless.keys.premaster import PREMASTER_LENGTH, decrypt_premaster
 from keyless.keys.schemes import SignatureScheme, digest_for, signature_schemes_for
@@ -61,7 +64,9 @@ class OperationContext:
 class RemoteKey:
     """A private key on key servers. Implements ``keyless.keys.base.AsyncPrivateKey``."""
 
-    __slots__ = ("_client", "_context_items", "_modulus_length", "_opcodes", "context", "public_key", "ski", "timeout")
+    __slots__ = (
+        "_client", "_context_items", "_modulus_length", "_mu_tr", "_opcodes", "context", "public_key", "ski", "timeout",
+    )
 
     def __init__(
         self,
@@ -72,12 +77,16 @@ class RemoteKey:
         timeout: float | None = None,
     ) -> None:
         public = key.public_key() if isinstance(key, x509.Certificate) else key
-        if not isinstance(public, rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey):
-            raise TypeError(f"keyless supports RSA, ECDSA and Ed25519 keys, not {type(public).__name__}")
+        if not isinstance(
+            public, rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | MLDSA_PUBLIC_TYPES
+        ):
+            raise TypeError(f"keyless supports RSA, ECDSA, Ed25519 and ML-DSA keys, not {type(public).__name__}")
         self._client = client
         self.public_key: CertificatePublicKeyTypes = public
         self.ski = ski_of(public)
         self._modulus_length = (public.key_size + 7) // 8 if isinstance(public, rsa.RSAPublicKey) else 0
+        # ML-DSA: tr = SHAKE256(pk), the part of μ every message shares, computed once per key.
+        self._mu_tr = public_key_hash(public) if isinstance(public, MLDSA_PUBLIC_TYPES) else None
         self.context = context or OperationContext()
         self.timeout = timeout
         self._context_items = _context_items(self.context, client)
@@ -101,6 +110,7 @@ class RemoteKey:
         derived.public_key = self.public_key
         derived.ski = self.ski
         derived._modulus_length = self._modulus_length
+        derived._mu_tr = self._mu_tr
         derived._opcodes = self._opcodes  # shared cache: same key, same opcodes
         derived.context = replace(self.context, **context)
         derived.timeout = self.timeout
@@ -114,6 +124,9 @@ class RemoteKey:
         opcode = self._opcodes.get(scheme)
         if opcode is None:
             opcode = self._opcodes[scheme] = opcode_for(scheme, self.public_key)
+        public = self.public_key
+        if self._mu_tr is not None and isinstance(public, MLDSA_PUBLIC_TYPES):
+            return await self._call(opcode, external_mu(public, message, tr=self._mu_tr), deadline)
         return await self._call(opcode, digest_for(scheme, message), deadline)
 
     async def decrypt(self, ciphertext: bytes, *, deadline: float | None = None) -> bytes:

@@ -27,6 +27,8 @@ from typing import Any, TextIO
 
 import yaml
 
+from keyless.edge.demo_mldsa import MLDSA_SITE_KEY, MLDSA_SITE_PREFIX, tlslite_handshake, tlslite_unavailable
+
 HOSTNAME = "keyless.test"
 START_TIMEOUT = 30.0
 _READY_PATTERNS = {
@@ -138,8 +140,9 @@ class Demo:
         from keyless.pki import create_demo_pki, keyserver_yaml
 
         self.say(f"demo directory: {self.directory}")
-        self.pki = create_demo_pki(self.directory / "pki", HOSTNAME)
-        self.say("created a throwaway PKI (CA, key-server and edge certificates, site keys for 4 key types)")
+        self.pki = create_demo_pki(self.directory / "pki", HOSTNAME, pq=True)
+        self.say("created a throwaway PKI (CA, key-server and edge certificates, site keys for 4 key types,")
+        self.say("  and an ML-DSA CA with ML-DSA-44/65/87 site keys: post-quantum signatures)")
         ks_config = self.directory / "keyserver.yaml"
         ks_config.write_text(keyserver_yaml(self.pki, port=0, metrics_port=0))
         self.keyserver = self._start("keyserver", ["-m", "keyless", "keyserver", "--config", str(ks_config)])
@@ -163,6 +166,9 @@ class Demo:
             ([HOSTNAME, f"ecdsa.{HOSTNAME}"], "ecdsa-p256", True),
             ([f"rsa.{HOSTNAME}"], "rsa-2048", False),
             ([f"ed25519.{HOSTNAME}"], "ed25519", False),
+            # ML-DSA-65 for clients that offer it, the ECDSA certificate of the same name for the others
+            ([f"{MLDSA_SITE_PREFIX}.{HOSTNAME}"], MLDSA_SITE_KEY, False),
+            ([f"{MLDSA_SITE_PREFIX}.{HOSTNAME}"], "ecdsa-p256", False),
         ]
         return {
             "listen": [{"address": "127.0.0.1", "port": 0}],
@@ -204,6 +210,12 @@ class Demo:
         if shutil.which("openssl"):
             checks.append(("TLS 1.3 full (sess_out)", "openssl s_client", 1, False, lambda: self._s_client(False)))
             checks.append(("TLS 1.3 resumed (sess_in)", "openssl s_client", 0, False, lambda: self._s_client(True)))
+        pq_host = f"{MLDSA_SITE_PREFIX}.{HOSTNAME}"
+        if (missing := tlslite_unavailable()) is None:
+            checks.append(("TLS 1.3 full, ML-DSA-65 cert", "tlslite-ng", 1, False,
+                           lambda: tlslite_handshake(self.edge.port, pq_host)))
+        else:
+            self.say(f"skipping the ML-DSA handshake: {missing}")
         results = []
         for label, client, expected, decrypt, action in checks:
             before = key_server_operations(self.keyserver.metrics_port)

@@ -29,7 +29,7 @@ async def warn_unheld_keys(sites: SiteTable, source: Path | None, retry_interval
     """Log a warning for each site whose key servers answer "key not found"; until each site got an answer.
     ``first_pass`` is set once every site was asked once (answered or postponed; each ask is bounded by the
     key-server client's own timeout), so start-up can say "ready" after the probe signatures, not during."""
-    from keyless.client.errors import KeyNotFoundError, KeyServerError
+    from keyless.client.errors import BadOpcodeError, KeyNotFoundError, KeyServerError
 
     where = f"{source}: " if source is not None else ""
     pending = {index: site for index, site in enumerate(sites.sites) if site.group is not None}
@@ -53,6 +53,15 @@ async def warn_unheld_keys(sites: SiteTable, source: Path | None, retry_interval
                 log.warning("%scertificates[%d] (%s): no configured key server (%s) holds the key of %s; every full "
                             "handshake for it will fail (fix: load its key on the key servers, or change key_servers)",
                             where, index, site.config.label, servers, site.config.chain)
+            except BadOpcodeError:
+                if not site.certified.key_type.startswith("mldsa"):
+                    log.debug("key check of certificates[%d]: the key servers refuse the opcode", index)
+                else:
+                    sites.withdraw(site)
+                    log.warning("%scertificates[%d] (%s): the key servers do not implement ML-DSA (keyless opcodes "
+                                "0xC0-0xC2 answered 0x05): this certificate is withdrawn, clients get another "
+                                "certificate of its names, or a failed handshake if there is none (fix: run keyless "
+                                "key servers, or remove this certificate)", where, index, site.config.label)
             except KeyServerError as exc:  # the key is there (the server answered about it): not our concern here
                 log.debug("key check of certificates[%d]: %s", index, exc)
             except Exception as exc:  # unreachable, timeout: ask again later

@@ -6,8 +6,10 @@ a ``LocalKey`` for a key file (testing), or a remote key from ``keyless.client``
 ``SiteTable.select`` is the TLS engine's certificate callback. The SNI picks the names: an exact name, then a
 one-label wildcard, then the default names (those of the ``default: true`` certificate, also for a client
 without SNI). Among all certificates of those names it picks by what the client offers, as nginx/OpenSSL do
-with several certificates per server: in TLS 1.3 the first (the default certificate first, then file order)
-whose signature scheme the client accepts; in TLS 1.2 the one that serves our most preferred cipher suite the
+with several certificates per server: in TLS 1.3 an ML-DSA certificate whose scheme the client offers (post-quantum
+first, like the hybrid groups), else the first (the default certificate first, then file order) whose signature
+scheme the client accepts, so clients without ML-DSA get the classical certificate of the same names; in TLS 1.2
+(which has no ML-DSA) the one that serves our most preferred cipher suite the
 client offers, with a signature scheme and group it accepts (so an ECDSA + RSA pair serves ECDHE-ECDSA and
 ECDHE-RSA-only clients alike). When nothing fits, the first certificate: the engine then sends the alert.
 """
@@ -102,6 +104,9 @@ class SiteTable:
         self.client_auth_policies = tuple(dict.fromkeys(site.client_auth for site in sites))
         self.client_auth_in_use = any(policy.enabled for policy in self.client_auth_policies)
         self.identity_header_prefixes = strip_prefixes(self.client_auth_policies)
+        # ML-DSA certificates whose key servers answered "bad opcode" (a reference key server: no ML-DSA),
+        # by id(): key_check.py withdraws them so clients get the classical certificate of the same names.
+        self.withdrawn: set[int] = set()
         self._tls12_suite_order = {
             suite.code: rank for rank, suite in enumerate(enabled_suites(_TLS12_SUITES, enable_rsa_key_exchange))
         }
@@ -129,16 +134,26 @@ class SiteTable:
         if len(candidates) == 1:
             return candidates[0].certified  # nothing to choose: the engine checks the fit
         if hello.version == TLS13:
+            first_fit: CertifiedKey | None = None
             for site in candidates:
                 if choose_signature_scheme(site.certified.tls13_schemes, hello.signature_schemes) is not None:
-                    return site.certified
-            return candidates[0].certified
+                    if site.certified.key_type.startswith("mldsa"):
+                        if id(site.certified) not in self.withdrawn:
+                            return site.certified
+                        continue
+                    first_fit = first_fit or site.certified
+            return first_fit or candidates[0].certified
         best, best_rank = candidates[0], len(self._tls12_suite_order)
         for site in candidates:
             rank = self._tls12_rank(site.certified, hello)
             if rank < best_rank:
                 best, best_rank = site, rank
         return best.certified
+
+    def withdraw(self, site: Site) -> None:
+        """Stop choosing ``site`` while another certificate of its names fits (its key servers cannot sign
+        for it); with no alternative it is still chosen, and its handshakes fail with an alert."""
+        self.withdrawn.add(id(site.certified))
 
     def _tls12_rank(self, certified: CertifiedKey, hello: ClientHelloInfo) -> int:
         """Our preference rank of the suite the engine would negotiate with this certificate (lower is better;
@@ -234,7 +249,9 @@ def load_local_key(path: Path, leaf: x509.Certificate, key: str, *, strict_permi
     try:
         local = LocalKey(private)  # type: ignore[arg-type]
     except TypeError as exc:
-        raise ConfigError(key, f"unsupported key type {type(private).__name__}", "use RSA, ECDSA or Ed25519") from exc
+        raise ConfigError(
+            key, f"unsupported key type {type(private).__name__}", "use RSA, ECDSA, Ed25519 or ML-DSA"
+        ) from exc
     spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     if local.public_key.public_bytes(*spki) != leaf.public_key().public_bytes(*spki):
         raise ConfigError(
@@ -279,7 +296,9 @@ def build_sites(
         try:
             certified = CertifiedKey(chain=chain, key=key)
         except ValueError as exc:
-            raise ConfigError(f"{key_name}.chain", str(exc), "use an RSA, ECDSA or Ed25519 certificate") from exc
+            raise ConfigError(
+                f"{key_name}.chain", str(exc), "use an RSA, ECDSA, Ed25519 or ML-DSA certificate"
+            ) from exc
         if warn:
             _warn_uncovered_names(site_config, chain[0])
         sites.append(Site(site_config, certified, group))

@@ -39,7 +39,13 @@ class AsyncPrivateKey(Protocol):
 
     @property
     def signature_schemes(self) -> frozenset[SignatureScheme]:
-        """The schemes ``sign`` accepts (``keyless.keys.schemes.signature_schemes_for``, or fewer)."""
+        """The schemes ``sign`` accepts (``keyless.keys.schemes.signature_schemes_for``, or fewer).
+
+        This is how a key says it signs ML-DSA: an ML-DSA key lists its parameter set's scheme (MLDSA44,
+        MLDSA65 or MLDSA87), and its ``sign`` signs by external μ (``keyless.keys.mldsa``): μ is computed
+        from ``public_key`` and the message, and only those 64 bytes reach the private key (a key server's
+        opcode 0xC0-0xC2, or ``sign_mu`` in this process). A key that lists no ML-DSA scheme is never asked
+        for one (``keyless.tls.config.CertifiedKey`` offers only the schemes the key lists)."""
         ...
 
     @property
@@ -54,7 +60,8 @@ class AsyncPrivateKey(Protocol):
 
     async def sign(self, scheme: SignatureScheme, message: bytes) -> bytes:
         """Sign the whole ``message`` (not a digest) with ``scheme``; the implementation hashes
-        it as the scheme requires (``keyless.keys.schemes.digest_for``)."""
+        it as the scheme requires (``keyless.keys.schemes.digest_for``; for ML-DSA, external μ:
+        ``keyless.keys.operations.signing_payload``)."""
         ...
 
     async def decrypt(self, ciphertext: bytes) -> bytes:

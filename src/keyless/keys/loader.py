@@ -1,7 +1,8 @@
 """Load private keys from files and directories into a key store.
 
 Accepted: PEM or DER; PKCS#1 (``RSA PRIVATE KEY``), SEC1 (``EC PRIVATE KEY``) and PKCS#8
-(``PRIVATE KEY``); RSA of at least 2048 bits, ECDSA on P-256/P-384/P-521, Ed25519. A PEM file may
+(``PRIVATE KEY``); RSA of at least 2048 bits, ECDSA on P-256/P-384/P-521, Ed25519, and ML-DSA-44/65/87
+(PKCS#8 only, the one format FIPS 204 keys come in; signed by external μ, ``keyless.keys.mldsa``). A PEM file may
 hold several blocks (``openssl ecparam -genkey`` writes ``EC PARAMETERS`` first; some tools put the
 certificate next to the key): every private-key block is loaded, other blocks are ignored.
 
@@ -25,6 +26,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
+from keyless.keys.mldsa import MLDSA_PRIVATE_TYPES
 from keyless.keys.operations import PrivateKey
 from keyless.keys.permissions import UnsafeKeyFile, check_key_file, directory_problems
 from keyless.keys.pkcs11_uri import Pkcs11Uri
@@ -82,9 +84,9 @@ def check_supported(key: object, path: str) -> PrivateKey:
         if key.curve.name not in SUPPORTED_CURVES:
             raise KeyLoadError(path, f"unsupported curve {key.curve.name} (P-256, P-384 or P-521)")
         return key
-    if isinstance(key, ed25519.Ed25519PrivateKey):
+    if isinstance(key, ed25519.Ed25519PrivateKey | MLDSA_PRIVATE_TYPES):
         return key
-    raise KeyLoadError(path, f"unsupported key type {type(key).__name__} (RSA, ECDSA or Ed25519)")
+    raise KeyLoadError(path, f"unsupported key type {type(key).__name__} (RSA, ECDSA, Ed25519 or ML-DSA)")
 
 
 def _load_pem(data: bytes, path: str) -> list[PrivateKey]:

@@ -14,11 +14,12 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
 from keyless.keys.base import AsyncPrivateKey, BlockingPrivateKey
+from keyless.keys.mldsa import MLDSA_PRIVATE_TYPES, MLDSAPrivateKey
 from keyless.keys.operations import Executor, OpcodeKey, make_executor
 from keyless.keys.rsa_raw import raw_rsa_for
 from keyless.keys.ski import ski_of
 
-LocalPrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
+LocalPrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey | MLDSAPrivateKey
 
 # An RSA-3072 signature takes ~4 ms of CPU, acceptable inline on an edge's loop; RSA-4096 takes ~10 ms.
 INLINE_RSA_MAX_BITS = 3072
@@ -30,7 +31,8 @@ class LocalKey(OpcodeKey):
     __slots__ = ("execute", "offload", "public_key", "ski")
 
     def __init__(self, private_key: LocalPrivateKey) -> None:
-        if not isinstance(private_key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey):
+        classical = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
+        if not isinstance(private_key, classical) and not isinstance(private_key, MLDSA_PRIVATE_TYPES):
             raise TypeError(f"unsupported private key type {type(private_key).__name__}")
         self.public_key: PublicKeyTypes = private_key.public_key()
         self.ski = ski_of(private_key.public_key())

@@ -19,12 +19,21 @@ from dataclasses import dataclass
 from enum import Enum
 
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa, utils
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, mldsa, padding, rsa, utils
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
+from keyless.keys import mldsa as external
 from keyless.keys.base import KeyOperationError
 from keyless.keys.rsa_raw import RawRSA, RawRSAError
-from keyless.keys.schemes import KeyKind, SignatureScheme, digest_for, is_pss, scheme_hash, signature_schemes_for
+from keyless.keys.schemes import (
+    MLDSA_SCHEMES,
+    KeyKind,
+    SignatureScheme,
+    digest_for,
+    is_pss,
+    scheme_hash,
+    signature_schemes_for,
+)
 from keyless.protocol import ErrorCode, Opcode
 
 
@@ -57,6 +66,7 @@ class Action(Enum):
     RSA_PSS = "rsa-pss"
     ECDSA = "ecdsa"
     ED25519 = "ed25519"
+    MLDSA_MU = "mldsa-mu"
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +74,8 @@ class Operation:
     opcode: Opcode
     kind: KeyKind
     action: Action
-    hash: hashes.HashAlgorithm | None  # None: the payload is not a digest (decrypt, Ed25519)
+    hash: hashes.HashAlgorithm | None  # None: the payload is not a digest (decrypt, Ed25519, ML-DSA μ)
+    parameter_set: str | None = None  # ML-DSA: "ML-DSA-65"... (the opcode names the key's parameter set)
 
 
 # The hashes each signing family takes, by the suffix of its opcodes' names (RSA_SIGN_SHA256, ECDSA_SIGN_SHA256...).
@@ -84,12 +95,17 @@ def _operations() -> tuple[Operation, ...]:
         *(Operation(Opcode[f"RSA_PSS_SIGN_{name}"], rsa_, Action.RSA_PSS, h) for name, h in _PSS_HASHES),
         *(Operation(Opcode[f"ECDSA_SIGN_{name}"], ecdsa, Action.ECDSA, h) for name, h in _PKCS1_AND_ECDSA_HASHES),
         Operation(Opcode.ED25519_SIGN, KeyKind.ED25519, Action.ED25519, None),
+        *(Operation(Opcode[f"MLDSA{n}_SIGN_MU"], KeyKind.MLDSA, Action.MLDSA_MU, None, f"ML-DSA-{n}")
+          for n in (44, 65, 87)),
     )
 
 
 OPERATIONS: dict[int, Operation] = {op.opcode: op for op in _operations()}
 
-PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
+PrivateKey = (
+    rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
+    | mldsa.MLDSA44PrivateKey | mldsa.MLDSA65PrivateKey | mldsa.MLDSA87PrivateKey
+)
 
 # Built once: cryptography's padding/algorithm objects are immutable, and building them per request
 # is measurable on the ECDSA hot path.
@@ -112,6 +128,8 @@ def kind_of(key: PrivateKey) -> KeyKind:
         return KeyKind.RSA
     if isinstance(key, ec.EllipticCurvePrivateKey):
         return KeyKind.ECDSA
+    if isinstance(key, external.MLDSA_PRIVATE_TYPES):
+        return KeyKind.MLDSA
     return KeyKind.ED25519
 
 
@@ -125,6 +143,12 @@ def _operation_for(opcode: int, kind: KeyKind, payload: bytes) -> Operation:
         raise OperationError(f"{op.opcode.name} needs an {op.kind.name} key, this key is {kind.name}")
     if op.hash is not None and len(payload) != op.hash.digest_size:
         raise OperationError(f"{op.opcode.name} expects a {op.hash.digest_size}-byte digest, got {len(payload)} bytes")
+    if op.action is Action.MLDSA_MU and len(payload) != external.MU_LENGTH:
+        # Not a digest of the wrong size but a malformed request: μ is always 64 bytes (format error).
+        raise OperationError(
+            f"{op.opcode.name} expects the {external.MU_LENGTH}-byte ML-DSA μ, got {len(payload)} bytes",
+            ErrorCode.FORMAT,
+        )
     return op
 
 
@@ -141,6 +165,8 @@ def make_executor(key: PrivateKey, raw_rsa: RawRSA | None = None) -> Executor:
         return _ecdsa_executor(key)
     if isinstance(key, ed25519.Ed25519PrivateKey):
         return _ed25519_executor(key)
+    if isinstance(key, external.MLDSA_PRIVATE_TYPES):
+        return _mldsa_executor(key)
     return _rsa_executor(key, raw_rsa)
 
 
@@ -159,6 +185,21 @@ def _ed25519_executor(key: ed25519.Ed25519PrivateKey) -> Executor:
     def execute(opcode: int, payload: bytes) -> bytes:
         _operation_for(opcode, KeyKind.ED25519, payload)
         return key.sign(payload)  # Ed25519 signs the whole message; it cannot fail on any input
+
+    return execute
+
+
+def _mldsa_executor(key: external.MLDSAPrivateKey) -> Executor:
+    name = external.parameter_set_name(key)
+
+    def execute(opcode: int, payload: bytes) -> bytes:
+        op = _operation_for(opcode, KeyKind.MLDSA, payload)
+        if op.parameter_set != name:  # μ is bound to one public key: another parameter set cannot be ours
+            raise OperationError(f"{op.opcode.name} needs an {op.parameter_set} key, this key is {name}")
+        try:
+            return external.sign_mu(key, payload)
+        except ValueError:
+            raise OperationError(f"{op.opcode.name} failed") from None
 
     return execute
 
@@ -190,10 +231,20 @@ _SIGNING_OPCODES: dict[tuple[Action, str], Opcode] = {
 }
 
 
+_MLDSA_OPCODES: dict[SignatureScheme, Opcode] = {
+    SignatureScheme.MLDSA44: Opcode.MLDSA44_SIGN_MU,
+    SignatureScheme.MLDSA65: Opcode.MLDSA65_SIGN_MU,
+    SignatureScheme.MLDSA87: Opcode.MLDSA87_SIGN_MU,
+}
+
+
 def opcode_for(scheme: SignatureScheme, public_key: PublicKeyTypes) -> Opcode:
     """The keyless opcode that signs with ``scheme`` using the private half of ``public_key``.
     Raises ``KeyOperationError`` when the key cannot sign with the scheme."""
-    if isinstance(public_key, ed25519.Ed25519PublicKey):
+    if isinstance(public_key, external.MLDSA_PUBLIC_TYPES):
+        if scheme in signature_schemes_for(public_key):
+            return _MLDSA_OPCODES[scheme]
+    elif isinstance(public_key, ed25519.Ed25519PublicKey):
         if scheme == SignatureScheme.ED25519:
             return Opcode.ED25519_SIGN
     elif isinstance(public_key, rsa.RSAPublicKey):
@@ -221,7 +272,17 @@ def _kind(public_key: PublicKeyTypes) -> str:
         return f"an ECDSA {public_key.curve.name} key"
     if isinstance(public_key, ed25519.Ed25519PublicKey):
         return "an Ed25519 key"
+    if isinstance(public_key, external.MLDSA_PUBLIC_TYPES):
+        return f"an {external.parameter_set_name(public_key)} key"
     return f"a {type(public_key).__name__}"
+
+
+def signing_payload(scheme: SignatureScheme, message: bytes, public_key: PublicKeyTypes) -> bytes:
+    """What a key operation for ``scheme`` carries: ``digest_for``'s digest (or message), or for ML-DSA the
+    external μ, which needs the public key too."""
+    if scheme in MLDSA_SCHEMES and isinstance(public_key, external.MLDSA_PUBLIC_TYPES):
+        return external.external_mu(public_key, message)
+    return digest_for(scheme, message)
 
 
 class OpcodeKey:
@@ -252,7 +313,7 @@ class OpcodeKey:
     def sign_sync(self, scheme: SignatureScheme, message: bytes) -> bytes:
         opcode = opcode_for(scheme, self.public_key)
         try:
-            return self.execute(opcode, digest_for(scheme, message))
+            return self.execute(opcode, signing_payload(scheme, message, self.public_key))
         except OperationError as exc:
             raise KeyOperationError(exc.reason, exc.code) from None
 

@@ -340,6 +340,8 @@ def _public_key_of(session: Any, private: Any) -> PublicKey:
         if public.key_size < MIN_RSA_BITS:
             raise ValueError(f"RSA-{public.key_size} is too short (at least {MIN_RSA_BITS} bits)")
         return public
+    if key_type == KeyType.ML_DSA:
+        raise ValueError(mldsa_key_problem(module_offers_mldsa(session)))
     if key_type not in (KeyType.EC, KeyType.EC_EDWARDS):
         raise ValueError(f"unsupported key type {key_type!r} (RSA, ECDSA or Ed25519)")
     params = _attribute(private, Attribute.EC_PARAMS)
@@ -361,6 +363,23 @@ def _public_key_of(session: Any, private: Any) -> PublicKey:
     if curve is None:
         raise ValueError("unsupported curve (P-256, P-384, P-521 or Ed25519)")
     return _first_valid(candidates, lambda data: ec.EllipticCurvePublicKey.from_encoded_point(curve, data))
+
+
+def module_offers_mldsa(session: Any) -> bool:
+    """Whether the token's module lists the ML-DSA signing mechanism (CKM_ML_DSA, PKCS#11 3.2)."""
+    try:
+        return Mechanism.ML_DSA in session.token.slot.get_mechanisms()
+    except PKCS11Error:  # a module that cannot even list its mechanisms has no usable ML-DSA either
+        return False
+
+
+def mldsa_key_problem(offers_mldsa: bool) -> str:
+    """Why an ML-DSA key object on a token is skipped: the key server never loads it half-way."""
+    if not offers_mldsa:
+        return ("an ML-DSA key, but this PKCS#11 module offers no ML-DSA mechanism (CKM_ML_DSA), so it cannot "
+                "sign with it (fix: keep ML-DSA keys in private_key_dirs as PKCS#8 files)")
+    return ("an ML-DSA key: keyless signs ML-DSA by external μ, which it does not ask of PKCS#11 modules yet "
+            "(fix: keep ML-DSA keys in private_key_dirs as PKCS#8 files)")
 
 
 def _first_valid(candidates: tuple[bytes, bytes], build: Callable[[bytes], PublicKey]) -> PublicKey:

@@ -11,7 +11,7 @@ import hashlib
 from enum import IntEnum
 
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, mldsa, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
 
@@ -31,6 +31,10 @@ class SignatureScheme(IntEnum):
     RSA_PSS_PSS_SHA256 = 0x0809
     RSA_PSS_PSS_SHA384 = 0x080A
     RSA_PSS_PSS_SHA512 = 0x080B
+    # draft-ietf-tls-mldsa: ML-DSA (FIPS 204, pure, empty context) over the whole message; TLS 1.3 only.
+    MLDSA44 = 0x0904
+    MLDSA65 = 0x0905
+    MLDSA87 = 0x0906
     # Not a TLS code point: the MD5||SHA-1 signature of TLS 1.0/1.1 ServerKeyExchange (keyless 0x02).
     RSA_PKCS1_MD5_SHA1 = 0xFF01
 
@@ -39,6 +43,7 @@ class KeyKind(IntEnum):
     RSA = 1
     ECDSA = 2
     ED25519 = 3
+    MLDSA = 4
 
 
 _HASHES: dict[SignatureScheme, type[hashes.HashAlgorithm]] = {
@@ -64,7 +69,12 @@ _KINDS: dict[SignatureScheme, KeyKind] = {
     SignatureScheme.ECDSA_SECP256R1_SHA256: KeyKind.ECDSA,
     SignatureScheme.ECDSA_SECP384R1_SHA384: KeyKind.ECDSA,
     SignatureScheme.ECDSA_SECP521R1_SHA512: KeyKind.ECDSA,
+    SignatureScheme.MLDSA44: KeyKind.MLDSA,
+    SignatureScheme.MLDSA65: KeyKind.MLDSA,
+    SignatureScheme.MLDSA87: KeyKind.MLDSA,
 }
+
+MLDSA_SCHEMES = frozenset({SignatureScheme.MLDSA44, SignatureScheme.MLDSA65, SignatureScheme.MLDSA87})
 
 PSS_SCHEMES = frozenset(
     {
@@ -109,7 +119,19 @@ def signature_schemes_for(public_key: PublicKeyTypes) -> frozenset[SignatureSche
         return _ECDSA_SCHEMES
     if isinstance(public_key, ed25519.Ed25519PublicKey):
         return _ED25519_SCHEMES
-    return frozenset()
+    scheme = mldsa_scheme_of(public_key)
+    return frozenset({scheme}) if scheme is not None else frozenset()
+
+
+def mldsa_scheme_of(public_key: PublicKeyTypes) -> SignatureScheme | None:
+    """The one scheme of an ML-DSA public key (its parameter set), None for any other key."""
+    if isinstance(public_key, mldsa.MLDSA44PublicKey):
+        return SignatureScheme.MLDSA44
+    if isinstance(public_key, mldsa.MLDSA65PublicKey):
+        return SignatureScheme.MLDSA65
+    if isinstance(public_key, mldsa.MLDSA87PublicKey):
+        return SignatureScheme.MLDSA87
+    return None
 
 
 # hashlib for the common hashes: the same digests as cryptography's, at a fraction of the per-call cost.
@@ -120,7 +142,8 @@ _HASHLIB: dict[SignatureScheme, str] = {
 
 def digest_for(scheme: SignatureScheme, message: bytes) -> bytes:
     """What a keyless request carries for ``scheme``: the digest of ``message``, the MD5||SHA-1
-    concatenation for the TLS 1.0 scheme, or the whole message for Ed25519."""
+    concatenation for the TLS 1.0 scheme, or the whole message for Ed25519. (ML-DSA's μ depends on the
+    public key too: ``keyless.keys.mldsa.external_mu``.)"""
     name = _HASHLIB.get(scheme)
     if name is not None:
         return hashlib.new(name, message).digest()

@@ -16,6 +16,7 @@ from typing import Protocol
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from keyless.keys.local import LocalKey
+from keyless.keys.mldsa import MLDSA_PRIVATE_TYPES, parameter_set_name
 from keyless.keys.operations import PrivateKey, kind_of
 from keyless.keys.schemes import KeyKind
 
@@ -64,7 +65,7 @@ def legacy_rsa_digest(public_key: rsa.RSAPublicKey) -> bytes:
 
 
 def describe_key(key: PrivateKey) -> str:
-    """"RSA-2048", "ECDSA-P-256", "Ed25519": for logs, never the key itself."""
+    """"RSA-2048", "ECDSA-P-256", "Ed25519", "ML-DSA-65": for logs, never the key itself."""
     if isinstance(key, rsa.RSAPrivateKey):
         return f"RSA-{key.key_size}"
     if isinstance(key, ec.EllipticCurvePrivateKey):
@@ -73,6 +74,8 @@ def describe_key(key: PrivateKey) -> str:
         )
     if isinstance(key, ed25519.Ed25519PrivateKey):
         return "Ed25519"
+    if isinstance(key, MLDSA_PRIVATE_TYPES):
+        return parameter_set_name(key)
     return type(key).__name__
 
 

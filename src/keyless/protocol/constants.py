@@ -53,6 +53,10 @@ class Opcode(IntEnum):
     RSA_PSS_SIGN_SHA256 = 0x35
     RSA_PSS_SIGN_SHA384 = 0x36
     RSA_PSS_SIGN_SHA512 = 0x37
+    # This project's range (0xC0-0xDF; docs/keyless-protocol.md): ML-DSA over an external μ (64 bytes).
+    MLDSA44_SIGN_MU = 0xC0
+    MLDSA65_SIGN_MU = 0xC1
+    MLDSA87_SIGN_MU = 0xC2
     RESPONSE = 0xF0
     PING = 0xF1
     PONG = 0xF2

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from keyless.keys.base import AsyncPrivateKey
-from keyless.keys.schemes import SignatureScheme
+from keyless.keys.schemes import SignatureScheme, mldsa_scheme_of
 from keyless.tls import messages
 from keyless.tls.client_auth import MAX_CLIENT_DEPTH
 from keyless.tls.suites import (
@@ -67,7 +67,7 @@ class CertifiedKey:
     key: AsyncPrivateKey = field(repr=False)  # the engine only hands it back in KeyOperationRequired
     ocsp_response: bytes | None = field(default=None, repr=False)
     chain_der: tuple[bytes, ...] = field(init=False, repr=False)
-    key_type: str = field(init=False)  # "ecdsa-secp256r1", "rsa", "rsa-pss", "ed25519", ...
+    key_type: str = field(init=False)  # "ecdsa-secp256r1", "rsa", "rsa-pss", "ed25519", "mldsa65", ...
     tls13_schemes: tuple[int, ...] = field(init=False)
     tls12_schemes: tuple[int, ...] = field(init=False)
     rsa_key_exchange: bool = field(init=False)
@@ -93,6 +93,9 @@ class CertifiedKey:
                 key_type, tls13, tls12 = "rsa-pss", _PSS_PSS, _PSS_PSS
             else:
                 key_type, tls13, tls12 = "rsa", _RSAE_PSS, _RSAE_PSS + _RSA_PKCS1
+        elif (mldsa_scheme := mldsa_scheme_of(public)) is not None:
+            # draft-ietf-tls-mldsa: TLS 1.3 only (no TLS 1.2 code points), one scheme per parameter set.
+            key_type, tls13, tls12 = mldsa_scheme.name.lower(), (mldsa_scheme,), ()
         else:
             raise ValueError(f"unsupported certificate key type {type(public).__name__}")
         _check_key_matches(public, self.key)

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, x25519
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from keyless.keys.schemes import PSS_SCHEMES, SignatureScheme
+from keyless.keys.schemes import MLDSA_SCHEMES, PSS_SCHEMES, SignatureScheme
 from keyless.tls.alerts import AlertDescription, TLSAlert
 
 TLS13 = 0x0304
@@ -107,6 +107,8 @@ ECDSA_SCHEME_FOR_CURVE: dict[str, SignatureScheme] = {
 # RFC 8446 §4.4.3: RSASSA-PKCS1-v1_5 and SHA-1 schemes MUST NOT be used in CertificateVerify: every PSS
 # scheme, ECDSA with the curve-bound hashes, and Ed25519.
 TLS13_SIGNATURE_SCHEMES: frozenset[int] = PSS_SCHEMES | set(ECDSA_SCHEME_FOR_CURVE.values()) | {SignatureScheme.ED25519}
+# Our own CertificateVerify may also be ML-DSA (draft-ietf-tls-mldsa, TLS 1.3 only); not asked of clients (yet).
+SERVER_TLS13_SIGNATURE_SCHEMES: frozenset[int] = TLS13_SIGNATURE_SCHEMES | MLDSA_SCHEMES
 
 # RFC 8446 §4.1.3: the last 8 bytes of ServerHello.random when a TLS 1.3 server negotiates an older version.
 DOWNGRADE_TLS12 = b"DOWNGRD\x01"
@@ -137,7 +139,7 @@ def choose_signature_scheme(key_schemes: Sequence[int], offered: Sequence[int]) 
     to those allowed in a TLS 1.3 CertificateVerify."""
     offered_set = set(offered)
     for scheme in key_schemes:
-        if scheme in offered_set and scheme in TLS13_SIGNATURE_SCHEMES:
+        if scheme in offered_set and scheme in SERVER_TLS13_SIGNATURE_SCHEMES:
             return scheme
     return None
 
