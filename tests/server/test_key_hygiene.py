@@ -194,7 +194,7 @@ def test_strict_permissions_false_starts_with_a_warning(pki: DemoPKI, tmp_path: 
 
 def test_strict_permissions_must_be_a_boolean(pki: DemoPKI, tmp_path: Path) -> None:
     result = _run_keyserver(pki, tmp_path, strict_permissions="maybe")
-    assert result.returncode != 0 and "strict_permissions: must be true or false" in result.stderr
+    assert result.returncode != 0 and "strict_permissions: 'maybe' is not true or false" in result.stderr
 
 
 def test_start_up_and_sighup_do_not_hang_on_a_symlink_loop(pki: DemoPKI, tmp_path: Path) -> None:

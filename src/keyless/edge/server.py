@@ -70,7 +70,6 @@ class Edge:
         self._readiness_task: asyncio.Task[None] | None = None
         self._ticket_refresh_task: asyncio.Task[None] | None = None
         self._key_check_task: asyncio.Task[None] | None = None
-        self._key_check_settled = False
         self._key_check_first_pass = asyncio.Event()
 
     # --- construction ---------------------------------------------------------------------------
@@ -207,7 +206,6 @@ class Edge:
         if not speaks_for_all():
             return
         if self.sites.groups:
-            self._key_check_settled = False
             self._key_check_first_pass = asyncio.Event()
             self._key_check_task = asyncio.create_task(
                 warn_unheld_keys(self.sites, self.config.source, READINESS_INTERVAL, self._key_check_first_pass)
@@ -229,15 +227,17 @@ class Edge:
         return self.health
 
     async def _settle_key_check(self) -> None:
-        """Let the first pass of the key check after start or reload end before the first readiness answer,
-        so its one signature per site lands before the edge says it is ready (each probe is bounded by the
+        """Let the first pass of the key check after start or reload end before a readiness answer, so its
+        one signature per site lands before the edge says it is ready (each probe is bounded by the
         key-server client's timeout; sites whose key servers are unreachable are retried later, in the
-        background)."""
+        background). Every caller waits, not only the first (the readiness loop and start-up both ask)."""
         task = self._key_check_task
-        if task is not None and not self._key_check_settled:
-            self._key_check_settled = True
-            first_pass = asyncio.ensure_future(self._key_check_first_pass.wait())
+        if task is None or task.done() or self._key_check_first_pass.is_set():
+            return
+        first_pass = asyncio.ensure_future(self._key_check_first_pass.wait())
+        try:
             await asyncio.wait({task, first_pass}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
             first_pass.cancel()
 
     async def _readiness_loop(self) -> None:
