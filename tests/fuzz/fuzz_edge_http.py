@@ -132,23 +132,53 @@ async def _serve(reply: bytes, pieces: list[bytes], peer: tuple[str, int]) -> by
     return bytes(client.written)
 
 
-def _check_client_bytes(written: bytes) -> None:
-    """What the edge sent the client parses as HTTP/1.1 responses (the origin's replies are well-formed or
-    answered 502, and the edge's own 400/431/502/504 must be too)."""
-    conn = h11.Connection(h11.CLIENT)
-    conn.send(h11.Request(method="GET", target="/", headers=[("host", "a")]))
-    conn.send(h11.EndOfMessage())
-    conn.receive_data(written)
-    conn.receive_data(b"")
+def _methods(client_bytes: bytes) -> list[bytes]:
+    """The methods of the requests the client sent, in order, as an HTTP/1.1 server reads them."""
+    conn = h11.Connection(h11.SERVER)
+    conn.receive_data(client_bytes)
+    methods: list[bytes] = []
     try:
         while True:
             event = conn.next_event()
-            if event is h11.NEED_DATA or isinstance(event, h11.ConnectionClosed | h11.EndOfMessage):
+            if isinstance(event, h11.Request):
+                methods.append(bytes(event.method))
+            elif isinstance(event, h11.EndOfMessage):
+                conn.send(h11.Response(status_code=204, headers=[]))
+                conn.send(h11.EndOfMessage())
+                conn.start_next_cycle()
+            elif event is h11.NEED_DATA or event is h11.PAUSED or isinstance(event, h11.ConnectionClosed):
+                break
+    except (h11.RemoteProtocolError, h11.LocalProtocolError):
+        pass
+    return methods
+
+
+def _check_client_bytes(client_bytes: bytes, written: bytes) -> None:
+    """What the edge sent the client parses as HTTP/1.1 responses to the client's requests (a response to HEAD
+    has no body whatever its framing headers say), followed at most by the edge's own 400/431/502/504."""
+    methods = _methods(client_bytes) or [b"GET"]
+    conn = h11.Connection(h11.CLIENT)
+    conn.receive_data(written)
+    conn.receive_data(b"")
+    try:
+        for method in [*methods, b"GET"]:  # one more: the edge's own error answer to a request h11 refused
+            conn.send(h11.Request(method=method, target="/", headers=[("host", "a")]))
+            conn.send(h11.EndOfMessage())
+            while True:
+                event = conn.next_event()
+                if event is h11.NEED_DATA or event is h11.PAUSED or isinstance(event, h11.ConnectionClosed):
+                    return
+                if isinstance(event, h11.EndOfMessage):
+                    break
+            if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
                 return
-            if event is h11.PAUSED:
-                return
+            conn.start_next_cycle()
+            if not conn.trailing_data[0]:
+                return  # every byte the edge sent is accounted for (it may then close: that is allowed)
     except h11.RemoteProtocolError as exc:
         raise Finding(f"the edge sent the client invalid HTTP: {exc}; {written[:200]!r}") from exc
+    except h11.LocalProtocolError:
+        return
 
 
 def http_one_input(data: bytes) -> None:
@@ -159,7 +189,7 @@ def http_one_input(data: bytes) -> None:
     pieces = list(chunks(data[2:], data[1]))
     written = _loop().run_until_complete(asyncio.wait_for(_serve(reply, pieces, peer), 60))
     if written:
-        _check_client_bytes(written)
+        _check_client_bytes(data[2:], written)
 
 
 # ---- PROXY v2 ---------------------------------------------------------------------------------------
