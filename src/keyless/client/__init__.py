@@ -28,6 +28,7 @@ from keyless.client.errors import (
     KeyServerError,
     NoServerAvailable,
     OperationTimeout,
+    OverloadedError,
     ReadError,
     RemoteConfigurationError,
     ResponseError,
@@ -36,6 +37,7 @@ from keyless.client.errors import (
     error_for_code,
 )
 from keyless.client.remote_key import OperationContext, RemoteKey, opcode_for
+from keyless.client.resilience import EjectionPolicy, HedgePolicy
 
 __all__ = [
     "Answer",
@@ -46,9 +48,11 @@ __all__ = [
     "ConnectFailed",
     "ConnectionLost",
     "CryptoError",
+    "EjectionPolicy",
     "EndpointStats",
     "ExpiredError",
     "FormatError",
+    "HedgePolicy",
     "InternalError",
     "KeyNotFoundError",
     "KeyServerError",
@@ -57,6 +61,7 @@ __all__ = [
     "NoServerAvailable",
     "OperationContext",
     "OperationTimeout",
+    "OverloadedError",
     "ReadError",
     "RemoteConfigurationError",
     "RemoteKey",

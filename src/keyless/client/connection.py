@@ -10,6 +10,7 @@ its ID stays reserved so its late answer is dropped quietly.
 from __future__ import annotations
 
 import asyncio
+import functools
 import socket
 import ssl
 from collections.abc import Callable
@@ -125,6 +126,7 @@ class KeylessConnection(asyncio.Protocol):
         future: asyncio.Future[Answer] = self._loop.create_future()
         timer = self._loop.call_at(deadline, self._expire, message_id)
         self._waiters[message_id] = (future, timer)
+        future.add_done_callback(functools.partial(self._cancelled, message_id))
         self.requests_sent += 1
         if not self._flush_scheduled:
             self._flush_scheduled = True
@@ -145,6 +147,20 @@ class KeylessConnection(asyncio.Protocol):
         if data and self._transport is not None and not self._closed:
             self.writes += 1
             self._transport.write(data)
+
+    def _cancelled(self, message_id: int, future: asyncio.Future[Answer]) -> None:
+        """A caller cancelled its wait (the hedge that lost a race): forget the request like a timeout,
+        so its late answer is dropped quietly."""
+        if not future.cancelled():
+            return
+        entry = self._waiters.pop(message_id, None)
+        if entry is None:
+            return
+        entry[1].cancel()
+        try:
+            self._core.abandon(message_id)
+        except ResponseError as exc:
+            self._shut(str(exc), error=ResponseError)
 
     def _expire(self, message_id: int) -> None:
         entry = self._waiters.pop(message_id, None)

@@ -77,6 +77,11 @@ class RemoteConfigurationError(KeyServerError):
     """0x0B: a proxying key server could not reach its upstream."""
 
 
+class OverloadedError(KeyServerError):
+    """0xC0 (this project's range): the key server shed the request without doing it; the client has
+    already tried the other key servers when this is raised."""
+
+
 _BY_CODE: dict[int, type[KeyServerError]] = {
     ErrorCode.CRYPTO_FAILED: CryptoError,
     ErrorCode.KEY_NOT_FOUND: KeyNotFoundError,
@@ -89,6 +94,7 @@ _BY_CODE: dict[int, type[KeyServerError]] = {
     ErrorCode.CERT_NOT_FOUND: CertificateNotFoundError,
     ErrorCode.EXPIRED: ExpiredError,
     ErrorCode.REMOTE_CONFIGURATION: RemoteConfigurationError,
+    ErrorCode.OVERLOADED: OverloadedError,
 }
 
 
@@ -131,6 +137,7 @@ __all__ = [
     "KeylessClientError",
     "NoServerAvailable",
     "OperationTimeout",
+    "OverloadedError",
     "ReadError",
     "RemoteConfigurationError",
     "ResponseError",
