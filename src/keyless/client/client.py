@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING
 
 from keyless.client.core import Answer, Request
 from keyless.client.endpoint import Endpoint, EndpointStats
-from keyless.client.errors import KeylessClientError, NoServerAvailable
+from keyless.client.errors import KeylessClientError, NoServerAvailable, OperationTimeout
 from keyless.client.operation import Operation
 from keyless.client.remote_key import OperationContext, RemoteKey
 from keyless.client.resilience import EjectionPolicy, HedgeBudget, HedgePolicy
@@ -372,9 +372,13 @@ class KeylessClient:
         except Exception as exc:  # the health loop must outlive any one failure, expected or not
             if not isinstance(exc, KeylessClientError):
                 log.exception("health check of key server %s failed unexpectedly", endpoint.label)
-            if endpoint.healthy:
-                log.warning("key server %s failed its health check: %s", endpoint.label, exc)
-            endpoint.mark_down(str(exc))  # its operations in flight are sent elsewhere at once
+            if not endpoint.healthy:
+                return
+            log.warning("key server %s failed its health check: %s", endpoint.label, exc)
+            if isinstance(exc, OperationTimeout) and any(e.healthy for e in self._endpoints if e is not endpoint):
+                self._eject(endpoint, f"missed a ping: {exc}")  # connected but silent: hung, not gone
+            else:
+                endpoint.mark_down(str(exc))  # its operations in flight are sent elsewhere at once
             return
         if endpoint.readmit(loop.time()):
             log.info("key server %s is back", endpoint.label)
