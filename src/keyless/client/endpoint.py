@@ -40,6 +40,7 @@ class EndpointStats:
     hedge_won: int = 0  # hedges this server answered first
     ejected: int = 0  # times it was ejected
     ejected_for: float = 0.0  # seconds of ejection left (0: not ejected)
+    shed: int = 0  # operations it answered "overloaded" (0xC0) and that went elsewhere
 
 
 class Endpoint:
@@ -73,6 +74,7 @@ class Endpoint:
         self.hedged = 0
         self.hedge_won = 0
         self.ejected = 0
+        self.shed = 0
         self.consecutive_failures = 0
         self.ejected_until = 0.0  # loop time before which a successful ping does not readmit it
         self.readmitted_at = -math.inf  # loop time of the last readmission (slow start)
@@ -153,6 +155,7 @@ class Endpoint:
         return EndpointStats(
             self.label, self.healthy, self.latency_ewma, self.in_flight, len(self._open), self.completed,
             self.failures, self.last_error, self.hedged, self.hedge_won, self.ejected, ejected_for,
+            self.shed,
         )
 
     def connection_now(self) -> KeylessConnection | None:

@@ -20,6 +20,7 @@ from keyless.client.errors import (
     ConnectFailed,
     ConnectionLost,
     KeylessClientError,
+    KeyServerError,
     NoServerAvailable,
     OperationTimeout,
     ResponseError,
@@ -134,8 +135,8 @@ class Operation:
                     self._launch(hedge=True, healthy_only=True)
             if hedge_at is not None and loop.time() >= hedge_at and self.hedges < MAX_HEDGES:
                 self._hedge()
-        if isinstance(self.last_error, OperationTimeout):
-            raise self.last_error
+        if isinstance(self.last_error, OperationTimeout | KeyServerError):
+            raise self.last_error  # a timeout, or every server it reached shed it (OverloadedError)
         if self.last_error is None and self.deadline is not None:
             raise OperationTimeout("the call's deadline passed before an answer")
         raise NoServerAvailable(f"no key server could carry the operation ({self.last_error})")
@@ -207,6 +208,7 @@ class Operation:
         if error is None:
             answer = future.result()
             if answer.opcode == Opcode.ERROR and answer.error_code in TRY_ELSEWHERE:
+                endpoint.shed += 1
                 self.shed_by.append(endpoint)
                 self.last_error = error_for_code(answer.error_code or 0, endpoint.label)
                 return None
