@@ -15,6 +15,7 @@ import socket
 import ssl
 from collections.abc import Callable
 
+from keyless.client.cert_diagnosis import presented_certificate
 from keyless.client.core import Answer, ClientConnection, Request
 from keyless.client.errors import ConnectFailed, ConnectionLost, OperationTimeout, ResponseError
 from keyless.sentinel import NeedData
@@ -63,6 +64,13 @@ class KeylessConnection(asyncio.Protocol):
             )
         except TimeoutError:
             raise ConnectFailed(f"connecting to key server {name} timed out after {timeout:g}s") from None
+        except ssl.SSLCertVerificationError as exc:
+            # Expired, not yet valid, replaced (another CA), wrong name: say which certificate it was.
+            presented = await presented_certificate(host, port, server_hostname, timeout,
+                                                    getattr(ssl_context, "keyless_client_files", None))
+            detail = f"; the key server presented {presented}" if presented else ""
+            raise ConnectFailed(f"cannot connect to key server {name}: certificate verification failed: "
+                                f"{exc.verify_message or _reason(exc)}{detail}") from None
         except (OSError, ssl.SSLError) as exc:
             raise ConnectFailed(f"cannot connect to key server {name}: {_reason(exc)}") from None
         return protocol
