@@ -72,6 +72,6 @@ def test_a_bad_key_server_certificate_is_named_with_its_dates(
         result = asyncio.run(main())
     assert isinstance(result, ConnectFailed)
     for text in (str(result), caplog.text):
-        assert "certificate verification failed" in text
+        assert "CERTIFICATE_VERIFY_FAILED" in text
         assert subject in text and state in text and f"to {not_after} UTC" in text
     assert "PRIVATE" not in caplog.text

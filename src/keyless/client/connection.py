@@ -69,8 +69,8 @@ class KeylessConnection(asyncio.Protocol):
             presented = await presented_certificate(host, port, server_hostname, timeout,
                                                     getattr(ssl_context, "keyless_client_files", None))
             detail = f"; the key server presented {presented}" if presented else ""
-            raise ConnectFailed(f"cannot connect to key server {name}: certificate verification failed: "
-                                f"{exc.verify_message or _reason(exc)}{detail}") from None
+            why = f" ({exc.verify_message})" if exc.verify_message else ""
+            raise ConnectFailed(f"cannot connect to key server {name}: {_reason(exc)}{why}{detail}") from None
         except (OSError, ssl.SSLError) as exc:
             raise ConnectFailed(f"cannot connect to key server {name}: {_reason(exc)}") from None
         return protocol

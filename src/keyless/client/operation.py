@@ -132,7 +132,8 @@ class Operation:
             for attempt in list(self.running):
                 if self._needs_rescue(attempt):
                     attempt.rescued = True  # its server went down: the answer will most likely never come
-                    self._launch(hedge=True, healthy_only=True)
+                    if self._launch(hedge=True, healthy_only=True):
+                        attempt.endpoint.hedged += 1
             if hedge_at is not None and loop.time() >= hedge_at and self.hedges < MAX_HEDGES:
                 self._hedge()
         if isinstance(self.last_error, OperationTimeout | KeyServerError):
