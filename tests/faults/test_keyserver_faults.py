@@ -123,15 +123,24 @@ def test_slow_key_server_is_hedged_around(
         with start_edge(fault_pki, origin, [proxy.port, b.port], tmp_path) as edge, \
                 HandshakeLoad(edge, fault_pki) as load:
             load.wait_for_more(20, "handshakes before the fault")
+            # A must be carrying operations when it turns slow (the balancer favours the faster server, and
+            # one that gets none has none to hedge).
+            signed = a.sign_count()
+            wait_until(lambda: a.sign_count() >= signed + 5 or load.failures, "A to carry load", timeout=120)
             proxy.delay = 3.0
             load.wait_for_more(60, "60 handshakes while A is slow")
             label = keyserver_label(proxy.port)
+            # Generous failure-only deadlines: on a loaded machine A may be ejected (by a ping that timed out)
+            # and readmitted a few times before one of its operations is hedged.
             wait_until(lambda: edge.metric("keyless_edge_keyserver_hedged_total", keyserver=label) >= 1
-                       or load.failures, "an operation of A to be hedged")
-            wait_until(lambda: out_of_rotation(edge, proxy.port) or load.failures, "A to be ejected")
-            assert edge.metric("keyless_edge_keyserver_hedge_won_total", keyserver=keyserver_label(b.port)) >= 1
+                       or load.failures, "an operation of A to be hedged", timeout=120)
+            wait_until(lambda: edge.metric("keyless_edge_keyserver_ejected_total", keyserver=label) >= 1
+                       or load.failures, "A to be ejected", timeout=120)
+            wait_until(lambda: edge.metric("keyless_edge_keyserver_hedge_won_total", keyserver=keyserver_label(b.port))
+                       >= 1 or load.failures, "B to win a hedge", timeout=120)
             proxy.delay = 0.0
-            wait_until(lambda: not out_of_rotation(edge, proxy.port) or load.failures, "A to be let back in")
+            wait_until(lambda: not out_of_rotation(edge, proxy.port) or load.failures, "A to be let back in",
+                       timeout=120)
             load.wait_for_more(20, "handshakes after A recovered")
         assert load.failures == []
     finally:

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING
 
 from keyless.client.core import Answer, Request
 from keyless.client.endpoint import Endpoint, EndpointStats
-from keyless.client.errors import KeylessClientError, NoServerAvailable, OperationTimeout
+from keyless.client.errors import ConnectTimeout, KeylessClientError, NoServerAvailable, OperationTimeout
 from keyless.client.operation import Operation
 from keyless.client.remote_key import OperationContext, RemoteKey
 from keyless.client.resilience import EjectionPolicy, HedgeBudget, HedgePolicy
@@ -377,7 +377,8 @@ class KeylessClient:
             if not endpoint.healthy:
                 return
             log.warning("key server %s failed its health check: %s", endpoint.label, exc)
-            if isinstance(exc, OperationTimeout) and any(e.healthy for e in self._endpoints if e is not endpoint):
+            hung = isinstance(exc, OperationTimeout | ConnectTimeout)
+            if hung and any(e.healthy for e in self._endpoints if e is not endpoint):
                 self._eject(endpoint, f"missed a ping: {exc}")  # connected but silent: hung, not gone
             else:
                 endpoint.mark_down(str(exc))  # its operations in flight are sent elsewhere at once

@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 from keyless.client.cert_diagnosis import presented_certificate
 from keyless.client.core import Answer, ClientConnection, Request
-from keyless.client.errors import ConnectFailed, ConnectionLost, OperationTimeout, ResponseError
+from keyless.client.errors import ConnectFailed, ConnectionLost, ConnectTimeout, OperationTimeout, ResponseError
 from keyless.sentinel import NeedData
 
 
@@ -63,7 +63,7 @@ class KeylessConnection(asyncio.Protocol):
                 timeout,
             )
         except TimeoutError:
-            raise ConnectFailed(f"connecting to key server {name} timed out after {timeout:g}s") from None
+            raise ConnectTimeout(f"connecting to key server {name} timed out after {timeout:g}s") from None
         except ssl.SSLCertVerificationError as exc:
             # Expired, not yet valid, replaced (another CA), wrong name: say which certificate it was.
             presented = await presented_certificate(host, port, server_hostname, timeout,

@@ -115,6 +115,11 @@ class ConnectFailed(KeylessClientError):
     """A connection to a key server could not be opened (refused, unreachable, TLS handshake failed)."""
 
 
+class ConnectTimeout(ConnectFailed):
+    """Connecting (TCP and the TLS handshake) did not finish within the connect timeout: the server may be
+    hung rather than gone (a stopped process still completes TCP handshakes from its listen backlog)."""
+
+
 class NoServerAvailable(KeylessClientError):
     """Every key server was tried (within the retry budget) and none could carry the operation."""
 
@@ -127,6 +132,7 @@ __all__ = [
     "BadOpcodeError",
     "CertificateNotFoundError",
     "ConnectFailed",
+    "ConnectTimeout",
     "ConnectionLost",
     "CryptoError",
     "ExpiredError",
