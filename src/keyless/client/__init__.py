@@ -19,6 +19,7 @@ from keyless.client.errors import (
     CertificateNotFoundError,
     ConnectFailed,
     ConnectionLost,
+    ConnectTimeout,
     CryptoError,
     ExpiredError,
     FormatError,
@@ -28,6 +29,7 @@ from keyless.client.errors import (
     KeyServerError,
     NoServerAvailable,
     OperationTimeout,
+    OverloadedError,
     ReadError,
     RemoteConfigurationError,
     ResponseError,
@@ -36,6 +38,7 @@ from keyless.client.errors import (
     error_for_code,
 )
 from keyless.client.remote_key import OperationContext, RemoteKey, opcode_for
+from keyless.client.resilience import EjectionPolicy, HedgePolicy
 
 __all__ = [
     "Answer",
@@ -44,11 +47,14 @@ __all__ = [
     "ClientConnection",
     "ClientTLS",
     "ConnectFailed",
+    "ConnectTimeout",
     "ConnectionLost",
     "CryptoError",
+    "EjectionPolicy",
     "EndpointStats",
     "ExpiredError",
     "FormatError",
+    "HedgePolicy",
     "InternalError",
     "KeyNotFoundError",
     "KeyServerError",
@@ -57,6 +63,7 @@ __all__ = [
     "NoServerAvailable",
     "OperationContext",
     "OperationTimeout",
+    "OverloadedError",
     "ReadError",
     "RemoteConfigurationError",
     "RemoteKey",

@@ -5,16 +5,21 @@ the lower ``latency EWMA x (in flight + 1)`` wins ("power of two choices": the f
 of the load without being hammered, and a server without a sample yet gets probed by real traffic).
 When no endpoint is healthy, all are candidates: trying beats failing without trying.
 
-Failures (all key operations are idempotent, so repeating one is safe):
+Failures (all key operations are idempotent, so repeating one is safe; ``keyless.client.operation``):
+- an operation not answered within its server's hedge delay is hedged to another healthy server
+  (budgeted; ``keyless.client.resilience``); the first answer wins;
 - a connection that breaks under an operation: the operation is retried once on another server
   (on the same server over a fresh connection when it is the only one);
 - a connect failure: the endpoint is marked down, the operation moves on (this costs no retry, since
   nothing was sent);
-- a timeout: the endpoint is marked down, and the operation is retried elsewhere if the call's
-  deadline leaves room for it;
+- an "overloaded" answer (0xC0): the operation moves on and never returns to that server;
+- a timeout: one failure towards the endpoint's ejection, and the operation is retried elsewhere if
+  the call's deadline leaves room for it;
 - an error answer (0xFF): raised at once as its typed ``KeyServerError``; the server is healthy.
-A background task pings every endpoint each ``health_interval``: a down endpoint that answers comes
-back, a healthy one that does not goes down. Every ``resolve_interval`` the names are resolved again:
+Timeouts and lost hedge races in a row eject an endpoint (outlier ejection). A background task pings
+every endpoint each ``health_interval``: a down endpoint that answers comes back (an ejected one only
+after its ejection time), a healthy one that does not goes down, and its operations in flight move.
+Every ``resolve_interval`` the names are resolved again:
 new addresses join, vanished ones leave after a drain period.
 """
 
@@ -34,17 +39,11 @@ from typing import TYPE_CHECKING
 
 from keyless.client.core import Answer, Request
 from keyless.client.endpoint import Endpoint, EndpointStats
-from keyless.client.errors import (
-    ConnectFailed,
-    ConnectionLost,
-    KeylessClientError,
-    NoServerAvailable,
-    OperationTimeout,
-    ResponseError,
-    error_for_code,
-)
+from keyless.client.errors import ConnectTimeout, KeylessClientError, NoServerAvailable, OperationTimeout
+from keyless.client.operation import Operation
 from keyless.client.remote_key import OperationContext, RemoteKey
-from keyless.protocol import DEFAULT_PORT, Opcode
+from keyless.client.resilience import EjectionPolicy, HedgeBudget, HedgePolicy
+from keyless.protocol import DEFAULT_PORT
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -72,6 +71,8 @@ def make_ssl_context(client_cert: Path | str, client_key: Path | str, ca: Path |
     context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(ca))
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.load_cert_chain(str(client_cert), str(client_key))
+    # File names (not contents): to read a key server's certificate when it fails verification.
+    context.keyless_client_files = (str(client_cert), str(client_key))  # type: ignore[attr-defined]
     return context
 
 
@@ -134,6 +135,8 @@ class KeylessClient:
         send_request_id: bool = False,
         resolver: Resolver | None = None,
         resolve_interval: float = 60.0,
+        hedge: HedgePolicy | None = None,
+        ejection: EjectionPolicy | None = None,
     ) -> None:
         if not servers:
             raise ValueError("at least one key server is needed")
@@ -148,6 +151,9 @@ class KeylessClient:
         self.health_interval = health_interval
         self.health_timeout = health_timeout
         self.retries = retries
+        self.hedge_policy = hedge or HedgePolicy()
+        self.hedge_budget = HedgeBudget(self.hedge_policy.budget_ratio, self.hedge_policy.budget_burst)
+        self.ejection_policy = ejection or EjectionPolicy()
         # Tags that older key servers reject and that reveal end users: sent only when enabled.
         self.send_client_ip = send_client_ip
         self.send_request_id = send_request_id
@@ -212,7 +218,11 @@ class KeylessClient:
         return list(self._endpoints)
 
     def stats(self) -> list[EndpointStats]:
-        return [endpoint.stats() for endpoint in self._endpoints]
+        try:
+            now: float | None = asyncio.get_running_loop().time()
+        except RuntimeError:
+            now = None
+        return [endpoint.stats(now) for endpoint in self._endpoints]
 
     async def _resolve(self) -> list[Endpoint]:
         """One endpoint per address: a name resolving to several addresses gives several endpoints,
@@ -289,73 +299,47 @@ class KeylessClient:
     ) -> Answer:
         if self._started is None or not self._started.done():
             await self.start()
-        loop = asyncio.get_running_loop()
         attempt_timeout = self.timeout if timeout is None else timeout
-        tried: list[Endpoint] = []
-        retries_left = self.retries
-        last_error: KeylessClientError | None = None
-        # Bounded: each pass either sends (at most 1 + retries times) or crosses off an endpoint.
-        for _ in range(len(self._endpoints) + self.retries + 1):
-            now = loop.time()
-            if deadline is not None and now >= deadline:
-                break
-            attempt_deadline = now + attempt_timeout if deadline is None else min(now + attempt_timeout, deadline)
-            endpoint = self._choose(tried)
-            if endpoint is None:
-                break
-            endpoint.in_flight += 1
-            try:
-                connection = await endpoint.acquire(attempt_deadline)
-                start = loop.time()
-                answer = await connection.submit(request, attempt_deadline)
-            except ConnectFailed as exc:
-                endpoint.mark_down(str(exc))
-                tried.append(endpoint)
-                last_error = exc
-                continue
-            except (ConnectionLost, ResponseError) as exc:
-                last_error = exc
-                if endpoint not in tried:
-                    tried.append(endpoint)
-                if retries_left <= 0:
-                    raise
-                retries_left -= 1
-                continue
-            except OperationTimeout as exc:
-                endpoint.mark_down("operation timed out")
-                last_error = exc
-                tried.append(endpoint)
-                if retries_left <= 0 or deadline is None or loop.time() >= deadline:
-                    raise
-                retries_left -= 1
-                continue
-            finally:
-                endpoint.in_flight -= 1
-            endpoint.record_latency(loop.time() - start)
-            if not endpoint.healthy:
-                endpoint.mark_up()  # it answered (tried because every endpoint was down): it is back
-            if answer.opcode == Opcode.ERROR:
-                raise error_for_code(answer.error_code or 0, endpoint.label)
-            return answer
-        if isinstance(last_error, OperationTimeout):
-            raise last_error
-        if last_error is None and deadline is not None:
-            raise OperationTimeout("the call's deadline passed before an answer")
-        raise NoServerAvailable(f"no key server could carry the operation ({last_error})")
+        return await Operation(self, request, attempt_timeout, deadline).run()
 
-    def _choose(self, tried: list[Endpoint]) -> Endpoint | None:
-        untried = [e for e in self._endpoints if e not in tried]
-        if not untried:
-            # Every endpoint was tried once: a broken connection may still be retried on the same
-            # server over a fresh connection, as long as one is not known to be down.
-            untried = [e for e in self._endpoints if e.healthy]
-            if not untried:
-                return None
-        candidates = [e for e in untried if e.healthy] or untried
+    # -- what an Operation needs (keyless.client.operation.Chooser) -------------------------------
+
+    @property
+    def endpoint_count(self) -> int:
+        return len(self._endpoints)
+
+    def choose(self, exclude: list[Endpoint], *, healthy_only: bool = False) -> Endpoint | None:
+        """An endpoint not in ``exclude``: among the healthy ones, the better of two at random (a server
+        in slow start after an ejection is passed over in proportion); when none is healthy, any of the
+        others (trying beats failing without trying) unless ``healthy_only``."""
+        untried = [e for e in self._endpoints if e not in exclude]
+        candidates = [e for e in untried if e.healthy]
+        if not candidates:
+            return None if healthy_only or not untried else self._random.choice(untried)
+        if len(candidates) > 1:
+            now = asyncio.get_running_loop().time()
+            full = [e for e in candidates if self._random.random() < e.share(self.ejection_policy, now)]
+            candidates = full or candidates
         if len(candidates) == 1:
             return candidates[0]
         first, second = self._random.sample(candidates, 2)
         return first if first.score() <= second.score() else second
+
+    def attempt_failed(self, endpoint: Endpoint, reason: str) -> None:
+        """An attempt on ``endpoint`` timed out or lost a hedge race: after ``consecutive_failures`` in
+        a row the endpoint is ejected, unless it is the last one in rotation."""
+        endpoint.consecutive_failures += 1
+        endpoint.last_error = reason
+        if not endpoint.healthy or endpoint.consecutive_failures < self.ejection_policy.consecutive_failures:
+            return
+        if not any(e.healthy for e in self._endpoints if e is not endpoint):
+            return  # never eject the last server in rotation (Envoy: max_ejection_percent)
+        self._eject(endpoint, f"{endpoint.consecutive_failures} operations in a row: {reason}")
+
+    def _eject(self, endpoint: Endpoint, reason: str) -> None:
+        now = asyncio.get_running_loop().time()
+        duration = endpoint.eject(reason, self.ejection_policy, now)
+        log.warning("key server %s ejected for %gs (%s)", endpoint.label, duration, reason)
 
     async def ping(self, payload: bytes = b"", *, timeout: float | None = None) -> dict[str, float | Exception]:
         """Ping every endpoint once; maps endpoint label -> round trip in seconds, or the error."""
@@ -384,18 +368,23 @@ class KeylessClient:
             await asyncio.gather(*(self._check(e) for e in self._endpoints))
 
     async def _check(self, endpoint: Endpoint) -> None:
+        loop = asyncio.get_running_loop()
         try:
             latency = await endpoint.probe(self.health_timeout)
         except Exception as exc:  # the health loop must outlive any one failure, expected or not
             if not isinstance(exc, KeylessClientError):
                 log.exception("health check of key server %s failed unexpectedly", endpoint.label)
-            if endpoint.healthy:
-                log.warning("key server %s failed its health check: %s", endpoint.label, exc)
-            endpoint.mark_down(str(exc))
+            if not endpoint.healthy:
+                return
+            log.warning("key server %s failed its health check: %s", endpoint.label, exc)
+            hung = isinstance(exc, OperationTimeout | ConnectTimeout)
+            if hung and any(e.healthy for e in self._endpoints if e is not endpoint):
+                self._eject(endpoint, f"missed a ping: {exc}")  # connected but silent: hung, not gone
+            else:
+                endpoint.mark_down(str(exc))  # its operations in flight are sent elsewhere at once
             return
-        if not endpoint.healthy:
+        if endpoint.readmit(loop.time()):
             log.info("key server %s is back", endpoint.label)
-        endpoint.mark_up()
         endpoint.record_latency(latency)
 
     # -- keys -------------------------------------------------------------------------------------

@@ -10,12 +10,14 @@ its ID stays reserved so its late answer is dropped quietly.
 from __future__ import annotations
 
 import asyncio
+import functools
 import socket
 import ssl
 from collections.abc import Callable
 
+from keyless.client.cert_diagnosis import presented_certificate
 from keyless.client.core import Answer, ClientConnection, Request
-from keyless.client.errors import ConnectFailed, ConnectionLost, OperationTimeout, ResponseError
+from keyless.client.errors import ConnectFailed, ConnectionLost, ConnectTimeout, OperationTimeout, ResponseError
 from keyless.sentinel import NeedData
 
 
@@ -61,7 +63,14 @@ class KeylessConnection(asyncio.Protocol):
                 timeout,
             )
         except TimeoutError:
-            raise ConnectFailed(f"connecting to key server {name} timed out after {timeout:g}s") from None
+            raise ConnectTimeout(f"connecting to key server {name} timed out after {timeout:g}s") from None
+        except ssl.SSLCertVerificationError as exc:
+            # Expired, not yet valid, replaced (another CA), wrong name: say which certificate it was.
+            presented = await presented_certificate(host, port, server_hostname, timeout,
+                                                    getattr(ssl_context, "keyless_client_files", None))
+            detail = f"; the key server presented {presented}" if presented else ""
+            why = f" ({exc.verify_message})" if exc.verify_message else ""
+            raise ConnectFailed(f"cannot connect to key server {name}: {_reason(exc)}{why}{detail}") from None
         except (OSError, ssl.SSLError) as exc:
             raise ConnectFailed(f"cannot connect to key server {name}: {_reason(exc)}") from None
         return protocol
@@ -125,6 +134,7 @@ class KeylessConnection(asyncio.Protocol):
         future: asyncio.Future[Answer] = self._loop.create_future()
         timer = self._loop.call_at(deadline, self._expire, message_id)
         self._waiters[message_id] = (future, timer)
+        future.add_done_callback(functools.partial(self._cancelled, message_id))
         self.requests_sent += 1
         if not self._flush_scheduled:
             self._flush_scheduled = True
@@ -145,6 +155,20 @@ class KeylessConnection(asyncio.Protocol):
         if data and self._transport is not None and not self._closed:
             self.writes += 1
             self._transport.write(data)
+
+    def _cancelled(self, message_id: int, future: asyncio.Future[Answer]) -> None:
+        """A caller cancelled its wait (the hedge that lost a race): forget the request like a timeout,
+        so its late answer is dropped quietly."""
+        if not future.cancelled():
+            return
+        entry = self._waiters.pop(message_id, None)
+        if entry is None:
+            return
+        entry[1].cancel()
+        try:
+            self._core.abandon(message_id)
+        except ResponseError as exc:
+            self._shut(str(exc), error=ResponseError)
 
     def _expire(self, message_id: int) -> None:
         entry = self._waiters.pop(message_id, None)

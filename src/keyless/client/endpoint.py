@@ -3,18 +3,23 @@
 The pool opens its connections lazily (all of them at the first demand, so they come up together)
 and hands out the open connection with the fewest requests in flight. A connection that closes leaves
 the pool and is replaced at the next demand. Health is a flag the client flips: down after a failed
-connect or a timed-out operation, up again after a successful probe (``probe``: a ping).
+connect or a missed ping, up again after a successful probe (``probe``: a ping). Ejection
+(``keyless.client.resilience``) is a longer "down": after consecutive timeouts or lost hedge races, the
+endpoint stays out of rotation until ``ejected_until`` even if pings succeed, then comes back slowly.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from keyless.client.connection import KeylessConnection
 from keyless.client.core import Request
 from keyless.client.errors import ConnectFailed, KeylessClientError, OperationTimeout
+from keyless.client.resilience import EjectionPolicy, HedgePolicy, LatencyWindow
 from keyless.protocol import Opcode
 
 # Weight of the newest latency sample in the moving average: about the last 10 operations count.
@@ -31,6 +36,11 @@ class EndpointStats:
     completed: int
     failures: int
     last_error: str
+    hedged: int = 0  # operations of this server that were also sent elsewhere (it was slow)
+    hedge_won: int = 0  # hedges this server answered first
+    ejected: int = 0  # times it was ejected
+    ejected_for: float = 0.0  # seconds of ejection left (0: not ejected)
+    shed: int = 0  # operations it answered "overloaded" (0xC0) and that went elsewhere
 
 
 class Endpoint:
@@ -60,6 +70,16 @@ class Endpoint:
         self.completed = 0
         self.failures = 0
         self.last_error = ""
+        self.latencies = LatencyWindow()
+        self.hedged = 0
+        self.hedge_won = 0
+        self.ejected = 0
+        self.shed = 0
+        self.consecutive_failures = 0
+        self.ejected_until = 0.0  # loop time before which a successful ping does not readmit it
+        self.readmitted_at = -math.inf  # loop time of the last readmission (slow start)
+        self._ejection_streak = 0
+        self._down_watchers: set[Callable[[], None]] = set()
         self._closed = False
         self._last_close_reason = ""
 
@@ -78,19 +98,75 @@ class Endpoint:
         self.latency_ewma = seconds if previous is None else previous + EWMA_WEIGHT * (seconds - previous)
         self.completed += 1
 
+    def record_answer(self, seconds: float) -> None:
+        """An operation answered after ``seconds``: latency sample, and the failure streak ends."""
+        self.record_latency(seconds)
+        self.latencies.add(seconds)
+        self.consecutive_failures = 0
+
+    def hedge_delay(self, policy: HedgePolicy) -> float:
+        return policy.delay(self.latencies.p99)
+
+    def share(self, policy: EjectionPolicy, now: float) -> float:
+        """The share of new operations it may take (below 1 during slow start after a readmission)."""
+        return policy.share(now - self.readmitted_at)
+
     def mark_down(self, reason: str) -> None:
         self.healthy = False
         self.failures += 1
         self.last_error = reason
+        for watcher in list(self._down_watchers):
+            watcher()
 
     def mark_up(self) -> None:
         self.healthy = True
 
-    def stats(self) -> EndpointStats:
+    def watch_down(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` whenever the endpoint goes down (ejected, missed a ping): operations
+        waiting on it are sent elsewhere at once, without waiting for their hedge delay or timeout."""
+        self._down_watchers.add(callback)
+
+    def unwatch_down(self, callback: Callable[[], None]) -> None:
+        self._down_watchers.discard(callback)
+
+    def eject(self, reason: str, policy: EjectionPolicy, now: float) -> float:
+        """Out of rotation for the policy's ejection time (longer for each ejection in a row); returns it."""
+        if now - self.ejected_until > policy.max_ejection_time:
+            self._ejection_streak = 0  # well-behaved long enough since the last ejection: start over
+        self._ejection_streak += 1
+        duration = policy.ejection_time(self._ejection_streak)
+        self.ejected_until = now + duration
+        self.ejected += 1
+        self.consecutive_failures = 0
+        self.mark_down(f"ejected: {reason}")
+        return duration
+
+    def readmit(self, now: float) -> bool:
+        """A ping succeeded: back in rotation unless its ejection time still runs; True when it came back."""
+        if self.healthy or now < self.ejected_until:
+            return False
+        self.healthy = True
+        if self.ejected_until > 0:
+            self.readmitted_at = now  # slow start after an ejection; a plain down (refused connect) is not one
+        return True
+
+    def stats(self, now: float | None = None) -> EndpointStats:
+        ejected_for = 0.0 if now is None or self.healthy else max(0.0, self.ejected_until - now)
         return EndpointStats(
             self.label, self.healthy, self.latency_ewma, self.in_flight, len(self._open), self.completed,
-            self.failures, self.last_error,
+            self.failures, self.last_error, self.hedged, self.hedge_won, self.ejected, ejected_for,
+            self.shed,
         )
+
+    def connection_now(self) -> KeylessConnection | None:
+        """The least-loaded open connection, if one is open and the pool is full (no waiting)."""
+        if self._closed or len(self._open) < self._pool_size:
+            return None
+        best = self._open[0]
+        for connection in self._open:
+            if connection.in_flight < best.in_flight:
+                best = connection
+        return best if best.is_open else None
 
     # -- connections ------------------------------------------------------------------------------
 

@@ -77,6 +77,11 @@ class RemoteConfigurationError(KeyServerError):
     """0x0B: a proxying key server could not reach its upstream."""
 
 
+class OverloadedError(KeyServerError):
+    """0xC0 (this project's range): the key server shed the request without doing it; the client has
+    already tried the other key servers when this is raised."""
+
+
 _BY_CODE: dict[int, type[KeyServerError]] = {
     ErrorCode.CRYPTO_FAILED: CryptoError,
     ErrorCode.KEY_NOT_FOUND: KeyNotFoundError,
@@ -89,6 +94,7 @@ _BY_CODE: dict[int, type[KeyServerError]] = {
     ErrorCode.CERT_NOT_FOUND: CertificateNotFoundError,
     ErrorCode.EXPIRED: ExpiredError,
     ErrorCode.REMOTE_CONFIGURATION: RemoteConfigurationError,
+    ErrorCode.OVERLOADED: OverloadedError,
 }
 
 
@@ -109,6 +115,11 @@ class ConnectFailed(KeylessClientError):
     """A connection to a key server could not be opened (refused, unreachable, TLS handshake failed)."""
 
 
+class ConnectTimeout(ConnectFailed):
+    """Connecting (TCP and the TLS handshake) did not finish within the connect timeout: the server may be
+    hung rather than gone (a stopped process still completes TCP handshakes from its listen backlog)."""
+
+
 class NoServerAvailable(KeylessClientError):
     """Every key server was tried (within the retry budget) and none could carry the operation."""
 
@@ -121,6 +132,7 @@ __all__ = [
     "BadOpcodeError",
     "CertificateNotFoundError",
     "ConnectFailed",
+    "ConnectTimeout",
     "ConnectionLost",
     "CryptoError",
     "ExpiredError",
@@ -131,6 +143,7 @@ __all__ = [
     "KeylessClientError",
     "NoServerAvailable",
     "OperationTimeout",
+    "OverloadedError",
     "ReadError",
     "RemoteConfigurationError",
     "ResponseError",

@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from keyless.edge.client_auth import ClientAuthConfig, parse_client_auth
 from keyless.runtime.config import (
@@ -73,6 +74,12 @@ class KeyServerTLS:
     timeout: float = 10.0
     server_name: str | None = None  # name to verify in the key server's certificate; default: the host
     send_client_ip: bool = False  # tell the key servers the end user's IP with each operation (tag 0x03)
+    # Hedging and outlier ejection (keyless.client.resilience; defaults there, docs/client.md).
+    hedge_delay_min: float = 0.025
+    hedge_delay_max: float = 1.0
+    hedge_budget_percent: int = 10  # 0: never hedge
+    eject_after: int = 3  # timeouts or lost hedge races in a row
+    ejection_time: float = 10.0  # the first ejection; x N for the Nth in a row, at most 300 s
 
 
 @dataclass(frozen=True)
@@ -149,7 +156,9 @@ class EdgeConfig:
 _TOP_KEYS = frozenset({"listen", "certificates", "key_server_tls", "origin", "tickets", "limits", "metrics_addr",
                        "workers", "tls12", "rsa_key_exchange", "loglevel", "log_format", "strict_permissions"})
 _LISTEN_KEYS = frozenset({"address", "port", "groups", "hybrid_hello_retry"})
-_KEY_SERVER_TLS_KEYS = frozenset({"client_cert", "client_key", "ca", "timeout", "server_name", "send_client_ip"})
+_KEY_SERVER_TLS_KEYS = frozenset({"client_cert", "client_key", "ca", "timeout", "server_name", "send_client_ip",
+                                  "hedge_delay_min", "hedge_delay_max", "hedge_budget_percent", "eject_after",
+                                  "ejection_time"})
 _ORIGIN_KEYS = frozenset({"mode", "address", "proxy_protocol", "connect_timeout", "response_timeout", "pool_size"})
 _TICKET_KEYS = frozenset({"enabled", "key_files", "redis", "rotation", "lifetime", "session_cache_size"})
 _LIMIT_KEYS = frozenset({"handshake_timeout", "idle_timeout", "send_timeout", "max_connections", "max_header_size",
@@ -330,7 +339,23 @@ def _key_server_tls(entry: Section) -> KeyServerTLS:
         timeout=entry.duration("timeout", 10.0, 0.05, 300.0),
         server_name=entry.text("server_name"),
         send_client_ip=entry.boolean("send_client_ip", False),
+        **_resilience(entry),
     )
+
+
+def _resilience(entry: Section) -> dict[str, Any]:
+    low = entry.duration("hedge_delay_min", 0.025, 0.001, 60.0)
+    high = entry.duration("hedge_delay_max", 1.0, 0.001, 60.0)
+    if high < low:
+        raise entry.error("hedge_delay_max", f"is below hedge_delay_min ({low:g}s)",
+                          "give hedge_delay_max >= hedge_delay_min")
+    return {
+        "hedge_delay_min": low,
+        "hedge_delay_max": high,
+        "hedge_budget_percent": entry.integer("hedge_budget_percent", 10, 0, 100),
+        "eject_after": entry.integer("eject_after", 3, 1, 1000),
+        "ejection_time": entry.duration("ejection_time", 10.0, 0.0, 3600.0),
+    }
 
 
 def _origin(top: Section) -> OriginConfig:

@@ -12,7 +12,7 @@ import ssl
 
 from cryptography import x509
 
-from keyless.client import KeylessClient, RemoteKey, make_ssl_context
+from keyless.client import EjectionPolicy, EndpointStats, HedgePolicy, KeylessClient, RemoteKey, make_ssl_context
 from keyless.edge.config import ConfigError, KeyServerTLS
 
 log = logging.getLogger("keyless.edge.keyservers")
@@ -39,6 +39,18 @@ class ClientGroup:
             health_interval=2.0,
             health_timeout=min(tls.timeout, 2.0),
             send_client_ip=tls.send_client_ip,
+            hedge=HedgePolicy(
+                enabled=tls.hedge_budget_percent > 0,
+                min_delay=tls.hedge_delay_min,
+                max_delay=tls.hedge_delay_max,
+                budget_ratio=tls.hedge_budget_percent / 100,
+            ),
+            ejection=EjectionPolicy(
+                consecutive_failures=tls.eject_after,
+                base_ejection_time=tls.ejection_time,
+                max_ejection_time=max(300.0, tls.ejection_time),
+                slow_start=tls.ejection_time,
+            ),
         )
 
     def __repr__(self) -> str:
@@ -50,6 +62,10 @@ class ClientGroup:
     async def ping_each(self) -> dict[str, float | None]:
         results = await self.client.ping()
         return {label: value if isinstance(value, float) else None for label, value in results.items()}
+
+    def stats(self) -> list[EndpointStats]:
+        """Per key server: hedged, hedge_won, ejected (keyless_edge_keyserver_*_total)."""
+        return self.client.stats()
 
     async def close(self) -> None:
         await self.client.close()

@@ -17,7 +17,7 @@ from typing import Any
 
 from cryptography import x509
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from keyless.edge.config import EdgeConfig
@@ -171,6 +171,32 @@ class KeyServerGauges(Collector):
         yield rtt
 
 
+class KeyServerResilience(Collector):
+    """Per key server, from the clients' own counters: ``keyless_edge_keyserver_hedged_total`` (its
+    operations also sent elsewhere because it was slow), ``..._hedge_won_total`` (hedges it answered
+    first), ``..._ejected_total`` and ``keyless_edge_keyserver_ejected`` (1 while out of rotation)."""
+
+    def __init__(self, stats: Callable[[], Iterable[Any]]) -> None:
+        self.stats = stats  # EndpointStats of every key-server client
+
+    def collect(self) -> Iterable[Metric]:
+        labels = ["keyserver"]
+        hedged = CounterMetricFamily("keyless_edge_keyserver_hedged", "Operations hedged to another key server "
+                                     "because this one had not answered within its hedge delay", labels=labels)
+        won = CounterMetricFamily("keyless_edge_keyserver_hedge_won", "Hedges this key server answered first",
+                                  labels=labels)
+        ejected = CounterMetricFamily("keyless_edge_keyserver_ejected", "Times this key server was ejected",
+                                      labels=labels)
+        out = GaugeMetricFamily("keyless_edge_keyserver_out_of_rotation",
+                                "1 while the key server is ejected or down", labels=labels)
+        for stat in self.stats():
+            hedged.add_metric([stat.label], stat.hedged)
+            won.add_metric([stat.label], stat.hedge_won)
+            ejected.add_metric([stat.label], stat.ejected)
+            out.add_metric([stat.label], 0.0 if stat.healthy else 1.0)
+        yield from (hedged, won, ejected, out)
+
+
 SiteCertificates = Callable[[], Iterable[tuple[str, x509.Certificate]]]
 
 
@@ -222,6 +248,7 @@ __all__ = [
     "CertificateExpiry",
     "EdgeMetrics",
     "KeyServerGauges",
+    "KeyServerResilience",
     "ProxyObserver",
     "alert_name",
     "config_certificates",

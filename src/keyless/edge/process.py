@@ -25,7 +25,7 @@ import logging
 import sys
 import threading
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from cryptography import x509
 
@@ -72,7 +72,13 @@ def _metrics_error(config: EdgeConfig, exc: OSError) -> str:
 async def _serve(
     config: EdgeConfig, path: Path, *, ports: list[int] | None, secret: bytes | None, worker: bool, out: TextIO
 ) -> int:
-    from keyless.edge.metrics import CertificateExpiry, EdgeMetrics, KeyServerGauges, warn_about_validity
+    from keyless.edge.metrics import (
+        CertificateExpiry,
+        EdgeMetrics,
+        KeyServerGauges,
+        KeyServerResilience,
+        warn_about_validity,
+    )
     from keyless.edge.server import Edge
 
     metrics = EdgeMetrics()
@@ -98,7 +104,7 @@ async def _serve(
     if not worker and config.metrics_addr is not None:
         endpoint = MetricsEndpoint(
             daemon_registry("edge", metrics.registry, KeyServerGauges(edge.key_server_round_trips),
-                            CertificateExpiry(site_leaves)),
+                            CertificateExpiry(site_leaves), KeyServerResilience(lambda: key_server_stats(edge))),
             {"keyservers": edge.failing_key_servers},
         )
         try:
@@ -139,6 +145,16 @@ async def _serve(
         endpoint.close()
     log.info("stopped%s", "" if clean else " (connections cut at the drain deadline)")
     return 0
+
+
+def key_server_stats(edge: Any) -> list[Any]:
+    """Every key-server client's per-server stats (groups without a client, as in tests, have none)."""
+    stats: list[Any] = []
+    for group in edge.sites.groups.values():
+        each = getattr(group, "stats", None)
+        if each is not None:
+            stats.extend(each())
+    return stats
 
 
 def run_supervisor(config: EdgeConfig, path: Path, count: int, log_format: str, out: TextIO) -> int:

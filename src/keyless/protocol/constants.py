@@ -78,6 +78,8 @@ class ErrorCode(IntEnum):
     CERT_NOT_FOUND = 0x09
     EXPIRED = 0x0A
     REMOTE_CONFIGURATION = 0x0B
+    # This project's range (0xC0-0xDF, as its opcodes): not sent by the reference server.
+    OVERLOADED = 0xC0  # the key server shed the request unprocessed: send it to another key server
 
     @property
     def description(self) -> str:
@@ -96,4 +98,5 @@ _ERROR_DESCRIPTIONS = {
     ErrorCode.CERT_NOT_FOUND: "certificate not found",
     ErrorCode.EXPIRED: "expired",
     ErrorCode.REMOTE_CONFIGURATION: "remote configuration error",
+    ErrorCode.OVERLOADED: "overloaded, try another key server",
 }

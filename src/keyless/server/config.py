@@ -67,6 +67,7 @@ class KeyServerConfig:
     idle_timeout: float = 30.0
     max_in_flight: int = 1024
     rsa_threads: int = 0  # 0: one per CPU
+    shed_queue_time: float = 0.0  # seconds of expected queueing above which requests get 0xC0; 0: off
     source: Path | None = None
     # The command-line overrides this was loaded with, so that SIGHUP reads the file the same way.
     cli_overrides: tuple[tuple[str, Any], ...] = field(default=(), repr=False, compare=False)
@@ -76,7 +77,7 @@ _KNOWN_KEYS = frozenset(
     {
         "port", "listen", "metrics_port", "metrics_addr", "auth_cert", "auth_key", "cloudflare_ca_cert", "ca_cert",
         "private_key_dirs", "private_key_stores", "loglevel", "log_format", "workers", "strict", "handshake_timeout",
-        "idle_timeout", "max_in_flight", "rsa_threads", "strict_permissions",
+        "idle_timeout", "max_in_flight", "rsa_threads", "strict_permissions", "shed_queue_time",
     }
 )
 
@@ -163,6 +164,7 @@ def _build(top: Section, source: Path | None, cli_overrides: tuple[tuple[str, An
         idle_timeout=read(lambda: top.duration("idle_timeout", 30.0, 0.001, 3600.0), 0.0),
         max_in_flight=read(lambda: top.integer("max_in_flight", 1024, 1, 65536), 0),
         rsa_threads=read(lambda: top.integer("rsa_threads", 0, 0, 1024), 0),
+        shed_queue_time=read(lambda: top.duration("shed_queue_time", 0.0, 0.0, 60.0), 0.0),
         source=source,
         cli_overrides=cli_overrides,
     )

@@ -32,6 +32,7 @@ from keyless.server.metrics import KeyServerMetrics, error_name, opcode_name
 from keyless.server.pool import CryptoPool, Done, PoolItem
 from keyless.server.reload import reload_settings
 from keyless.server.request_context import request_id_of
+from keyless.server.shedding import OVERLOADED, LoadShedder
 from keyless.server.wire import Request
 
 log = logging.getLogger("keyless.keyserver")
@@ -242,6 +243,9 @@ class EdgeConnection(asyncio.Protocol):
                     if isinstance(target, Answer):
                         self.complete(event, received_at, target, 0.0, False)
                     elif isinstance(target, HookJob) or target.offload:
+                        if server.shedder.should_shed(server.pool.queued + len(offloaded)):
+                            self.complete(event, received_at, OVERLOADED, 0.0, False)  # answered now, not late
+                            continue
                         offloaded.append(((self, event, received_at), target, opcode or 0, event.payload))
                     else:
                         # Inline key operation (ECDSA, Ed25519): the hot path, kept free of extra calls.
@@ -397,6 +401,7 @@ class KeyServer:
         # Default: the CPUs this process may use, shared among --workers processes.
         threads = config.rsa_threads or max(1, (os.cpu_count() or 1) // config.workers)
         self.pool: CryptoPool = CryptoPool(self.loop, threads, self._pool_done)
+        self.shedder = LoadShedder(config.shed_queue_time, threads)
         self._server: asyncio.base_events.Server | None = None
         self._sweeper: asyncio.TimerHandle | None = None
         self._reloading: asyncio.Task[LoadReport | None] | None = None
@@ -439,6 +444,7 @@ class KeyServer:
         stats = metrics.stats
         observe_latency = metrics.sign_duration.observe
         now = time.perf_counter()  # every reply of this delivery is queued now
+        self.shedder.observe(results)
         for context, outcome, exec_seconds in results:
             edge: EdgeConnection
             request: Request
