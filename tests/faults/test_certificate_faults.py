@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from keyless.client import ConnectFailed, KeylessClient, make_ssl_context
-from keyless.pki import DemoPKI
+from keyless.pki import DemoPKI, write_private_key
 from tests.support.keyserver import start_keyserver
 from tests.support.waiting import async_wait_until
 
@@ -45,8 +45,7 @@ def issue(pki: DemoPKI, tmp_path: Path, *, expired: bool, own_ca: bool) -> tuple
     cert = builder.sign(ca_key, hashes.SHA256())
     cert_path, key_path = tmp_path / "ks-cert.pem", tmp_path / "ks-key.pem"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    write_private_key(key_path, key)  # mode 0600: the key server refuses a key others can read
     return cert_path, key_path, f"{not_after:%Y-%m-%d %H:%M:%S}"
 
 

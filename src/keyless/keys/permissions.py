@@ -39,17 +39,24 @@ def _user_name(uid: int) -> str:
         return str(uid)
 
 
+def _mode_and_foreign_owner(path: Path) -> tuple[int, str | None, str]:
+    """``path``'s permission bits; its owner's name unless that is root or the daemon's user (None); and the
+    daemon's user name, for the fix."""
+    info = os.stat(path)
+    daemon = os.geteuid()
+    owner = None if info.st_uid in (0, daemon) else _user_name(info.st_uid)
+    return stat.S_IMODE(info.st_mode), owner, _user_name(daemon)
+
+
 def key_file_problems(path: Path) -> list[str]:
     """Why the private key at ``path`` is unsafe, each with its fix; ``[]`` when it is safe. A symlink
     is judged by the file it leads to (and that file's directory). Raises ``OSError`` if unreadable."""
     real = Path(os.path.realpath(path))
-    info = os.stat(real)
-    daemon = os.geteuid()
-    mode = stat.S_IMODE(info.st_mode)
+    mode, owner, daemon = _mode_and_foreign_owner(real)
     problems: list[str] = []
-    if info.st_uid not in (0, daemon):
-        problems.append(f"owned by {_user_name(info.st_uid)}, not by the daemon's user ({_user_name(daemon)}) "
-                        f"or root, so another user controls it. Fix: chown {_user_name(daemon)} {real}")
+    if owner is not None:
+        problems.append(f"owned by {owner}, not by the daemon's user ({daemon}) "
+                        f"or root, so another user controls it. Fix: chown {daemon} {real}")
     if mode & 0o022:
         problems.append(f"mode {mode:04o} lets {'every user' if mode & 0o002 else 'the group'} replace the key. "
                         f"Fix: chmod {mode & 0o640:o} {real} (or 600)")
@@ -64,14 +71,12 @@ def key_file_problems(path: Path) -> list[str]:
 
 def directory_problems(directory: Path) -> list[str]:
     """Why a directory holding private keys is unsafe (writable or owned by others), each with its fix."""
-    info = os.stat(directory)
-    daemon = os.geteuid()
-    mode = stat.S_IMODE(info.st_mode)
+    mode, owner, daemon = _mode_and_foreign_owner(directory)
     problems: list[str] = []
-    if info.st_uid not in (0, daemon):
-        problems.append(f"{directory} is owned by {_user_name(info.st_uid)}, not by the daemon's user "
-                        f"({_user_name(daemon)}) or root, so its owner can replace the keys. "
-                        f"Fix: chown {_user_name(daemon)} {directory}")
+    if owner is not None:
+        problems.append(f"{directory} is owned by {owner}, not by the daemon's user "
+                        f"({daemon}) or root, so its owner can replace the keys. "
+                        f"Fix: chown {daemon} {directory}")
     if mode & 0o022:
         problems.append(f"{directory} has mode {mode:04o}: {'every user' if mode & 0o002 else 'the group'} can "
                         f"replace or add keys. Fix: chmod {mode & ~0o022:o} {directory}")
