@@ -21,6 +21,9 @@ import socket, sys
 from tlslite.api import TLSConnection, HandshakeSettings
 settings = HandshakeSettings()
 settings.minVersion = settings.maxVersion = (3, 4)
+if len(sys.argv) > 3:  # a key share for this group only (as Chromium sends X25519MLKEM768 first)
+    settings.eccCurves = [sys.argv[3], "x25519"]
+    settings.keyShares = [sys.argv[3]]
 conn = TLSConnection(socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=60))
 conn.handshakeClientCert(serverName=sys.argv[2], settings=settings)
 certificate = conn.session.serverCertChain.x509List[0].certAlg
@@ -51,9 +54,10 @@ def tlslite_unavailable() -> str | None:
     return None
 
 
-def tlslite_handshake(port: int, host: str) -> str:
-    """A full TLS 1.3 handshake and one GET by tlslite-ng; what it negotiated, or ``RuntimeError``."""
-    result = subprocess.run([sys.executable, "-c", TLSLITE_CLIENT, str(port), host], capture_output=True,
+def tlslite_run(port: int, host: str, *group: str) -> tuple[str, str]:
+    """A full TLS 1.3 handshake and one GET by tlslite-ng (offering ``group`` first when given): the
+    certificate's algorithm and whether the page came through, or ``RuntimeError``."""
+    result = subprocess.run([sys.executable, "-c", TLSLITE_CLIENT, str(port), host, *group], capture_output=True,
                             timeout=120)
     out = result.stdout.decode(errors="replace").split()
     if result.returncode != 0 or len(out) != 2:
@@ -62,9 +66,15 @@ def tlslite_handshake(port: int, host: str) -> str:
     certificate, page = out
     if page != "page":
         raise RuntimeError("the page did not come through")
+    return certificate, page
+
+
+def tlslite_handshake(port: int, host: str) -> str:
+    """The ML-DSA row: tlslite-ng against the ML-DSA-65 certificate; what it negotiated, or ``RuntimeError``."""
+    certificate, _ = tlslite_run(port, host)
     if certificate != MLDSA_SITE_KEY:
         raise RuntimeError(f"got the {certificate} certificate, not ML-DSA-65")
     return "TLSv1.3 mldsa65 CertificateVerify (the key server signed the 64-byte μ)"
 
 
-__all__ = ["MLDSA_SITE_KEY", "MLDSA_SITE_PREFIX", "tlslite_handshake", "tlslite_unavailable"]
+__all__ = ["MLDSA_SITE_KEY", "MLDSA_SITE_PREFIX", "tlslite_handshake", "tlslite_run", "tlslite_unavailable"]
