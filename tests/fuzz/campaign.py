@@ -50,11 +50,13 @@ HEADER = ("| target | inputs run | cov | ft | corpus | exec/s | peak RSS MB | se
 
 
 def run_target(name: str, seconds: int, runs: int, nice: bool, work: Path | None = None,
-               artifacts: Path | None = None) -> Result:
+               artifacts: Path | None = None, seed: int | None = None) -> Result:
     log_dir = artifacts or ROOT / ".fuzz" / name
     log_dir.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "tests.fuzz.run", name, f"-max_total_time={seconds}", f"-runs={runs}",
                "-print_final_stats=1"]
+    if seed is not None:
+        command.append(f"-seed={seed}")
     if work is not None:
         command += ["--work", str(work)]
     if artifacts is not None:

@@ -38,7 +38,11 @@ def test_short_fuzzing_pass(name: str, tmp_path: Path) -> None:
         import atheris  # noqa: F401
     except ImportError:
         require(False, "atheris is not installed (pip install -e '.[dev]')")
-    result = run_target(name, SECONDS, 10**9, nice=False, work=tmp_path / "corpus", artifacts=tmp_path)
+    # A fixed seed makes the pass reproducible: libFuzzer then mutates in the same order on every machine, and a
+    # slower machine runs a prefix of what a faster one ran, so CI cannot meet an input nobody has seen here.
+    # New ground is the campaign's job (`make fuzz`, random seeds); FUZZ_SMOKE_SEED explores other orders.
+    result = run_target(name, SECONDS, 10**9, nice=False, work=tmp_path / "corpus", artifacts=tmp_path,
+                        seed=int(os.environ.get("FUZZ_SMOKE_SEED", "1")))
     log = (tmp_path / "campaign.log").read_text(errors="replace")
     if result.finding != "none":
         kept = ROOT / ".fuzz" / "smoke-findings" / name  # pytest's tmp_path is gone a few runs later

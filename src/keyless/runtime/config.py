@@ -401,7 +401,11 @@ class Section:
         return self.resolve(key, value)
 
     def resolve(self, key: str, value: str) -> Path:
-        path = Path(value).expanduser()
+        try:
+            path = Path(value).expanduser()
+        except RuntimeError:  # "~someone/..." for a user this machine does not know (found by fuzzing)
+            raise self.error(key, f"{show(value)} names a home directory this machine does not know",
+                             "give an absolute path, or a path relative to the configuration file") from None
         base = Path.cwd() if self.where(key) in self.origin.variables else self.origin.base
         return path if path.is_absolute() else base / path
 

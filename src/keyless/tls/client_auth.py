@@ -62,10 +62,10 @@ def verify_client_certificate(
     except VerificationError as exc:
         try:
             alert = _failure_alert(certs, trusted, when)
-        except ValueError:  # an extension cryptography parses only now
+        except Exception:  # a name or extension cryptography parses only now (found by fuzzing): no finer reason
             alert = AlertDescription.bad_certificate
         raise TLSAlert(alert, "client certificate does not verify") from exc
-    except ValueError as exc:  # a field cryptography parses only now (found by fuzzing)
+    except (ValueError, TypeError) as exc:  # a field cryptography parses only now (found by fuzzing)
         raise TLSAlert(AlertDescription.bad_certificate, "client certificate does not parse") from exc
 
 
